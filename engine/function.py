@@ -1,0 +1,80 @@
+"""Function: one differentiable operation; forward and backward work on raw arrays."""
+import weakref
+
+from . import backend
+from .config import state
+
+
+class Function:
+    """Base class of every differentiable operation.
+
+    Subclasses implement ``forward(*arrays) -> array | tuple`` and
+    ``backward(*grads) -> grad | tuple`` (one entry per input; ``None`` for an
+    input that gets no gradient). ``self.needs_input_grad`` tells backward which
+    inputs want a gradient so it can skip work. A Function keeps only what its
+    backward needs; its outputs are held weakly.
+    """
+
+    generation = 0
+    inputs = None
+    outputs = ()
+
+    def __call__(self, *inputs):
+        tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
+        for hook in state.function_hooks:
+            hook.forward_preprocess(self, tensors)
+        ys = self.forward(*[t.data for t in tensors])
+        single = not isinstance(ys, tuple)
+        if single:
+            ys = (ys,)
+        if state.anomaly:
+            _check_finite(self, ys, "forward", [t.data for t in tensors])
+        record = state.grad_enabled and any(t.requires_grad for t in tensors)
+        outputs = [Tensor(y, requires_grad=record) for y in ys]
+        if record:
+            self.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            self.generation = max(t.generation for t in tensors)
+            self.inputs = tensors
+            self.output_meta = [(y.shape, y.dtype) for y in ys]
+            self.outputs = [weakref.ref(o) for o in outputs]
+            generation = self.generation + 1
+            for o in outputs:
+                o.creator = self
+                o.generation = generation
+        for hook in state.function_hooks:
+            hook.forward_postprocess(self, tensors, outputs)
+        return outputs[0] if single else outputs
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, *gys):
+        raise NotImplementedError
+
+
+def _check_finite(function, arrays, phase, inputs=None):
+    """Raise FloatingPointError naming `function` when any float array holds NaN/Inf."""
+    for i, a in enumerate(arrays):
+        if a is None or a.dtype.kind not in "fc":
+            continue
+        xp = backend.xp_of(a)
+        if not bool(xp.isfinite(a).all()):
+            what = "NaN" if bool(xp.isnan(a).any()) else "Inf"
+            where = f"output {i}" if phase == "forward" else f"gradient for input {i}"
+            note = ""
+            if inputs is not None:
+                bad_in = [j for j, x in enumerate(inputs)
+                          if x is not None and x.dtype.kind in "fc"
+                          and not bool(backend.xp_of(x).isfinite(x).all())]
+                note = (f"; inputs {bad_in} were already non-finite" if bad_in
+                        else "; all its inputs were finite")
+            raise FloatingPointError(
+                f"detect_anomaly: {function.name} produced {what} in {phase} ({where}, "
+                f"shape {tuple(a.shape)}){note}")
+
+
+from .tensor import Tensor  # noqa: E402  (Tensor needs Function's module loaded first)

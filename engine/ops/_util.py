@@ -1,0 +1,42 @@
+"""Helpers shared by the ops: undoing broadcasting, normalising axes."""
+
+
+def sum_to(g, shape):
+    """Sum `g` over the axes that broadcasting added or stretched so it has `shape`."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def normalize_axes(axis, ndim):
+    """A sorted tuple of non-negative axes (all axes for None); IndexError-free validation."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not isinstance(a, int) or not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+        out.append(a % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def expand_reduced(g, in_shape, axes, keepdims):
+    """Broadcast the gradient of a reduction back to the input shape."""
+    if not keepdims and axes:
+        shape = list(in_shape)
+        for a in axes:
+            shape[a] = 1
+        g = g.reshape(shape)
+    return g
+
+
+def cast_like(g, x_dtype):
+    return g if g.dtype == x_dtype else g.astype(x_dtype)

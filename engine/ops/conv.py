@@ -1,0 +1,99 @@
+"""2-D convolution (stride, padding, dilation, groups) as im2col + one matrix product."""
+from .. import backend
+from ..function import Function
+from ..kernels.im2col import im2col, col2im, conv_output_size
+from ..tensor import as_tensor
+
+
+def pair(v, name):
+    """(v, v) for an int, the pair itself for a 2-sequence; ValueError otherwise."""
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(v)
+    if len(v) != 2 or not all(isinstance(i, int) for i in v):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v}")
+    return v
+
+
+class Conv2d(Function):
+    def __init__(self, stride, padding, dilation, groups):
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+
+    def forward(self, x, w, b=None):
+        n, cg, kh, kw = w.shape
+        bsz = x.shape[0]
+        g = self.groups
+        cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation)
+        oh, ow = cols.shape[-2:]
+        self.x_shape, self.cols, self.w = x.shape, cols, w
+        if g == 1:
+            y = w.reshape(n, -1) @ cols.reshape(bsz, cg * kh * kw, oh * ow)
+        else:
+            y = w.reshape(g, n // g, -1) @ cols.reshape(bsz, g, cg * kh * kw, oh * ow)
+        y = y.reshape(bsz, n, oh, ow)
+        if b is not None:
+            y += b.reshape(1, n, 1, 1)
+        return y
+
+    def backward(self, gy):
+        xp = backend.xp_of(gy)
+        w, cols, g = self.w, self.cols, self.groups
+        n, cg, kh, kw = w.shape
+        bsz, _, oh, ow = gy.shape
+        p = oh * ow
+        needs = self.needs_input_grad
+        gx = gw = gb = None
+        if g == 1:
+            gy2 = gy.reshape(bsz, n, p)
+            cols2 = cols.reshape(bsz, cg * kh * kw, p)
+            if needs[1]:
+                gw = xp.tensordot(gy2, cols2, axes=([0, 2], [0, 2])).reshape(w.shape)
+            if needs[0]:
+                gcols = w.reshape(n, -1).T @ gy2
+                gx = col2im(gcols.reshape(cols.shape), self.x_shape, self.stride,
+                            self.padding, self.dilation)
+        else:
+            gy2 = gy.reshape(bsz, g, n // g, p)
+            cols2 = cols.reshape(bsz, g, cg * kh * kw, p)
+            if needs[1]:
+                gw = xp.einsum("bgnp,bgkp->gnk", gy2, cols2).reshape(w.shape)
+            if needs[0]:
+                wg = w.reshape(g, n // g, -1)
+                gcols = xp.swapaxes(wg, 1, 2) @ gy2
+                gx = col2im(gcols.reshape(cols.shape), self.x_shape, self.stride,
+                            self.padding, self.dilation)
+        if len(needs) > 2 and needs[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return (gx, gw, gb) if len(needs) > 2 else (gx, gw)
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Cross-correlation of x (B, C, H, W) with w (N, C/groups, kh, kw), plus bias b (N,)."""
+    x, w = as_tensor(x), as_tensor(w)
+    stride, padding = pair(stride, "conv2d stride"), pair(padding, "conv2d padding")
+    dilation = pair(dilation, "conv2d dilation")
+    if x.ndim != 4:
+        raise ValueError(f"conv2d: input must be (batch, channels, height, width), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"conv2d: weight must be (out, in/groups, kh, kw), got shape {w.shape}")
+    if not isinstance(groups, int) or groups < 1 or x.shape[1] % groups or w.shape[0] % groups:
+        raise ValueError(f"conv2d: groups={groups} must divide in channels {x.shape[1]} "
+                         f"and out channels {w.shape[0]}")
+    if x.shape[1] != w.shape[1] * groups:
+        raise ValueError(f"conv2d: input has {x.shape[1]} channels, weight expects "
+                         f"{w.shape[1] * groups} (weight shape {w.shape}, groups {groups})")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: stride {stride} and dilation {dilation} must be >= 1, "
+                         f"padding {padding} >= 0")
+    oh = conv_output_size(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
+    ow = conv_output_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(f"conv2d: kernel {w.shape[2:]} (dilation {dilation}) does not fit the "
+                         f"padded input {x.shape[2:]} + 2*{padding}")
+    fn = Conv2d(stride, padding, dilation, groups)
+    if b is None:
+        return fn(x, w)
+    b = as_tensor(b)
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), got {b.shape}")
+    return fn(x, w, b)
