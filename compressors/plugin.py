@@ -1,0 +1,71 @@
+"""The interface a compression method offers train.py, and the registry of methods by name."""
+import importlib
+
+
+class Compressor:
+    """One compression method as train.py drives it; subclass and override what applies.
+
+    Order in train.py: build the dense model -> (optionally load --init-from
+    weights) -> ``apply`` -> train, adding ``extra_loss`` to the task loss each
+    step and calling ``on_step`` after each optimiser step -> ``finalize``
+    (e.g. truncation) -> optional fine-tuning -> evaluate and report.
+    """
+
+    name = "none"
+
+    @staticmethod
+    def add_arguments(parser):
+        """Add this method's flags (prefixed with its name, e.g. --wavelet-levels) to an argparse group."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def apply(self, model, task):
+        """Return the compressed model to train (may modify `model` in place)."""
+        return model
+
+    def extra_loss(self, model):
+        """A scalar Tensor added to the task loss every step (logged as its own column), or None."""
+        return None
+
+    def on_step(self, optimizer, model):
+        """Called after every optimiser step (a proximal step, for example)."""
+
+    def finalize(self, model, task):
+        """Called once after training; returns the model to evaluate (e.g. truncated)."""
+        return model
+
+    def config(self):
+        """JSON-able description of the compression settings, stored in metrics and checkpoints."""
+        return {"name": self.name}
+
+
+# name -> "module:Class"; imported lazily so a method's extras are only needed when it is used
+REGISTRY = {
+    "none": "compressors.plugin:Compressor",
+    "wavelet": "compressors.wavelet:WaveletCompressor",
+    "tucker": "compressors.tucker:TuckerCompressor",
+    "scada": "compressors.tucker:ScadaCompressor",
+    "basis": "compressors.basis:BasisCompressor",
+    "lowrank": "compressors.lowrank:LowRankCompressor",
+}
+
+
+def get(name):
+    """The Compressor class registered under `name`; ValueError listing the valid names otherwise."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown compressor {name!r}; valid: {', '.join(sorted(REGISTRY))}")
+    module_name, class_name = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def available():
+    """Names of the compressors whose module imports (the others are not built yet)."""
+    names = []
+    for name in sorted(REGISTRY):
+        try:
+            get(name)
+            names.append(name)
+        except (ImportError, AttributeError):
+            pass
+    return names
