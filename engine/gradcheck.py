@@ -62,18 +62,16 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, n_directions=3,
     if elementwise:
         for i in targets:
             data = inputs[i].data
-            flat = data.reshape(-1)
-            gflat = analytic[i].reshape(-1)
-            for k in range(flat.size):
-                orig = float(flat[k])
-                flat[k] = orig + eps
+            # index the array itself: a reshape(-1) of a non-contiguous array would be a copy
+            for idx in np.ndindex(*data.shape):
+                orig = float(data[idx])
+                data[idx] = orig + eps
                 plus = scalar()
-                flat[k] = orig - eps
+                data[idx] = orig - eps
                 minus = scalar()
-                flat[k] = orig
+                data[idx] = orig
                 numeric = (plus - minus) / (2 * eps)
-                idx = np.unravel_index(k, data.shape) if data.ndim else ()
-                if not compare(numeric, float(gflat[k]), f"input {i}, element {tuple(int(j) for j in idx)}"):
+                if not compare(numeric, float(analytic[i][idx]), f"input {i}, element {idx}"):
                     ok = False
     for d in range(n_directions):
         directions = {i: xp.asarray(rng.standard_normal(inputs[i].shape)) for i in targets}

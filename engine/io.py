@@ -65,7 +65,15 @@ def load(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as e:  # NumPy's words for "not an array file" (e.g. pickled data)
+        raise ValueError(f"load: {path} is not a compactnet checkpoint ({e})") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise ValueError(f"load: {path} is truncated or corrupted ({type(e).__name__}: {e})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"load: {path} is a single .npy array, not a compactnet .npz checkpoint")
+    try:
+        with archive as z:
             names = list(z.files)
             if _META_KEY not in names:
                 raise ValueError(f"load: {path} is not a compactnet checkpoint (no metadata entry)")

@@ -22,6 +22,11 @@ class Dense(Module):
         x = check_input(self, x, (2, 3), axis=-1, size=self.n_in)
         return F.linear(x, self.weight, self.bias)
 
+    def flops(self, inputs, output):
+        """2 per multiply-add of the product plus 1 per bias add, for the whole batch."""
+        rows = output.size // self.n_out
+        return rows * self.n_out * (2 * self.n_in + (1 if self.bias is not None else 0))
+
     def extra_repr(self):
         return f"{self.n_in}, {self.n_out}" + ("" if self.bias is not None else ", bias=False")
 

@@ -34,12 +34,15 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        target = (self._parameters if isinstance(value, Parameter)
+                  else self._modules if isinstance(value, Module) else None)
+        # assigning a plain array to a buffer's name updates the buffer (as in PyTorch)
+        keep = self._buffers if target is None else target
         for registry in (self._parameters, self._modules, self._buffers):
-            registry.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+            if registry is not keep:
+                registry.pop(name, None)
+        if target is not None:
+            target[name] = value  # an existing key keeps its place (Sequential order)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
@@ -250,3 +253,32 @@ class Sequential(Module):
         for m in self._modules.values():
             x = m(x)
         return x
+
+
+class ModuleList(Module):
+    """A list of sub-modules registered under '0', '1', ...; indexable, iterable, no forward of its own."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        for m in modules:
+            self.append(m)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: item {len(self)} is a {type(module).__name__}, not a Module")
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __setitem__(self, i, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: item {i} is a {type(module).__name__}, not a Module")
+        setattr(self, list(self._modules)[i], module)

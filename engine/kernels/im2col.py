@@ -1,4 +1,7 @@
-"""im2col / col2im for 2-D convolution: patches as columns, and their adjoint."""
+"""im2col / col2im for 2-D convolution: patches as columns, and their adjoint (NumPy, Numba, CuPy)."""
+import functools
+import os
+
 from .. import backend
 
 
@@ -6,7 +9,9 @@ def conv_output_size(size, k, stride, pad, dilation):
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
-def im2col(x, kh, kw, stride, padding, dilation):
+# ---- NumPy reference (also the CuPy path: the same code with xp = cupy) ----------
+
+def im2col_numpy(x, kh, kw, stride, padding, dilation):
     """Patches of x (B, C, H, W) as cols (B, C, kh, kw, OH, OW).
 
     Built by kh*kw strided copies (one per kernel tap), each a whole-batch
@@ -28,7 +33,7 @@ def im2col(x, kh, kw, stride, padding, dilation):
     return cols
 
 
-def col2im(cols, x_shape, stride, padding, dilation):
+def col2im_numpy(cols, x_shape, stride, padding, dilation):
     """Adjoint of im2col: sum cols (B, C, kh, kw, OH, OW) back into an image of x_shape."""
     xp = backend.xp_of(cols)
     b, c, h, w = x_shape
@@ -43,3 +48,94 @@ def col2im(cols, x_shape, stride, padding, dilation):
     if ph or pw:
         img = img[:, :, ph:ph + h, pw:pw + w]
     return img
+
+
+# ---- Numba CPU version (engine/kernels/im2col_numba.py) and the dispatcher ----------
+
+_numba_module = None
+_numba_checked = False
+
+# The implementation the dispatcher uses on CPU arrays when Numba is available, per direction.
+# bench/bench_im2col.py at LeNet-5 shapes (batch 128, float32): the one-thread Numba kernels took
+# 0.36-0.48x the NumPy time for im2col and 0.13-0.20x for col2im on a busy 2-core machine, so
+# both directions pick Numba.
+PREFERRED = {"im2col": "numba", "col2im": "numba"}
+
+# The prange (threaded) kernels ran 2-3x faster than one thread on an idle 2-core machine but
+# 2-20x slower when the cores were shared (threads wait for each other), so they are opt-in:
+# COMPACTNET_NUMBA_PARALLEL=1, and then only for calls with at least this many column entries.
+PARALLEL_MIN_ENTRIES = 1 << 16
+
+
+def _pays_to_thread(batch, entries_per_image):
+    return (os.environ.get("COMPACTNET_NUMBA_PARALLEL", "") == "1" and batch > 1
+            and batch * entries_per_image >= PARALLEL_MIN_ENTRIES)
+
+
+def numba_enabled():
+    """True when Numba imports and COMPACTNET_DISABLE_NUMBA is not set to 1."""
+    global _numba_module, _numba_checked
+    if os.environ.get("COMPACTNET_DISABLE_NUMBA", "") == "1":
+        return False
+    if not _numba_checked:
+        _numba_checked = True
+        try:
+            from . import im2col_numba
+            _numba_module = im2col_numba
+        except Exception:  # Numba missing or unusable: the NumPy reference runs
+            _numba_module = None
+    return _numba_module is not None
+
+
+def im2col_nb(x, kh, kw, stride, padding, dilation, parallel=None):
+    """The Numba version of im2col_numpy (same result); parallel None picks threads by _pays_to_thread."""
+    if not numba_enabled():
+        raise RuntimeError("im2col_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh = conv_output_size(x.shape[2], kh, sh, ph, dh)
+    ow = conv_output_size(x.shape[3], kw, sw, pw, dw)
+    if parallel is None:
+        parallel = _pays_to_thread(x.shape[0], x.shape[1] * kh * kw * oh * ow)
+    kernel = _numba_module.im2col_parallel if parallel else _numba_module.im2col_serial
+    return kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None):
+    """The Numba version of col2im_numpy (same result); parallel None picks threads by _pays_to_thread."""
+    if not numba_enabled():
+        raise RuntimeError("col2im_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    if parallel is None:
+        parallel = _pays_to_thread(cols.shape[0], cols[0].size)
+    kernel = _numba_module.col2im_parallel if parallel else _numba_module.col2im_serial
+    return kernel(cols, x_shape[2], x_shape[3], sh, sw, ph, pw, dh, dw)
+
+
+def _use_numba(array, direction):
+    return (PREFERRED[direction] == "numba" and not backend.is_gpu_array(array)
+            and array.dtype.kind == "f" and numba_enabled())
+
+
+def im2col(x, kh, kw, stride, padding, dilation):
+    """Patches of x (B, C, H, W) as cols (B, C, kh, kw, OH, OW): Numba on CPU when it pays, else NumPy/CuPy."""
+    if _use_numba(x, "im2col"):
+        return im2col_nb(x, kh, kw, stride, padding, dilation)
+    return im2col_numpy(x, kh, kw, stride, padding, dilation)
+
+
+def col2im(cols, x_shape, stride, padding, dilation):
+    """Adjoint of im2col (sums overlapping patches): Numba on CPU when it pays, else NumPy/CuPy."""
+    if _use_numba(cols, "col2im"):
+        return col2im_nb(cols, x_shape, stride, padding, dilation)
+    return col2im_numpy(cols, x_shape, stride, padding, dilation)
+
+
+def implementations():
+    """name -> (im2col, col2im) for every usable implementation, for tests and benchmarks."""
+    impls = {"numpy": (im2col_numpy, col2im_numpy)}
+    if numba_enabled():
+        impls["numba"] = (functools.partial(im2col_nb, parallel=False),
+                          functools.partial(col2im_nb, parallel=False))
+        impls["numba_parallel"] = (functools.partial(im2col_nb, parallel=True),
+                                   functools.partial(col2im_nb, parallel=True))
+    return impls

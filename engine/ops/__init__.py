@@ -1,5 +1,6 @@
 """Every differentiable operation as a function (import engine.ops as F)."""
 from ..tensor import Tensor, as_tensor
+from .math import Linear
 from .math import (add, sub, mul, div, pow, neg, exp, log, sqrt, abs, tanh, sigmoid, relu,
                    leaky_relu, softplus, maximum, minimum, where, clip, matmul, cast)
 from .shape import (reshape, transpose, swapaxes, broadcast_to, expand_dims, squeeze, flatten,
@@ -10,15 +11,24 @@ from .loss import cross_entropy, mse_loss
 from .nn import dropout, embedding
 from .conv import conv2d
 from .pool import max_pool2d, avg_pool2d
+from .recurrent import gru_gates, lstm_gates, unstack
+from .tucker import tucker_to_tensor, mode_product
+from .wavelet import fwt, ifwt
 
 concatenate = concat
-linear = None  # defined below
 
 
-def linear(x, w, b=None):  # noqa: F811
-    """x @ w + b with w of shape (n_in, n_out)."""
-    y = matmul(x, w)
-    return y if b is None else add(y, b)
+def linear(x, w, b=None):
+    """x @ w + b with w of shape (n_in, n_out), as one op (x may carry leading batch axes)."""
+    x, w = as_tensor(x), as_tensor(w)
+    if x.ndim < 1 or w.ndim != 2 or x.shape[-1] != w.shape[0]:
+        raise ValueError(f"linear: input shape {x.shape} does not fit weight shape {w.shape}")
+    if b is None:
+        return Linear()(x, w)
+    b = as_tensor(b)
+    if b.shape != (w.shape[1],):
+        raise ValueError(f"linear: bias shape {b.shape} must be ({w.shape[1]},)")
+    return Linear()(x, w, b)
 
 
 def _install_operators():

@@ -1,5 +1,6 @@
 """Elementwise arithmetic, unary math, comparisons-as-selection and matrix products."""
 from .. import backend
+from ..config import no_grad
 from ..function import Function
 from ..tensor import Tensor, as_tensor
 from ._util import sum_to, cast_like
@@ -137,7 +138,7 @@ class Sqrt(Function):
 class Abs(Function):
     def forward(self, x):
         self.x = x
-        return abs(x)
+        return backend.xp_of(x).abs(x)  # not abs(): this module's abs() is the op itself
 
     def backward(self, gy):
         return gy * backend.xp_of(gy).sign(self.x)
@@ -251,6 +252,8 @@ class MatMul(Function):
             raise ValueError(
                 f"matmul: inner dimensions differ: a has shape {a.shape}, b has shape {b.shape}")
         self.a, self.b = a, b
+        if b.ndim == 2:
+            return fold_matmul(a, b)
         return a @ b
 
     def backward(self, gy):
@@ -258,14 +261,15 @@ class MatMul(Function):
         xp = backend.xp_of(gy)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
+        # restore the axes NumPy dropped for 1-D operands (both for a vector dot product)
         if a.ndim == 1:
-            gy = xp.expand_dims(gy, -2)
+            gy = gy[..., None, :] if b.ndim > 1 else gy[..., None]
         if b.ndim == 1:
-            gy = xp.expand_dims(gy, -1)
+            gy = gy[..., None]
         na, nb = self.needs_input_grad
         ga = gb = None
         if na:
-            ga = gy @ xp.swapaxes(b2, -1, -2)
+            ga = fold_matmul(gy, b2.T) if b2.ndim == 2 else gy @ xp.swapaxes(b2, -1, -2)
             ga = sum_to(ga, a2.shape).reshape(a.shape)
         if nb:
             if b2.ndim == 2 and a2.ndim > 2:
@@ -275,6 +279,36 @@ class MatMul(Function):
                 gb = sum_to(xp.swapaxes(a2, -1, -2) @ gy, b2.shape)
             gb = gb.reshape(b.shape)
         return ga, gb
+
+
+def fold_matmul(a, b):
+    """a @ b for a 2-D b; leading axes of a are folded into rows so BLAS runs one GEMM
+    (NumPy's stacked matmul with a broadcast 2-D operand is many times slower)."""
+    if a.ndim <= 2:
+        return a @ b
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
+class Linear(Function):
+    """x @ w (+ b): the dense layer's product, leading batch axes of x folded into one GEMM."""
+
+    def forward(self, x, w, b=None):
+        self.x, self.w = x, w
+        y = fold_matmul(x, w)
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy):
+        x, w = self.x, self.w
+        needs = self.needs_input_grad
+        gx = fold_matmul(gy, w.T) if needs[0] else None
+        gw = gb = None
+        if needs[1]:
+            gw = x.reshape(-1, x.shape[-1]).T @ gy.reshape(-1, gy.shape[-1])
+        if len(needs) > 2 and needs[2]:
+            gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0)
+        return (gx, gw, gb) if len(needs) > 2 else (gx, gw)
 
 
 def _binary(cls, a, b):
@@ -377,5 +411,9 @@ def where(condition, a, b):
 
 
 def cast(x, dtype):
-    """Change the dtype; the gradient is cast back."""
+    """Change the dtype; the gradient is cast back. A cast to a non-float dtype is not recorded."""
+    xp = backend.xp_of(as_tensor(x).data)
+    if xp.dtype(dtype).kind not in "fc":
+        with no_grad():
+            return Cast(dtype)(x)
     return Cast(dtype)(x)

@@ -1,0 +1,262 @@
+"""Speed benchmark: ours / anchor time ratios (PyTorch CPU, PyWavelets, TensorLy), side by side.
+
+Usage: python bench/speed.py [--threads 2] [--repeats 7] [--out bench/results]
+Writes speed.md (a markdown table) and speed.json. Anchors that are not installed
+are reported as missing, never faked. Lower ratio is better.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.timing import pin_threads, median_seconds  # noqa: E402
+
+
+def _try_import(name):
+    try:
+        return __import__(name)
+    except Exception:
+        return None
+
+
+# ---------------------------------------------------------------- train steps
+def _ours_train_step(model, x, loss_fn, lr=0.01):
+    from engine.optim import SGD
+    opt = SGD(list(model.parameters()), lr=lr)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x))
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _torch_train_step(torch, model, x, loss_fn, lr=0.01):
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x))
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _copy_dense_to_torch(torch, ours, theirs):
+    """Copy our Dense/Conv2d weights into the matching torch modules (same init both sides)."""
+    from layers import Dense
+    ours_layers = [m for m in ours.modules() if type(m).__name__ in ("Dense", "Conv2d")]
+    theirs_layers = [m for m in theirs.modules() if type(m).__name__ in ("Linear", "Conv2d")]
+    with torch.no_grad():
+        for a, b in zip(ours_layers, theirs_layers):
+            w = a.weight.data.T if isinstance(a, Dense) else a.weight.data
+            b.weight.copy_(torch.from_numpy(w.copy()))
+            b.bias.copy_(torch.from_numpy(a.bias.data.copy()))
+
+
+def bench_mlp_and_cnn(torch, rows, repeats):
+    import numpy as np
+    import engine.ops as F
+    from engine import Tensor
+    from layers.models import lenet300, lenet5
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 128)
+    specs = [
+        ("LeNet-300-100 train step, batch 128, SGD", lenet300, (128, 784),
+         lambda tnn: tnn.Sequential(tnn.Linear(784, 300), tnn.ReLU(), tnn.Linear(300, 100), tnn.ReLU(),
+                                    tnn.Linear(100, 10))),
+        ("LeNet-5 train step, batch 128, SGD", lenet5, (128, 1, 28, 28),
+         lambda tnn: tnn.Sequential(tnn.Conv2d(1, 20, 5), tnn.MaxPool2d(2), tnn.Conv2d(20, 50, 5),
+                                    tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(800, 500), tnn.ReLU(),
+                                    tnn.Linear(500, 10))),
+    ]
+    for name, build, shape, build_torch in specs:
+        x = rng.standard_normal(shape).astype(np.float32)
+        model = build()
+        ours = median_seconds(_ours_train_step(model, Tensor(x), lambda y: F.cross_entropy(y, labels)),
+                              repeats=repeats)
+        anchor = None
+        if torch is not None:
+            tmodel = build_torch(torch.nn)
+            _copy_dense_to_torch(torch, model, tmodel)
+            tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
+            anchor = median_seconds(_torch_train_step(
+                torch, tmodel, tx, lambda y: torch.nn.functional.cross_entropy(y, tl)), repeats=repeats)
+        rows.append(_row(name, "engine", ours, "PyTorch CPU", anchor, "torch"))
+
+
+def bench_recurrent(torch, rows, repeats):
+    import numpy as np
+    from engine import Tensor
+    import layers
+    rng = np.random.default_rng(0)
+    b, t, h = 50, 100, 128
+    x = rng.standard_normal((b, t, h)).astype(np.float32)
+    for kind in ("LSTM", "GRU"):
+        model = getattr(layers, kind)(h, h)
+
+        def loss_ours(out):
+            return (out[0] * out[0]).mean()
+        ours = median_seconds(_ours_train_step(model, Tensor(x), loss_ours), repeats=max(3, repeats // 2),
+                              warmup=1)
+        anchor = None
+        if torch is not None:
+            tmodel = getattr(torch.nn, kind)(h, h, batch_first=True)
+            anchor = median_seconds(_torch_train_step(
+                torch, tmodel, torch.from_numpy(x), lambda out: (out[0] ** 2).mean()),
+                repeats=max(3, repeats // 2), warmup=1)
+        rows.append(_row(f"{kind} train step, hidden 128, T=100, batch 50", "engine", ours,
+                         "PyTorch CPU", anchor, "torch"))
+
+
+def bench_wavelet(rows, repeats):
+    import numpy as np
+    pywt = _try_import("pywt")
+    from engine.kernels import wavelet as wk
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 512))
+    levels, wname = 8, "db3"  # db3 has filter length L = 6
+    if pywt is not None:
+        w = pywt.Wavelet(wname)
+        dec_lo, dec_hi, rec_lo, rec_hi = (np.asarray(f) for f in (w.dec_lo, w.dec_hi, w.rec_lo, w.rec_hi))
+    else:
+        from compressors.wavelet_filters import filter_bank
+        dec_lo, dec_hi, rec_lo, rec_hi = filter_bank(wname)
+    anchor = None
+    if pywt is not None:
+        import warnings
+
+        def run_pywt():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                c = pywt.wavedec(x, w, mode="zero", level=levels, axis=-1)
+                pywt.waverec(c, w, mode="zero", axis=-1)
+        anchor = median_seconds(run_pywt, repeats=repeats)
+    for impl in wk.available_implementations():
+        def run_ours(impl=impl):
+            c = wk.fwt(x, dec_lo, dec_hi, levels, implementation=impl)
+            wk.ifwt(c, rec_lo, rec_hi, implementation=impl)
+        ours = median_seconds(run_ours, repeats=repeats)
+        rows.append(_row("FWT + IFWT, batch 128, n=512, L=6, J=8, zero mode", f"kernel ({impl})", ours,
+                         "pywt wavedec+waverec", anchor, "pywt"))
+
+
+def bench_tucker(rows, repeats):
+    import numpy as np
+    tl = _try_import("tensorly")
+    from engine.kernels import tucker as tk
+    rng = np.random.default_rng(0)
+    shape, ranks = (10, 12, 14, 14, 10), (4,) * 5
+    core = rng.standard_normal(ranks)
+    factors = [rng.standard_normal((m, k)) for m, k in zip(shape, ranks)]
+    anchor = None
+    if tl is not None:
+        anchor = median_seconds(lambda: tl.tucker_to_tensor((core, factors)), repeats=repeats)
+    for impl in tk.available_implementations():
+        ours = median_seconds(lambda impl=impl: tk.tucker_to_tensor(core, factors, implementation=impl),
+                              repeats=repeats)
+        rows.append(_row("Tucker rebuild 10x12x14x14x10 from a 4^5 core", f"kernel ({impl})", ours,
+                         "tensorly.tucker_to_tensor", anchor, "tensorly"))
+
+
+def bench_compressed_layers(rows, repeats):
+    import numpy as np
+    import engine
+    from engine import Tensor
+    from layers import Dense
+    rng = np.random.default_rng(0)
+    builders = []
+    try:
+        from compressors.wavelet import WaveletLinear
+        builders.append(("WaveletLinear(J=8, L=6)", lambda n: WaveletLinear(n, 8, 6, init="db3")))
+    except ImportError:
+        pass
+    try:
+        from compressors.tucker import TuckerDense
+        builders.append(("TuckerDense(ratio 100, order 4)", lambda n: TuckerDense(n, n, ratio=100, order=4)))
+    except ImportError:
+        pass
+    for n in (512, 1024, 2048, 4096):
+        x = Tensor(rng.standard_normal((128, n)).astype(np.float32))
+        dense = Dense(n, n)
+        with engine.no_grad():
+            t_dense = median_seconds(lambda: dense(x), repeats=repeats)
+            for label, build in builders:
+                layer = build(n)
+                layer.eval()
+                t = median_seconds(lambda: layer(x), repeats=repeats)
+                rows.append(_row(f"{label} forward, batch 128, n={n}", "engine", t,
+                                 "engine Dense(n, n)", t_dense, "engine"))
+
+
+def _row(what, ours_label, ours, anchor_label, anchor, anchor_pkg):
+    return {"what": what, "ours": ours_label, "ours_s": ours, "anchor": anchor_label,
+            "anchor_s": anchor, "ratio": (ours / anchor) if anchor else None,
+            "note": "" if anchor else f"anchor missing ({anchor_pkg} not installed)"}
+
+
+def to_markdown(rows, meta):
+    lines = [f"Machine: {meta['machine']}; threads: {meta['threads']}; numba: {meta['numba']}; "
+             f"torch: {meta['torch']}; date: {meta['date']}",
+             f"Command: `{meta['command']}`", "",
+             "| what | ours | ours ms | anchor | anchor ms | ours / anchor |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        anchor_ms = f"{r['anchor_s'] * 1e3:.3f}" if r["anchor_s"] else "missing"
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else r["note"]
+        lines.append(f"| {r['what']} | {r['ours']} | {r['ours_s'] * 1e3:.3f} | {r['anchor']} | "
+                     f"{anchor_ms} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    p.add_argument("--only", default="", help="comma list of: mlp,rnn,wavelet,tucker,layers")
+    args = p.parse_args(argv)
+    pin_threads(args.threads)
+    torch = _try_import("torch")
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    numba = _try_import("numba")
+    only = set(filter(None, args.only.split(",")))
+    rows = []
+    sections = [("mlp", lambda: bench_mlp_and_cnn(torch, rows, args.repeats)),
+                ("rnn", lambda: bench_recurrent(torch, rows, args.repeats)),
+                ("wavelet", lambda: bench_wavelet(rows, args.repeats)),
+                ("tucker", lambda: bench_tucker(rows, args.repeats)),
+                ("layers", lambda: bench_compressed_layers(rows, args.repeats))]
+    for key, run in sections:
+        if only and key not in only:
+            continue
+        start = time.perf_counter()
+        try:
+            run()
+        except ImportError as e:
+            rows.append({"what": key, "ours": "not built", "ours_s": float("nan"), "anchor": "",
+                         "anchor_s": None, "ratio": None, "note": f"skipped: {e}"})
+        print(f"[{key}] {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+            "threads": args.threads, "numba": getattr(numba, "__version__", "absent"),
+            "torch": getattr(torch, "__version__", "absent"),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    os.makedirs(args.out, exist_ok=True)
+    md = to_markdown(rows, meta)
+    with open(os.path.join(args.out, "speed.md"), "w") as fh:
+        fh.write(md)
+    with open(os.path.join(args.out, "speed.json"), "w") as fh:
+        json.dump({"meta": meta, "rows": rows}, fh, indent=2)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,657 @@
+"""ADA-Tucker and SCADA-Tucker: balanced reshaping, Tucker-form Dense/Conv2d layers, a shared core (METHODS.md s.3).
+
+Zhong et al. 2019. A layer's weight (Dense (n_in, n_out) or Conv2d (N, C, kh, kw))
+is flattened in C order, reshaped to D balanced mode sizes m_1..m_D ("dimension
+adjustment") and stored as W = C x_1 M_1 ... x_D M_D with core C (k_1..k_D) and
+factors M_i (m_i, k_i). Every forward pass in training mode rebuilds W with
+``F.tucker_to_tensor``; in eval mode the rebuilt W is cached (detached, so eval-mode
+calls give no gradient to the core and factors) until a parameter array is
+replaced (load_state_dict, to(), astype()) or the layer goes back to training mode.
+Call ``invalidate_cache()`` after changing parameter values in place in eval mode.
+
+Choices of ours where the paper is silent:
+- Dimension adjustment: of all ways to write the count as a product of D sizes >= 2,
+  the one with the smallest sum of sizes (ties: the smallest largest size), sizes in
+  ascending order. A count with fewer than D prime factors cannot be split: ValueError.
+- Core sizes from a target ratio: ranks k_i = clip(round(f m_i), min_rank, m_i) with
+  one fraction f solved by bisection (for a layer, or one f for the whole network),
+  then single ranks are raised greedily (lowest k_i/m_i first) while the budget holds.
+  The budget counts every stored float: ratio = dense params / compressed params,
+  biases and uncompressed layers included.
+- Init (from scratch): factors with orthonormal columns (rows when m_i < k_i) and a
+  Gaussian core scaled so that the rebuilt W has the variance of the dense layer's
+  default init, 1 / (3 fan_in) (U(-1/sqrt(fan_in), 1/sqrt(fan_in))). With a shared
+  core (SCADA) the core is N(0, 1) and each layer's factors carry the scale instead.
+  from_weights: HOSVD (M_i = leading left singular vectors of the mode-i unfolding,
+  zero columns beyond m_i, core = W x_i M_i^T); SCADA's shared core is then the
+  mean of the layers' projected cores (the least-squares core for orthonormal factors).
+- FLOPs per forward call: the dense product/convolution of the rebuilt W (as Dense and
+  Conv2d count it) plus the cheapest rebuild chain, counted once per call (the cost of
+  a training step's forward; an eval-mode cached call does only the dense part).
+"""
+import argparse
+import math
+
+import numpy as np
+
+import engine
+import engine.ops as F
+from engine import backend
+from engine import random as erandom
+from engine.kernels import tucker as kernels
+from engine.ops.conv import pair
+from layers import init
+from layers._checks import check_input
+from layers.module import Module, Parameter
+
+from .plugin import Compressor
+
+
+# ---------------------------------------------------------------- dimension adjustment
+def prime_factors(n):
+    """Prime factors of n >= 1 with multiplicity, ascending."""
+    out, p = [], 2
+    while p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return out
+
+
+def _divisors(n):
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def balanced_shape(count, order):
+    """D = `order` mode sizes >= 2 with product exactly `count`, as equal as possible (ascending).
+
+    Minimises the sum of the sizes (the factor-matrix cost), then the largest size.
+    784 * 300 with order 5 gives (10, 10, 12, 14, 14). ValueError when `count` has
+    fewer than `order` prime factors.
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"tucker dimension adjustment: element count must be a positive int, got {count!r}")
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+        raise ValueError(f"tucker dimension adjustment: order must be a positive int, got {order!r}")
+    count, order = int(count), int(order)
+    primes = prime_factors(count)
+    if order == 1:
+        return (count,)
+    if len(primes) < order:
+        raise ValueError(f"tucker dimension adjustment: {count} = {' x '.join(map(str, primes)) or '1'} has "
+                         f"{len(primes)} prime factor(s), so it cannot be split into {order} mode sizes "
+                         f">= 2; use an order <= {len(primes)} or give an explicit shape")
+    divisors = _divisors(count)
+    best = [None, None]
+
+    def search(remaining, parts, smallest, chosen, total):
+        if parts == 1:
+            if remaining >= smallest:
+                key = (total + remaining, max(chosen + [remaining]))
+                if best[0] is None or key < best[0]:
+                    best[0], best[1] = key, tuple(chosen + [remaining])
+            return
+        # lower bound: the remaining parts are at best all equal to remaining ** (1 / parts)
+        if best[0] is not None and total + parts * remaining ** (1.0 / parts) > best[0][0] + 1e-9:
+            return
+        for d in divisors:
+            if d < smallest or remaining % d:
+                continue
+            if d ** parts > remaining:
+                break
+            search(remaining // d, parts - 1, d, chosen + [d], total + d)
+
+    search(count, order, 2, [], 0)
+    return best[1]
+
+
+def adjust_dimensions(count, order=None, shape=None, where="tucker"):
+    """Mode sizes for `count` elements: the explicit `shape` (checked) or balanced_shape(count, order)."""
+    if shape is not None:
+        shape = tuple(int(s) for s in shape)
+        if any(s < 1 for s in shape) or math.prod(shape) != count:
+            raise ValueError(f"{where}: explicit shape {shape} has product {math.prod(shape)}, "
+                             f"but the weight has {count} elements")
+        if order is not None and len(shape) != order:
+            raise ValueError(f"{where}: explicit shape {shape} has {len(shape)} modes, order is {order}")
+        return shape
+    if order is None:
+        raise ValueError(f"{where}: give an order (number of modes) or an explicit shape")
+    try:
+        return balanced_shape(count, order)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+# ---------------------------------------------------------------- parameter counts and rank solving
+def tucker_params(modes, ranks, core=True):
+    """Stored values of a Tucker weight: prod(k_i) (the core, unless shared) + sum(m_i k_i)."""
+    return (math.prod(ranks) if core else 0) + sum(m * k for m, k in zip(modes, ranks))
+
+
+def _ranks_at(modes, fraction, min_rank):
+    return [max(min(min_rank, m), min(m, int(round(fraction * m)))) for m in modes]
+
+
+def _raise_greedily(layer_modes, layer_ranks, fits):
+    """Raise single ranks (lowest k/m first) while fits(all ranks) holds; modifies layer_ranks."""
+    improved = True
+    while improved:
+        improved = False
+        candidates = sorted(((k / m, li, i) for li, (modes, ranks) in enumerate(zip(layer_modes, layer_ranks))
+                             for i, (m, k) in enumerate(zip(modes, ranks)) if k < m))
+        for _, li, i in candidates:
+            layer_ranks[li][i] += 1
+            if fits(layer_ranks):
+                improved = True
+                break
+            layer_ranks[li][i] -= 1
+    return layer_ranks
+
+
+def solve_ranks(layer_modes, budget, min_rank=1, where="tucker"):
+    """Core sizes for several layers sharing one budget of Tucker values (cores + factors).
+
+    One fraction f gives k_i = clip(round(f m_i), min_rank, m_i) for every layer
+    (the largest f that fits, by bisection), then single ranks are raised while
+    the total stays within `budget`. ValueError when even min_rank everywhere does not fit.
+    """
+    def total(ranks_list):
+        return sum(tucker_params(m, k) for m, k in zip(layer_modes, ranks_list))
+
+    def at(f):
+        return [_ranks_at(m, f, min_rank) for m in layer_modes]
+
+    if total(at(0.0)) > budget:
+        raise ValueError(f"{where}: the budget of {budget:.0f} Tucker values is too small: core sizes "
+                         f"{min_rank} already need {total(at(0.0))} for mode sizes {layer_modes}; "
+                         "ask for a lower ratio, a lower order or a lower min_rank")
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if total(at(mid)) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    ranks = at(lo)
+    return _raise_greedily(layer_modes, ranks, lambda r: total(r) <= budget)
+
+
+def solve_shared_k(layer_modes, budget, where="scada"):
+    """The largest core side k with k^D + sum over layers of sum(m_i k) <= budget (SCADA)."""
+    order = len(layer_modes[0])
+
+    def total(k):
+        return k ** order + sum(k * sum(modes) for modes in layer_modes)
+
+    if total(1) > budget:
+        raise ValueError(f"{where}: the budget of {budget:.0f} values is too small: a shared core of "
+                         f"side 1 already needs {total(1)}; ask for a lower ratio or a lower order")
+    k = 1
+    while total(k + 1) <= budget:
+        k += 1
+    return k
+
+
+# ---------------------------------------------------------------- the layers
+def _check_ranks(ranks, modes, where):
+    if isinstance(ranks, (int, np.integer)) and not isinstance(ranks, bool):
+        ranks = [int(ranks)] * len(modes)
+    ranks = [int(k) for k in ranks]
+    if len(ranks) != len(modes) or any(k < 1 for k in ranks):
+        raise ValueError(f"{where}: ranks must be {len(modes)} positive ints (one per mode of {modes}), "
+                         f"got {ranks}")
+    return ranks
+
+
+def _orthonormal(rows, cols, dtype):
+    """rows x cols with orthonormal columns (rows when rows < cols) from the engine's generator."""
+    return init.orthogonal(rows, cols, np.float64).astype(dtype)
+
+
+class _TuckerWeight(Module):
+    """Core + factors of one weight; subclasses apply the rebuilt weight (Dense or Conv2d)."""
+
+    def _setup_tucker(self, weight_shape, fan_in, ranks, ratio, order, shape, bias, core, min_rank, dtype):
+        where = type(self).__name__
+        dtype = np.dtype(dtype or backend.DEFAULT_DTYPE)
+        count = math.prod(weight_shape)
+        if core is not None:
+            if not isinstance(core, Parameter):
+                raise TypeError(f"{where}: a shared core must be a Parameter, got {type(core).__name__}")
+            order = core.ndim if order is None else order
+            if core.ndim != order:
+                raise ValueError(f"{where}: shared core has {core.ndim} modes, order is {order}")
+        modes = adjust_dimensions(count, order, shape, where)
+        n_bias = weight_shape[0] if isinstance(self, TuckerConv2d) else weight_shape[1]
+        if core is not None:
+            if ranks is not None and tuple(_check_ranks(ranks, modes, where)) != core.shape:
+                raise ValueError(f"{where}: ranks {ranks} disagree with the shared core shape {core.shape}")
+            ranks = list(core.shape)
+        elif ranks is not None:
+            ranks = _check_ranks(ranks, modes, where)
+        elif ratio is not None:
+            if not ratio > 0:
+                raise ValueError(f"{where}: ratio must be > 0, got {ratio!r}")
+            budget = (count + (n_bias if bias else 0)) / ratio - (n_bias if bias else 0)
+            ranks = solve_ranks([modes], budget, min_rank, where)[0]
+        else:
+            raise ValueError(f"{where}: give ranks (core sizes), a target ratio or a shared core")
+        self.weight_shape, self.modes, self.ranks = tuple(weight_shape), tuple(modes), tuple(ranks)
+        self.fan_in = fan_in
+        target_var = 1.0 / (3.0 * fan_in)          # variance of U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        kept = math.prod(min(m, k) for m, k in zip(modes, ranks))
+        if core is None:
+            core_var = target_var * count / kept
+            self.core = Parameter((erandom.get_rng().standard_normal(ranks) * math.sqrt(core_var)).astype(dtype))
+            scale = 1.0
+        else:
+            self.core = core
+            core_var = float(backend.to_numpy(core.data).astype(np.float64).var()) or 1.0
+            scale = (target_var * count / (core_var * kept)) ** (1.0 / (2 * len(modes)))
+        for i, (m, k) in enumerate(zip(modes, ranks)):
+            setattr(self, f"factor{i}", Parameter(_orthonormal(m, k, dtype) * dtype.type(scale)))
+        self.bias = Parameter(init.fan_in_uniform((n_bias,), fan_in, dtype)) if bias else None
+        self.invalidate_cache()
+
+    @property
+    def factors(self):
+        return [getattr(self, f"factor{i}") for i in range(len(self.modes))]
+
+    @property
+    def shared_core(self):
+        return getattr(self, "_shared", False)
+
+    def invalidate_cache(self):
+        object.__setattr__(self, "_cache", None)
+
+    def rebuilt_weight(self):
+        """The weight in its layer shape as a Tensor: rebuilt with a graph in training mode, cached in eval."""
+        params = [self.core] + self.factors
+        if self.training:
+            self.invalidate_cache()
+            return F.reshape(F.tucker_to_tensor(self.core, self.factors), self.weight_shape)
+        key = tuple(p.data for p in params)
+        cache = self._cache
+        if cache is None or len(cache[0]) != len(key) or any(a is not b for a, b in zip(cache[0], key)):
+            with engine.no_grad():
+                w = F.reshape(F.tucker_to_tensor(self.core, self.factors), self.weight_shape)
+            object.__setattr__(self, "_cache", (key, w))
+            cache = self._cache
+        return cache[1]
+
+    def tucker_params(self, count_core=True):
+        """Stored values of this layer: prod(k) (unless the core is shared) + sum(m k) + bias."""
+        bias = self.bias.size if self.bias is not None else 0
+        return tucker_params(self.modes, self.ranks, core=count_core) + bias
+
+    def rebuild_flops(self):
+        return kernels.rebuild_flops(self.ranks, list(zip(self.modes, self.ranks)))
+
+    def _init_from_weight(self, weight, bias, set_core=True):
+        """HOSVD of `weight` (an array of weight_shape) into this layer's factors (and core when set_core).
+
+        Returns the projected core W x_i M_i^T (float64 NumPy) either way.
+        """
+        w = backend.to_numpy(weight).astype(np.float64).reshape(self.modes)
+        dtype = self.core.dtype
+        device = self.core.device
+        factors = []
+        for i, (m, k) in enumerate(zip(self.modes, self.ranks)):
+            # leading left singular vectors from the small m x m Gram matrix (a wide SVD is far slower)
+            unfolded = kernels.unfold(w, i)
+            eigenvalues, vectors = np.linalg.eigh(unfolded @ unfolded.T)
+            u = vectors[:, np.argsort(eigenvalues)[::-1]]
+            f = np.zeros((m, k))
+            f[:, :min(k, u.shape[1])] = u[:, :k]
+            factors.append(f)
+        core = w
+        for i, f in enumerate(factors):
+            core = kernels.mode_product(core, f.T, i)
+        for p, f in zip(self.factors, factors):
+            p.data = backend.to_device(f.astype(dtype), device)
+        if set_core:
+            self.core.data = backend.to_device(core.astype(dtype), device)
+        if bias is not None and self.bias is not None:
+            self.bias.data = backend.to_device(backend.to_numpy(bias).astype(dtype), device)
+        self.invalidate_cache()
+        return core
+
+    def _tucker_repr(self):
+        shared = " shared" if self.shared_core else ""
+        return f"modes={self.modes}, ranks={self.ranks}{shared}"
+
+
+class TuckerDense(_TuckerWeight):
+    """y = x W + b with W (n_in, n_out) stored as a Tucker core and factors over balanced modes.
+
+    Give `ranks` (an int for every mode or one per mode), or `ratio` (the layer's dense
+    params incl. bias / its stored params), or a shared `core` Parameter (SCADA).
+    `order` is the number of modes D; `shape` gives the modes explicitly.
+    """
+
+    def __init__(self, n_in, n_out, ranks=None, ratio=None, order=5, shape=None, bias=True, core=None,
+                 min_rank=1, dtype=None):
+        super().__init__()
+        for name, v in (("n_in", n_in), ("n_out", n_out)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TuckerDense: {name} must be a positive int, got {v!r}")
+        self.n_in, self.n_out = n_in, n_out
+        if shape is not None:
+            order = len(shape) if core is None else order
+        self._setup_tucker((n_in, n_out), n_in, ranks, ratio, order, shape, bias, core, min_rank, dtype)
+
+    @classmethod
+    def from_dense(cls, dense, ranks=None, ratio=None, order=5, shape=None, core=None, from_weights=False,
+                   min_rank=1):
+        """A TuckerDense replacing `dense` (same sizes, bias if it had one; HOSVD of its weights if asked)."""
+        layer = cls(dense.n_in, dense.n_out, ranks, ratio, order, shape, dense.bias is not None, core,
+                    min_rank, dense.weight.dtype)
+        layer.to(dense.weight.device)
+        if from_weights:
+            layer._projected_core = layer._init_from_weight(
+                dense.weight.data, None if dense.bias is None else dense.bias.data, set_core=core is None)
+        return layer
+
+    def forward(self, x):
+        x = check_input(self, x, (2, 3), axis=-1, size=self.n_in)
+        return F.linear(x, self.rebuilt_weight(), self.bias)
+
+    def flops(self, inputs, output):
+        """The dense product as Dense counts it (2 n_in + 1 per output value) plus one rebuild."""
+        rows = output.size // self.n_out
+        dense = rows * self.n_out * (2 * self.n_in + (1 if self.bias is not None else 0))
+        return dense + self.rebuild_flops()
+
+    def extra_repr(self):
+        return f"{self.n_in}, {self.n_out}, {self._tucker_repr()}" + ("" if self.bias is not None else ", bias=False")
+
+
+class TuckerConv2d(_TuckerWeight):
+    """Conv2d whose weight (N, C/groups, kh, kw) is stored as a Tucker core and factors over balanced modes."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, ranks=None, ratio=None, order=5, shape=None, stride=1,
+                 padding=0, dilation=1, groups=1, bias=True, core=None, min_rank=1, dtype=None):
+        super().__init__()
+        for name, v in (("in_ch", in_ch), ("out_ch", out_ch), ("groups", groups)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"TuckerConv2d: {name} must be a positive int, got {v!r}")
+        if in_ch % groups or out_ch % groups:
+            raise ValueError(f"TuckerConv2d: groups={groups} must divide in_ch={in_ch} and out_ch={out_ch}")
+        self.in_ch, self.out_ch, self.groups = in_ch, out_ch, groups
+        self.kernel_size = pair(kernel_size, "TuckerConv2d kernel_size")
+        self.stride = pair(stride, "TuckerConv2d stride")
+        self.padding = pair(padding, "TuckerConv2d padding")
+        self.dilation = pair(dilation, "TuckerConv2d dilation")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
+            raise ValueError(f"TuckerConv2d: kernel_size {self.kernel_size}, stride {self.stride}, dilation "
+                             f"{self.dilation} must be >= 1 and padding {self.padding} >= 0")
+        kh, kw = self.kernel_size
+        if shape is not None:
+            order = len(shape) if core is None else order
+        self._setup_tucker((out_ch, in_ch // groups, kh, kw), in_ch // groups * kh * kw, ranks, ratio, order,
+                           shape, bias, core, min_rank, dtype)
+
+    @classmethod
+    def from_conv(cls, conv, ranks=None, ratio=None, order=5, shape=None, core=None, from_weights=False,
+                  min_rank=1):
+        """A TuckerConv2d with `conv`'s geometry (and HOSVD of its weights if asked)."""
+        layer = cls(conv.in_ch, conv.out_ch, conv.kernel_size, ranks, ratio, order, shape, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None, core, min_rank,
+                    conv.weight.dtype)
+        layer.to(conv.weight.device)
+        if from_weights:
+            layer._projected_core = layer._init_from_weight(
+                conv.weight.data, None if conv.bias is None else conv.bias.data, set_core=core is None)
+        return layer
+
+    def forward(self, x):
+        x = check_input(self, x, 4, axis=1, size=self.in_ch)
+        return F.conv2d(x, self.rebuilt_weight(), self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+    def flops(self, inputs, output):
+        """The convolution as Conv2d counts it (2 C kh kw + 1 per output value) plus one rebuild."""
+        kh, kw = self.kernel_size
+        per_output = 2 * (self.in_ch // self.groups) * kh * kw + (1 if self.bias is not None else 0)
+        return output.size * per_output + self.rebuild_flops()
+
+    def extra_repr(self):
+        return (f"{self.in_ch}, {self.out_ch}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, {self._tucker_repr()}")
+
+
+# ---------------------------------------------------------------- whole models
+def _layer_types():
+    from layers.conv import Conv2d
+    from layers.dense import Dense
+    return Dense, Conv2d
+
+
+def _find_layers(model, names):
+    dense_type, conv_type = _layer_types()
+    found = [(n, m) for n, m in model.named_modules()
+             if n and isinstance(m, (dense_type, conv_type)) and not isinstance(m, _TuckerWeight)]
+    if names is not None:
+        if isinstance(names, str):
+            names = [s for s in names.split(",") if s]
+        available = [n for n, _ in found]
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise ValueError(f"tucker.compress: no Dense/Conv2d layer named {missing}; available: {available}")
+        found = [(n, m) for n, m in found if n in names]
+    return found
+
+
+def _replace(model, dotted_name, module):
+    parent = model
+    *path, last = dotted_name.split(".")
+    for part in path:
+        parent = parent._modules[part]
+    setattr(parent, last, module)
+
+
+def _per_layer_ranks(ranks, names, where):
+    """ranks as given: an int, one list for every layer, a list of lists, or a dict name -> ranks."""
+    if ranks is None:
+        return {n: None for n in names}
+    if isinstance(ranks, dict):
+        missing = [n for n in names if n not in ranks]
+        if missing:
+            raise ValueError(f"{where}: ranks has no entry for layers {missing}")
+        return {n: ranks[n] for n in names}
+    if isinstance(ranks, (list, tuple)) and ranks and isinstance(ranks[0], (list, tuple)):
+        if len(ranks) != len(names):
+            raise ValueError(f"{where}: {len(ranks)} rank lists for {len(names)} layers {names}")
+        return dict(zip(names, ranks))
+    return {n: ranks for n in names}
+
+
+def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_weights=False, layers=None,
+             per_layer=False, min_rank=1, k=None, shapes=None):
+    """Replace the Dense/Conv2d layers of `model` (or the named `layers`) by Tucker layers, in place.
+
+    ratio: target dense params / compressed params over the whole network (every stored
+    float, biases and unconverted layers included), or per layer with per_layer=True.
+    ranks: explicit core sizes (int, list per mode, list of lists or dict per layer);
+    overrides ratio. shared_core (SCADA): one core k^D shared by every converted layer;
+    k explicit, or the largest that meets `ratio`. from_weights: HOSVD of the current
+    weights. shapes: optional dict name -> explicit mode sizes.
+    Returns a report dict (per-layer modes, ranks, params; dense and compressed totals, ratio).
+    """
+    where = "tucker.compress" if not shared_core else "scada.compress"
+    targets = _find_layers(model, layers)
+    if not targets:
+        raise ValueError(f"{where}: the model has no Dense or Conv2d layer to convert")
+    if ratio is None and ranks is None and k is None:
+        raise ValueError(f"{where}: give a target ratio, explicit ranks or (shared core) k")
+    if ratio is not None and not ratio > 0:
+        raise ValueError(f"{where}: ratio must be > 0, got {ratio!r}")
+    dense_total = model.num_parameters()
+    names = [n for n, _ in targets]
+    shapes = shapes or {}
+    counts = {n: m.weight.size for n, m in targets}
+    modes = {n: adjust_dimensions(counts[n], order, shapes.get(n), f"{where} ({n})") for n in names}
+    biases = sum(m.bias.size for _, m in targets if m.bias is not None)
+    others = dense_total - sum(counts.values()) - biases     # unconverted params kept as they are
+    dense_type, _ = _layer_types()
+    dtype = targets[0][1].weight.dtype
+    device = targets[0][1].weight.device
+
+    core = None
+    if shared_core:
+        orders = {len(m) for m in modes.values()}
+        if len(orders) != 1:
+            raise ValueError(f"{where}: a shared core needs one order for every layer, got modes {modes}")
+        if k is None and ranks is not None:
+            if not isinstance(ranks, (int, np.integer)):
+                raise ValueError(f"{where}: a shared core takes one int k (core k^D), got ranks={ranks!r}")
+            k = int(ranks)
+        if k is None:
+            budget = dense_total / ratio - biases - others
+            k = solve_shared_k([modes[n] for n in names], budget, where)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"{where}: k must be a positive int, got {k!r}")
+        d = orders.pop()
+        core = Parameter(erandom.get_rng().standard_normal((int(k),) * d).astype(dtype))
+        layer_ranks = {n: None for n in names}
+    elif ranks is not None:
+        layer_ranks = _per_layer_ranks(ranks, names, where)
+    elif per_layer:
+        layer_ranks = {}
+        for n, m in targets:
+            bias = m.bias.size if m.bias is not None else 0
+            layer_ranks[n] = solve_ranks([modes[n]], (counts[n] + bias) / ratio - bias, min_rank,
+                                         f"{where} ({n})")[0]
+    else:
+        budget = dense_total / ratio - biases - others
+        solved = solve_ranks([modes[n] for n in names], budget, min_rank, where)
+        layer_ranks = dict(zip(names, solved))
+
+    rows, projected = [], []
+    for n, m in targets:
+        kwargs = dict(ranks=layer_ranks[n], order=len(modes[n]), shape=modes[n], core=core,
+                      from_weights=from_weights, min_rank=min_rank)
+        new = (TuckerDense.from_dense(m, **kwargs) if isinstance(m, dense_type)
+               else TuckerConv2d.from_conv(m, **kwargs))
+        if core is not None:
+            object.__setattr__(new, "_shared", True)
+        if from_weights:
+            projected.append(new.__dict__.pop("_projected_core"))
+        _replace(model, n, new)
+        rows.append({"name": n, "type": type(new).__name__, "weight_shape": list(new.weight_shape),
+                     "modes": list(new.modes), "ranks": list(new.ranks),
+                     "dense_params": counts[n] + (m.bias.size if m.bias is not None else 0),
+                     "params": new.tucker_params(count_core=core is None)})
+    if core is not None:
+        core.data = backend.to_device(core.data, device)
+        if from_weights:
+            core.data = backend.to_device(np.mean(projected, axis=0).astype(dtype), device)
+    compressed_total = model.num_parameters()
+    return {"layers": rows, "dense_params": dense_total, "params": compressed_total,
+            "shared_core": None if core is None else list(core.shape),
+            "ratio": dense_total / compressed_total,
+            "bytes": sum(p.size * p.dtype.itemsize for p in model.parameters())}
+
+
+# ---------------------------------------------------------------- train.py plugins
+def _ranks_arg(text):
+    """--tucker-ranks: one int (every mode), or a comma list of ints (per mode, every layer)."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tucker-ranks: expected an int or a comma list of ints, "
+                                         f"got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"--tucker-ranks: expected positive ints, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _add(parser, *names, **kwargs):
+    """add_argument unless a sibling compressor (tucker/scada) already added the flag."""
+    try:
+        parser.add_argument(*names, **kwargs)
+    except argparse.ArgumentError:
+        pass
+
+
+def _add_tucker_arguments(parser):
+    _add(parser, "--tucker-ratio", type=float, default=None,
+         help="target compression ratio: dense params / compressed params over the whole network "
+              "(all stored floats, biases included); default 50 when no ranks are given")
+    _add(parser, "--tucker-order", type=int, default=5, help="number of Tucker modes D per weight (default 5)")
+    _add(parser, "--tucker-ranks", type=_ranks_arg, default=None,
+         help="explicit core sizes: one int for every mode or a comma list per mode (overrides the ratio)")
+    _add(parser, "--tucker-from-weights", action="store_true",
+         help="HOSVD init from the current (e.g. --init-from) weights instead of a fresh init")
+    _add(parser, "--tucker-per-layer", action="store_true",
+         help="apply --tucker-ratio to every layer on its own instead of to the whole network")
+    _add(parser, "--tucker-min-rank", type=int, default=1,
+         help="smallest core size per mode when solving for a ratio (default 1)")
+    _add(parser, "--tucker-layers", default=None,
+         help="comma-separated names of the Dense/Conv2d layers to convert (default all)")
+
+
+class TuckerCompressor(Compressor):
+    """train.py's --compress tucker (ADA-Tucker): every Dense/Conv2d becomes a Tucker layer, trained end to end."""
+
+    name = "tucker"
+    shared = False
+
+    @staticmethod
+    def add_arguments(parser):
+        _add_tucker_arguments(parser)
+        _add(parser, "--scada-k", type=int, default=None,
+             help="scada only: side k of the shared k^D core (overrides --tucker-ratio)")
+
+    def __init__(self, args):
+        super().__init__(args)
+        get = lambda key, default=None: getattr(args, key, default)  # noqa: E731
+        self.ratio = get("tucker_ratio")
+        self.order = get("tucker_order", 5)
+        self.ranks = get("tucker_ranks")
+        self.from_weights = bool(get("tucker_from_weights", False))
+        self.per_layer = bool(get("tucker_per_layer", False))
+        self.min_rank = get("tucker_min_rank", 1) or 1
+        self.layers = get("tucker_layers")
+        self.k = get("scada_k") if self.shared else None
+        if self.ratio is None and self.ranks is None and self.k is None:
+            self.ratio = 50.0
+        self.report = None
+
+    def apply(self, model, task):
+        self.report = compress(model, ratio=self.ratio, order=self.order, shared_core=self.shared,
+                               ranks=self.ranks, from_weights=self.from_weights, layers=self.layers,
+                               per_layer=self.per_layer, min_rank=self.min_rank, k=self.k)
+        return model
+
+    def config(self):
+        out = {"name": self.name, "target_ratio": self.ratio, "order": self.order, "ranks": self.ranks,
+               "from_weights": self.from_weights, "per_layer": self.per_layer, "min_rank": self.min_rank,
+               "layers": self.layers}
+        if self.shared:
+            out["k"] = self.k
+        if self.report is not None:
+            out.update(dense_params=self.report["dense_params"], params=self.report["params"],
+                       ratio=self.report["ratio"], bytes=self.report["bytes"],
+                       shared_core=self.report["shared_core"],
+                       per_layer={r["name"]: {"modes": r["modes"], "ranks": r["ranks"], "params": r["params"]}
+                                  for r in self.report["layers"]})
+        return out
+
+    def log_values(self, model):
+        """Extra values for train.py's log: stored params and the achieved ratio."""
+        if self.report is None:
+            return {}
+        return {"tucker_params": self.report["params"], "tucker_ratio": self.report["ratio"]}
+
+
+class ScadaCompressor(TuckerCompressor):
+    """train.py's --compress scada (SCADA-Tucker): one k^D core shared by every converted layer."""
+
+    name = "scada"
+    shared = True

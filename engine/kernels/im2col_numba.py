@@ -1,0 +1,76 @@
+"""Numba CPU kernels for im2col/col2im (imported only when Numba is wanted; see im2col.py)."""
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def _im2col_image(x, cols, sh, sw, ph, pw, dh, dw):
+    """Fill cols (C, kh, kw, OH, OW) from one image x (C, H, W); padding reads as zeros."""
+    c, h, w = x.shape
+    _, kh, kw, oh, ow = cols.shape
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for p in range(oh):
+                    r = p * sh + i * dh - ph
+                    row_inside = 0 <= r < h
+                    for q in range(ow):
+                        s = q * sw + j * dw - pw
+                        if row_inside and 0 <= s < w:
+                            cols[ch, i, j, p, q] = x[ch, r, s]
+                        else:
+                            cols[ch, i, j, p, q] = 0
+
+
+@numba.njit(cache=True)
+def _col2im_image(cols, img, sh, sw, ph, pw, dh, dw):
+    """Add every entry of cols (C, kh, kw, OH, OW) into its place in one image img (C, H, W)."""
+    c, h, w = img.shape
+    _, kh, kw, oh, ow = cols.shape
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for p in range(oh):
+                    r = p * sh + i * dh - ph
+                    if r < 0 or r >= h:
+                        continue
+                    for q in range(ow):
+                        s = q * sw + j * dw - pw
+                        if 0 <= s < w:
+                            img[ch, r, s] += cols[ch, i, j, p, q]
+
+
+@numba.njit(parallel=True, cache=True)
+def im2col_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """cols (B, C, kh, kw, OH, OW) from x (B, C, H, W), images in parallel threads."""
+    cols = np.empty((x.shape[0], x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
+    for n in numba.prange(x.shape[0]):
+        _im2col_image(x[n], cols[n], sh, sw, ph, pw, dh, dw)
+    return cols
+
+
+@numba.njit(cache=True)
+def im2col_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """im2col_parallel in one thread (small inputs, where waking threads costs more than it saves)."""
+    cols = np.empty((x.shape[0], x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        _im2col_image(x[n], cols[n], sh, sw, ph, pw, dh, dw)
+    return cols
+
+
+@numba.njit(parallel=True, cache=True)
+def col2im_parallel(cols, h, w, sh, sw, ph, pw, dh, dw):
+    """Adjoint of im2col: image (B, C, h, w) summing every patch entry; images in parallel threads."""
+    img = np.zeros((cols.shape[0], cols.shape[1], h, w), dtype=cols.dtype)
+    for n in numba.prange(cols.shape[0]):
+        _col2im_image(cols[n], img[n], sh, sw, ph, pw, dh, dw)
+    return img
+
+
+@numba.njit(cache=True)
+def col2im_serial(cols, h, w, sh, sw, ph, pw, dh, dw):
+    """col2im_parallel in one thread."""
+    img = np.zeros((cols.shape[0], cols.shape[1], h, w), dtype=cols.dtype)
+    for n in range(cols.shape[0]):
+        _col2im_image(cols[n], img[n], sh, sw, ph, pw, dh, dw)
+    return img

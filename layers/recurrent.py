@@ -1,0 +1,268 @@
+"""GRU and LSTM cells with replaceable hidden-to-hidden transforms, and batch-first stacked GRU/LSTM."""
+import math
+
+import engine.ops as F
+from engine import backend
+from engine.tensor import Tensor, as_tensor
+
+from . import init
+from ._checks import check_input
+from .dense import Dense
+from .module import Module, ModuleList
+
+_AUTO = object()  # "decide the fast path yourself" for a cell called on its own
+
+
+class _RecurrentCell(Module):
+    """Shared machinery: `ih` = Dense(n_in, k*H) holds the per-gate biases; one hh_* module per gate.
+
+    Each hh_* maps (B, H) -> (B, H) and may be replaced by any Module (the compressors
+    swap them independently). While all of them are plain Dense layers without hooks, a
+    call concatenates their weights and does one matmul (the fast path); otherwise each
+    hh_* module is called (the slow path). Both compute the same thing.
+    """
+
+    gate_names = ()
+    elementwise_flops = 0  # FLOPs per hidden unit per example of the gate math itself
+
+    def __init__(self, n_in, hidden, hh_bias=True, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        for arg, v in (("n_in", n_in), ("hidden", hidden)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
+        self.n_in, self.hidden, self.hh_bias = n_in, hidden, bool(hh_bias)
+        self.ih = Dense(n_in, len(self.gate_names) * hidden, bias=True, dtype=dtype)
+        for gate in self.gate_names:
+            setattr(self, gate, Dense(hidden, hidden, bias=hh_bias, dtype=dtype))
+        self._fused_flops = 0
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """PyTorch's default: every weight and bias U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / math.sqrt(self.hidden)
+        for p in self.parameters():
+            p.data = backend.to_device(init.uniform(p.shape, bound, p.dtype), p.device)
+
+    def hh_modules(self):
+        return [getattr(self, gate) for gate in self.gate_names]
+
+    def fused_hh(self):
+        """(W, b) with the hh_* Dense weights side by side (H, k*H), or None when the slow path is needed."""
+        mods = self.hh_modules()
+        plain = all(type(m) is Dense and not m._pre_hooks and not m._post_hooks
+                    and m.n_in == self.hidden and m.n_out == self.hidden for m in mods)
+        if not plain:
+            return None
+        with_bias = [m.bias is not None for m in mods]
+        if any(with_bias) and not all(with_bias):
+            return None
+        weight = F.concat([m.weight for m in mods], axis=1)
+        bias = F.concat([m.bias for m in mods], axis=0) if all(with_bias) else None
+        return weight, bias
+
+    def _hh(self, h, fused):
+        """The hidden-to-hidden transforms of h: one (B, k*H) tensor (fast path) or k of (B, H)."""
+        k, batch = len(self.gate_names), h.shape[0]
+        if fused is not None:
+            weight, bias = fused
+            self._fused_flops = batch * k * self.hidden * (2 * self.hidden + (bias is not None))
+            return [F.linear(h, weight, bias)]
+        self._fused_flops = 0
+        outs = []
+        for gate, m in zip(self.gate_names, self.hh_modules()):
+            y = as_tensor(m(h))
+            if y.shape != h.shape:
+                raise ValueError(f"{type(self).__name__}: {gate} must map {h.shape} -> {h.shape}, "
+                                 f"got output shape {y.shape}")
+            outs.append(y)
+        return outs
+
+    def _gate_inputs(self, x, projected):
+        """The input projection x W_ih + b_ih of shape (B, k*H)."""
+        name, width = type(self).__name__, len(self.gate_names) * self.hidden
+        if projected:
+            x = as_tensor(x)
+            if x.ndim != 2 or x.shape[1] != width:
+                raise ValueError(f"{name}: expected a projected input of shape (batch, {width}), "
+                                 f"got shape {x.shape}")
+            return x
+        return self.ih(check_input(self, x, 2, axis=1, size=self.n_in))
+
+    def _state_part(self, value, batch, like, what):
+        name = type(self).__name__
+        if value is None:
+            xp = backend.xp_of(like.data)
+            return Tensor(xp.zeros((batch, self.hidden), dtype=like.dtype))
+        value = as_tensor(value)
+        if value.shape != (batch, self.hidden):
+            raise ValueError(f"{name}: expected {what} of shape ({batch}, {self.hidden}), "
+                             f"got shape {value.shape}")
+        return value
+
+    def flops(self, inputs, output):
+        """The gate math, plus the hh matmuls when the fast path ran them (no hh_* call counted them)."""
+        h = output[0] if isinstance(output, tuple) else output
+        return h.size * self.elementwise_flops + self._fused_flops
+
+    def extra_repr(self):
+        return f"{self.n_in}, {self.hidden}" + ("" if self.hh_bias else ", hh_bias=False")
+
+
+class GRUCell(_RecurrentCell):
+    """r = s(x W_ir + b_ir + hh_reset(h)), z = s(x W_iz + b_iz + hh_update(h)),
+    n = tanh(x W_in + b_in + r * hh_state(h)), h' = (1 - z) * n + z * h.
+
+    Call: cell(x (B, n_in), h (B, H) or None) -> h'. FLOPs of its own gate math: 10 per
+    hidden unit (activations count 1; h' is computed as n + z * (h - n)).
+    """
+
+    gate_names = ("hh_reset", "hh_update", "hh_state")
+    elementwise_flops = 10
+
+    def forward(self, x, h=None, projected=False, fused=_AUTO):
+        gi = self._gate_inputs(x, projected)
+        h = self._state_part(h, gi.shape[0], gi, "hidden state h")
+        return F.gru_gates(gi, h, *self._hh(h, self.fused_hh() if fused is _AUTO else fused))
+
+
+class LSTMCell(_RecurrentCell):
+    """i, f, g, o = s(.), s(.), tanh(.), s(.) of x W_i* + b_i* + hh_*(h); c' = f c + i g; h' = o tanh(c').
+
+    Call: cell(x (B, n_in), (h, c) or None) -> (h', c'). forget_bias is added to the forget
+    gate's input bias after PyTorch's default init (0 = PyTorch's behaviour). FLOPs of its
+    own gate math: 13 per hidden unit.
+    """
+
+    gate_names = ("hh_input", "hh_forget", "hh_cell", "hh_output")
+    elementwise_flops = 13
+
+    def __init__(self, n_in, hidden, hh_bias=True, forget_bias=0.0, dtype=None):
+        super().__init__(n_in, hidden, hh_bias=hh_bias, dtype=dtype)
+        self.forget_bias = float(forget_bias)
+        if self.forget_bias:
+            self.ih.bias.data[hidden:2 * hidden] += self.forget_bias
+
+    def forward(self, x, state=None, projected=False, fused=_AUTO):
+        gi = self._gate_inputs(x, projected)
+        if state is None:
+            state = (None, None)
+        elif not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ValueError(f"LSTMCell: expected state (h, c) or None, got {type(state).__name__}")
+        h = self._state_part(state[0], gi.shape[0], gi, "hidden state h")
+        c = self._state_part(state[1], gi.shape[0], gi, "cell state c")
+        return F.lstm_gates(gi, c, *self._hh(h, self.fused_hh() if fused is _AUTO else fused))
+
+
+class _RecurrentLayer(Module):
+    """Stacked cells over batch-first sequences (B, T, n_in) -> (outputs (B, T, H), final state).
+
+    Each layer projects its whole input sequence with one matmul (the cell's `ih`),
+    then steps through time calling the cell on the projected slice.
+    """
+
+    cell_class = None
+    has_cell_state = False
+
+    def __init__(self, n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0, dtype=None, **cell_kw):
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"{name}: num_layers must be a positive int, got {num_layers!r}")
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+        self.n_in, self.hidden, self.num_layers = n_in, hidden, num_layers
+        self.hh_bias, self.dropout = bool(hh_bias), float(dropout)
+        self.cells = ModuleList([self.cell_class(n_in if layer == 0 else hidden, hidden,
+                                                 hh_bias=hh_bias, dtype=dtype, **cell_kw)
+                                 for layer in range(num_layers)])
+
+    def _layer_states(self, state, batch, what):
+        """Split an initial state (num_layers, B, H) into per-layer (B, H) tensors (None: zeros)."""
+        if state is None:
+            return [None] * self.num_layers
+        state = as_tensor(state)
+        expected = (self.num_layers, batch, self.hidden)
+        if state.shape != expected:
+            raise ValueError(f"{type(self).__name__}: expected initial {what} of shape "
+                             f"(num_layers, batch, hidden) = {expected}, got shape {state.shape}")
+        return [F.reshape(s, (batch, self.hidden)) for s in F.split(state, self.num_layers, axis=0)]
+
+    def _initial_states(self, state, batch):
+        raise NotImplementedError
+
+    def forward(self, x, state=None):
+        x = check_input(self, x, 3, axis=2, size=self.n_in)
+        batch, steps = x.shape[0], x.shape[1]
+        states = self._initial_states(state, batch)
+        inputs, finals = x, []
+        for layer, cell in enumerate(self.cells):
+            if layer > 0 and self.dropout and self.training:
+                inputs = F.dropout(inputs, self.dropout, True)
+            projected = cell.ih(inputs)
+            fused = cell.fused_hh()
+            s = states[layer]
+            outputs = []
+            for step in F.unstack(projected, axis=1):
+                s = cell(step, s, projected=True, fused=fused)
+                outputs.append(s[0] if self.has_cell_state else s)
+            inputs = F.stack(outputs, axis=1)
+            finals.append(s)
+        return inputs, self._final_state(finals)
+
+    def extra_repr(self):
+        s = f"{self.n_in}, {self.hidden}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.hh_bias:
+            s += ", hh_bias=False"
+        return s + (f", dropout={self.dropout}" if self.dropout else "")
+
+
+class GRU(_RecurrentLayer):
+    """GRU(n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0); call gru(x, h0=None) -> (out, h_n).
+
+    x (B, T, n_in); h0 and h_n (num_layers, B, H); dropout acts between stacked layers.
+    """
+
+    cell_class = GRUCell
+
+    def _initial_states(self, state, batch):
+        return self._layer_states(state, batch, "state h0")
+
+    def _final_state(self, finals):
+        return F.stack(finals, axis=0)
+
+
+class LSTM(_RecurrentLayer):
+    """LSTM(n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0, forget_bias=0.0);
+    call lstm(x, (h0, c0)=None) -> (out, (h_n, c_n)), each state (num_layers, B, H).
+    """
+
+    cell_class = LSTMCell
+    has_cell_state = True
+
+    def __init__(self, n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0, forget_bias=0.0,
+                 dtype=None):
+        super().__init__(n_in, hidden, num_layers, hh_bias, dropout, dtype, forget_bias=forget_bias)
+
+    def _initial_states(self, state, batch):
+        if state is None:
+            return [None] * self.num_layers
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ValueError(f"LSTM: expected initial state (h0, c0), got {type(state).__name__}")
+        hs = self._layer_states(state[0], batch, "state h0")
+        cs = self._layer_states(state[1], batch, "state c0")
+        return list(zip(hs, cs))
+
+    def _final_state(self, finals):
+        return F.stack([h for h, _ in finals], axis=0), F.stack([c for _, c in finals], axis=0)
+
+
+def detach_state(state):
+    """A recurrent state (a Tensor, or a tuple of them) cut from its graph, for truncated BPTT."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return tuple(detach_state(s) for s in state)
+    return as_tensor(state).detach()

@@ -1,0 +1,102 @@
+"""The adding problem: sum the two marked values of a long random sequence (a memory benchmark)."""
+import numpy as np
+
+import engine.ops as F
+from engine import backend
+
+from .base import Task, batch_count, check_int, like_output, output_array
+
+TOLERANCE = 0.05   # a prediction counts as correct when |error| < TOLERANCE
+
+
+def adding_batch(rng, batch_size, T):
+    """Inputs (B, T, 2) float32 and targets (B, 1) float32 drawn from `rng`.
+
+    Channel 0 holds U(0, 1) values; channel 1 marks one position in the first half
+    [0, T//2) and one in the second half [T//2, T); the target is the sum of the two marked values.
+    """
+    values = rng.random((batch_size, T), dtype=np.float32)
+    half = T // 2
+    first = rng.integers(0, half, size=batch_size)
+    second = rng.integers(half, T, size=batch_size)
+    rows = np.arange(batch_size)
+    markers = np.zeros((batch_size, T), dtype=np.float32)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    targets = (values[rows, first] + values[rows, second]).astype(np.float32)[:, None]
+    return np.stack([values, markers], axis=2), targets
+
+
+class AddingTask(Task):
+    """Adding problem with sequences of length T; fresh training sequences every batch."""
+
+    name = "adding"
+    metric_name = "mse"
+    higher_is_better = False
+    default_model = "sequence_model"
+    splits = ("test",)
+
+    def __init__(self, T=150, train_size_per_epoch=10000, test_size=1000, seed=1234):
+        owner = "adding task"
+        self.T = check_int(owner, "T", T, minimum=2)
+        self.train_size_per_epoch = check_int(owner, "train_size_per_epoch", train_size_per_epoch)
+        self.test_size = check_int(owner, "test_size", test_size)
+        self.seed = check_int(owner, "seed", seed, minimum=0)
+        self._test = None
+
+    def config(self):
+        return {"name": self.name, "T": self.T, "train_size_per_epoch": self.train_size_per_epoch,
+                "test_size": self.test_size, "seed": self.seed}
+
+    def model_kwargs(self):
+        return {"n_in": 2, "n_out": 1, "output": "last"}
+
+    def steps_per_epoch(self, batch_size):
+        return batch_count(self.train_size_per_epoch, self.check_batch_size(batch_size))
+
+    def train_batches(self, batch_size, rng):
+        for _ in range(self.steps_per_epoch(batch_size)):
+            yield adding_batch(rng, batch_size, self.T)
+
+    def test_set(self):
+        """The fixed test set, drawn once from the task's own seed (never from train.py's rng)."""
+        if self._test is None:
+            self._test = adding_batch(np.random.default_rng(self.seed), self.test_size, self.T)
+        return self._test
+
+    def split_batches(self, batch_size, split):
+        self.check_batch_size(batch_size)
+        self.check_split(split)
+        inputs, targets = self.test_set()
+        for start in range(0, len(inputs), batch_size):
+            yield inputs[start:start + batch_size], targets[start:start + batch_size]
+
+    def _check_output(self, output, targets):
+        shape = output_array(output).shape
+        if shape != targets.shape:
+            raise ValueError(f"adding task: model output must have shape {targets.shape} "
+                             f"(batch, 1), got {shape}")
+
+    def loss(self, output, targets):
+        self._check_output(output, targets)
+        return F.mse_loss(output, like_output(targets, output, cast=True))
+
+    def metrics(self, outputs, targets):
+        self._check_output(outputs, targets)
+        pred = output_array(outputs)
+        xp = backend.xp_of(pred)
+        err = pred - like_output(targets, outputs, cast=True)
+        return {"squared_error": float(xp.sum(err * err)),
+                "correct": float(xp.sum(xp.abs(err) < TOLERANCE)),
+                "count": float(err.size)}
+
+    def summarize(self, totals):
+        mse = totals["squared_error"] / totals["count"]
+        return {"loss": mse, "mse": mse, "accuracy": totals["correct"] / totals["count"]}
+
+    def trivial_baseline(self):
+        """Always predicting the mean target 1: MSE = Var(a + b) = 2 Var(U(0,1)) = 2/12, and the
+        chance |a + b - 1| < tol is 1 - (1 - tol)^2 for the triangular density of a + b."""
+        mse = 2.0 / 12.0
+        return {"loss": mse, "mse": mse, "accuracy": 1.0 - (1.0 - TOLERANCE) ** 2,
+                "predictor": "constant 1.0 (the mean target)"}

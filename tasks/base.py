@@ -1,0 +1,136 @@
+"""Task: the interface every data set or synthetic problem offers to train.py, plus shared checks."""
+import math
+
+import numpy as np
+
+import engine
+from engine import backend
+
+
+def check_int(owner, name, value, minimum=1, maximum=None):
+    """Return `value` as an int, or raise a ValueError naming the task, the option and the bound."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{owner}: {name} must be <= {maximum}, got {value}")
+    return value
+
+
+def model_reference(model):
+    """The first parameter array of `model` (for its device and float dtype), or None."""
+    for p in model.parameters():
+        return p.data
+    return None
+
+
+def to_model_input(inputs, model):
+    """Move a batch's inputs onto the model's device; float inputs take the model's float dtype."""
+    ref = model_reference(model)
+    if ref is None:
+        return inputs
+    arr = backend.to_device(inputs, backend.device_of(ref))
+    if arr.dtype.kind == "f" and arr.dtype != ref.dtype:
+        arr = arr.astype(ref.dtype)
+    return arr
+
+
+def output_array(output):
+    """The raw array of a model output (Tensor or array)."""
+    return output.data if isinstance(output, engine.Tensor) else output
+
+
+def like_output(targets, output, cast=False):
+    """`targets` on the output's device; `cast` also gives it the output's dtype (for regression)."""
+    ref = output_array(output)
+    arr = backend.to_device(targets, backend.device_of(ref))
+    return arr.astype(ref.dtype) if cast and arr.dtype != ref.dtype else arr
+
+
+class Task:
+    """A problem to train on: batches, a training loss, metrics and a trivial baseline.
+
+    Subclasses set the class attributes and implement `train_batches`, `steps_per_epoch`,
+    `split_batches`, `loss`, `metrics`, `summarize` and `trivial_baseline`.
+    `metrics` returns batch *sums* (with their counts) so evaluation over many batches is exact;
+    `summarize` turns the summed totals into means and the headline metric.
+    """
+
+    name = "task"
+    metric_name = "loss"
+    higher_is_better = False
+    default_model = None
+    splits = ("test",)
+
+    def model_kwargs(self):
+        """Keyword arguments the task fixes for its model constructor (sizes, output mode)."""
+        return {}
+
+    def config(self):
+        """The task's options as a JSON-friendly dict (for metrics.json and checkpoints)."""
+        return {"name": self.name}
+
+    # ---- batches -------------------------------------------------------
+    def train_batches(self, batch_size, rng):
+        raise NotImplementedError
+
+    def steps_per_epoch(self, batch_size):
+        raise NotImplementedError
+
+    def split_batches(self, batch_size, split):
+        """Deterministic batches of one evaluation split ('test', and 'train'/'valid' where offered)."""
+        raise NotImplementedError
+
+    def test_batches(self, batch_size):
+        return self.split_batches(batch_size, "test")
+
+    def check_batch_size(self, batch_size):
+        return check_int(f"{self.name} task", "batch_size", batch_size)
+
+    def check_split(self, split):
+        if split not in self.splits:
+            raise ValueError(f"{self.name} task: unknown split {split!r}; expected one of {self.splits}")
+        return split
+
+    # ---- loss and metrics ----------------------------------------------
+    def loss(self, output, targets):
+        raise NotImplementedError
+
+    def metrics(self, outputs, targets):
+        raise NotImplementedError
+
+    def summarize(self, totals):
+        raise NotImplementedError
+
+    def evaluate(self, model, batch_size=256, split="test"):
+        """Metrics of `model` on a whole split, in eval mode and without building a graph."""
+        self.check_batch_size(batch_size)
+        self.check_split(split)
+        was_training = getattr(model, "training", False)
+        model.eval()
+        totals = {}
+        try:
+            with engine.no_grad():
+                for inputs, targets in self.split_batches(batch_size, split):
+                    output = model(to_model_input(inputs, model))
+                    for key, value in self.metrics(output, targets).items():
+                        totals[key] = totals.get(key, 0.0) + value
+        finally:
+            model.train(was_training)
+        if not totals:
+            raise ValueError(f"{self.name} task: split {split!r} yielded no batches")
+        return self.summarize(totals)
+
+    def trivial_baseline(self):
+        raise NotImplementedError
+
+    def __repr__(self):
+        options = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
+        return f"{type(self).__name__}({options})"
+
+
+def batch_count(n, batch_size):
+    """Number of batches covering n items (the last one may be short)."""
+    return math.ceil(n / batch_size)

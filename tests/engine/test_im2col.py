@@ -1,0 +1,96 @@
+"""im2col/col2im: every implementation (NumPy, Numba serial/parallel) agrees, and col2im is im2col's adjoint."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.kernels import im2col as K
+from tests.conftest import ROOT, have_module
+
+IMPLEMENTATIONS = K.implementations()
+GEOMETRIES = [
+    # x shape, kh, kw, stride, padding, dilation
+    ((2, 3, 6, 6), 3, 3, (1, 1), (0, 0), (1, 1)),
+    ((3, 2, 7, 5), 2, 3, (2, 1), (1, 2), (1, 1)),
+    ((1, 1, 9, 9), 3, 3, (2, 2), (1, 1), (2, 2)),
+    ((4, 1, 28, 28), 5, 5, (1, 1), (0, 0), (1, 1)),
+    ((1, 1, 1, 1), 1, 1, (1, 1), (0, 0), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("name", sorted(IMPLEMENTATIONS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_implementations_agree_with_numpy_reference(name, dtype, geometry, rng):
+    shape, kh, kw, stride, padding, dilation = geometry
+    im2col, col2im = IMPLEMENTATIONS[name]
+    x = rng.standard_normal(shape).astype(dtype)
+    cols = im2col(x, kh, kw, stride, padding, dilation)
+    reference = K.im2col_numpy(x, kh, kw, stride, padding, dilation)
+    assert cols.dtype == dtype and cols.shape == reference.shape
+    np.testing.assert_array_equal(cols, reference)
+    g = rng.standard_normal(cols.shape).astype(dtype)
+    img = col2im(g, shape, stride, padding, dilation)
+    assert img.dtype == dtype and img.shape == shape
+    np.testing.assert_allclose(img, K.col2im_numpy(g, shape, stride, padding, dilation),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(IMPLEMENTATIONS))
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=str)
+def test_col2im_is_the_adjoint_of_im2col(name, geometry, rng):
+    # <im2col(x), c> == <x, col2im(c)> for all x, c: the defining property of the backward pass
+    shape, kh, kw, stride, padding, dilation = geometry
+    im2col, col2im = IMPLEMENTATIONS[name]
+    x = rng.standard_normal(shape)
+    c = rng.standard_normal(im2col(x, kh, kw, stride, padding, dilation).shape)
+    lhs = float((im2col(x, kh, kw, stride, padding, dilation) * c).sum())
+    rhs = float((x * col2im(c, shape, stride, padding, dilation)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+def test_im2col_values_by_hand():
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    cols = K.im2col(x, 2, 2, (1, 1), (0, 0), (1, 1))
+    # tap (0, 0) sees the top-left 2x2 corner of every window, tap (1, 1) the bottom-right
+    np.testing.assert_array_equal(cols[0, 0, 0, 0], [[0, 1], [3, 4]])
+    np.testing.assert_array_equal(cols[0, 0, 1, 1], [[4, 5], [7, 8]])
+    counts = K.col2im(np.ones_like(cols), x.shape, (1, 1), (0, 0), (1, 1))
+    np.testing.assert_array_equal(counts[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+def test_dispatcher_honours_disable_env(monkeypatch):
+    monkeypatch.setenv("COMPACTNET_DISABLE_NUMBA", "1")
+    assert not K.numba_enabled()
+    assert K.implementations().keys() == {"numpy"}
+    with pytest.raises(RuntimeError, match="Numba is not available"):
+        K.im2col_nb(np.zeros((1, 1, 2, 2)), 1, 1, (1, 1), (0, 0), (1, 1))
+    monkeypatch.delenv("COMPACTNET_DISABLE_NUMBA")
+    assert K.numba_enabled() == have_module("numba")
+
+
+def test_dispatcher_picks_numba_when_available(monkeypatch):
+    calls = []
+    if "numba" not in IMPLEMENTATIONS:
+        pytest.skip("numba is not installed or COMPACTNET_DISABLE_NUMBA=1")
+    monkeypatch.setattr(K, "im2col_numpy", lambda *a: calls.append("numpy"))
+    K.im2col(np.zeros((1, 1, 3, 3)), 2, 2, (1, 1), (0, 0), (1, 1))
+    assert calls == []  # the NumPy reference was not used
+    monkeypatch.setenv("COMPACTNET_DISABLE_NUMBA", "1")
+    K.im2col(np.zeros((1, 1, 3, 3)), 2, 2, (1, 1), (0, 0), (1, 1))
+    assert calls == ["numpy"]
+
+
+def test_engine_imports_and_convolves_without_numba():
+    # numba blocked: the kernels must fall back to NumPy without an ImportError
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import numpy as np, engine, engine.ops as F\n"
+            "from engine.kernels import im2col as K\n"
+            "assert not K.numba_enabled()\n"
+            "y = F.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)))\n"
+            "assert float(y.data.sum()) == 36.0, y.data\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,107 @@
+"""engine.io: round trip with metadata, atomic writes, clear errors for truncated, foreign or corrupted files."""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from engine import io
+
+
+def _arrays(rng):
+    return {"w": rng.standard_normal((3, 4)).astype(np.float32), "idx": np.arange(5),
+            "scalar": np.float64(2.5) * np.ones(())}
+
+
+def test_round_trip_with_metadata(tmp_path, rng):
+    arrays = _arrays(rng)
+    path = tmp_path / "ckpt.npz"
+    io.save(path, arrays, {"epoch": 3, "name": "lenet", "lrs": [0.1, 0.01]})
+    loaded, meta = io.load(path)
+    assert loaded.keys() == arrays.keys()
+    for k in arrays:
+        assert loaded[k].dtype == arrays[k].dtype
+        np.testing.assert_array_equal(loaded[k], arrays[k])
+    assert meta["epoch"] == 3 and meta["name"] == "lenet" and meta["lrs"] == [0.1, 0.01]
+    assert meta["format"] == io.FORMAT and len(meta["sha256"]) == 64
+
+
+def test_failing_save_leaves_the_old_file_intact(tmp_path, rng, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    io.save(path, {"a": np.ones(3)}, {"v": 1})
+    before = path.read_bytes()
+
+    def savez_that_dies(fh, **arrays):
+        fh.write(b"PK\x03\x04 half a file")
+        raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(io.np, "savez", savez_that_dies)
+    with pytest.raises(KeyboardInterrupt):
+        io.save(path, {"a": np.zeros(3)}, {"v": 2})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ckpt.npz"]   # no temporary file left behind
+    monkeypatch.undo()
+    arrays, meta = io.load(path)
+    assert meta["v"] == 1
+
+
+def test_truncated_file_is_a_clear_error(tmp_path, rng):
+    path = tmp_path / "ckpt.npz"
+    io.save(path, _arrays(rng))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        io.load(path)
+
+
+def test_foreign_npz_is_a_clear_error(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, weights=np.ones(3))
+    with pytest.raises(ValueError, match="not a compactnet checkpoint"):
+        io.load(path)
+
+
+@pytest.mark.parametrize("writer", ["npy", "text"])
+def test_non_archive_files_are_clear_errors(tmp_path, writer):
+    path = tmp_path / "file.bin"
+    if writer == "npy":
+        with open(path, "wb") as fh:
+            np.save(fh, np.ones(3))
+    else:
+        path.write_text("not an array file at all")
+    with pytest.raises(ValueError, match="load: .*file.bin"):
+        io.load(path)
+
+
+def test_flipped_byte_is_caught(tmp_path, rng):
+    path = tmp_path / "ckpt.npz"
+    io.save(path, {"w": np.zeros(1000)})
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        offset = z.getinfo("w.npy").header_offset
+    data[offset + 600] ^= 0xFF   # inside the stored array bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupted"):
+        io.load(path)
+
+
+def test_checksum_catches_changed_arrays_in_a_well_formed_archive(tmp_path):
+    # rebuild the archive with one value changed but the old metadata: only the checksum can tell
+    path = tmp_path / "ckpt.npz"
+    io.save(path, {"w": np.zeros(4)}, {"note": "x"})
+    with np.load(path) as z:
+        meta_blob = z["__metadata__"]
+    np.savez(path, w=np.array([0.0, 0.0, 1e-9, 0.0]), __metadata__=meta_blob)
+    with pytest.raises(ValueError, match="checksum"):
+        io.load(path)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        io.load(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="reserved"):
+        io.save(tmp_path / "a.npz", {"__metadata__": np.ones(1)})
+    with pytest.raises(TypeError, match="object"):
+        io.save(tmp_path / "a.npz", {"a": np.array([None, 1], dtype=object)})
+    with pytest.raises(TypeError):
+        io.save(tmp_path / "a.npz", {"a": np.ones(1)}, {"f": object()})   # metadata must be JSON-able

@@ -1,0 +1,163 @@
+"""conv2d, max_pool2d and avg_pool2d against direct-loop references, and their gradient checks."""
+import numpy as np
+import pytest
+
+import engine
+import engine.ops as F
+from engine.kernels import im2col as kernels
+from tests.engine._helpers import leaf, check, distinct
+
+
+@pytest.fixture(params=sorted({"numpy", "numba"} & set(kernels.implementations())))
+def kernel(request, monkeypatch):
+    """Run the test once with the NumPy im2col/col2im and once with the Numba ones (when installed)."""
+    monkeypatch.setattr(kernels, "PREFERRED", {"im2col": request.param, "col2im": request.param})
+    return request.param
+
+
+def loop_conv2d(x, w, b, stride, padding, dilation, groups):
+    """Cross-correlation written as the textbook sum over batch, out channel, position and tap."""
+    bsz, c, h, wd = x.shape
+    n, cg, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    xp = np.zeros((bsz, c, h + 2 * ph, wd + 2 * pw))
+    xp[:, :, ph:ph + h, pw:pw + wd] = x
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((bsz, n, oh, ow))
+    per_group = n // groups
+    for bi in range(bsz):
+        for o in range(n):
+            g = o // per_group
+            for i in range(oh):
+                for j in range(ow):
+                    total = 0.0 if b is None else b[o]
+                    for ci in range(cg):
+                        for u in range(kh):
+                            for v in range(kw):
+                                total += w[o, ci, u, v] * xp[bi, g * cg + ci, i * sh + u * dh, j * sw + v * dw]
+                    out[bi, o, i, j] = total
+    return out
+
+
+CONV_CASES = [
+    # x shape, w shape, stride, padding, dilation, groups, bias
+    ((2, 1, 5, 5), (2, 1, 3, 3), 1, 0, 1, 1, True),
+    ((1, 2, 6, 5), (3, 2, 2, 3), (2, 1), (1, 0), 1, 1, False),
+    ((1, 2, 7, 7), (2, 2, 3, 3), 2, 1, 2, 1, True),
+    ((2, 4, 4, 4), (4, 2, 3, 3), 1, 1, 1, 2, True),
+    ((1, 4, 5, 5), (4, 1, 2, 2), 1, 0, (1, 2), 4, False),   # depthwise, anisotropic dilation
+    ((1, 1, 1, 1), (1, 1, 1, 1), 1, 0, 1, 1, True),          # size-1 everything
+    ((1, 3, 3, 3), (2, 3, 1, 1), 1, 0, 1, 1, True),          # 1x1 convolution
+]
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else v
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv2d_matches_loop_reference_and_gradcheck(case, kernel, rng):
+    xs, ws, stride, padding, dilation, groups, bias = case
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0]) if bias else None
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    y = F.conv2d(leaf(x), leaf(w), None if b is None else leaf(b), **kwargs)
+    expected = loop_conv2d(x, w, b, _pair(stride), _pair(padding), _pair(dilation), groups)
+    np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-12)
+    if bias:
+        assert check(lambda *t: F.conv2d(*t, **kwargs), x, w, b)
+    else:
+        assert check(lambda *t: F.conv2d(*t, **kwargs), x, w)
+
+
+def test_conv2d_gradient_for_input_only(rng):
+    x, w = leaf(rng.standard_normal((1, 2, 4, 4))), leaf(rng.standard_normal((3, 2, 3, 3)), requires_grad=False)
+    F.conv2d(x, w, padding=1).sum().backward()
+    assert x.grad.shape == x.shape and w.grad is None
+
+
+def test_conv2d_and_pools_keep_float32(kernel, rng):
+    x = engine.Tensor(rng.standard_normal((2, 3, 5, 5)).astype(np.float32), requires_grad=True)
+    w = engine.Tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.data, loop_conv2d(x.data, w.data, None, (1, 1), (1, 1), (1, 1), 1),
+                               rtol=1e-4, atol=1e-4)
+    (F.max_pool2d(y, 2, 1, 1).sum() + F.avg_pool2d(y, 3, 2, 1).sum()).backward()
+    assert x.grad.dtype == np.float32 and w.grad.dtype == np.float32
+    # the same gradients in float64 agree to float32 precision
+    x64, w64 = leaf(x.data), leaf(w.data)
+    y64 = F.conv2d(x64, w64, padding=1)
+    (F.max_pool2d(y64, 2, 1, 1).sum() + F.avg_pool2d(y64, 3, 2, 1).sum()).backward()
+    np.testing.assert_allclose(w.grad, w64.grad, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x.grad, x64.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: F.conv2d(leaf(np.ones((2, 3, 4))), leaf(np.ones((1, 3, 2, 2)))), r"conv2d: input must be.*\(2, 3, 4\)"),
+    (lambda: F.conv2d(leaf(np.ones((1, 3, 4, 4))), leaf(np.ones((1, 2, 2, 2)))), "input has 3 channels"),
+    (lambda: F.conv2d(leaf(np.ones((1, 3, 4, 4))), leaf(np.ones((2, 1, 2, 2))), groups=2), "groups=2"),
+    (lambda: F.conv2d(leaf(np.ones((1, 1, 2, 2))), leaf(np.ones((1, 1, 3, 3)))), "does not fit"),
+    (lambda: F.conv2d(leaf(np.ones((1, 1, 4, 4))), leaf(np.ones((2, 1, 3, 3))), leaf(np.ones(3))), "bias"),
+    (lambda: F.conv2d(leaf(np.ones((1, 1, 4, 4))), leaf(np.ones((1, 1, 3, 3))), stride=0), "stride"),
+])
+def test_conv2d_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def loop_pool(x, k, stride, padding, kind):
+    """Max or average over each window; padding is -inf for max and counted as zeros for average."""
+    bsz, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = k, stride, padding
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.full((bsz, c, h + 2 * ph, w + 2 * pw), fill)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out = np.zeros((bsz, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            window = xp[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            out[:, :, i, j] = window.max(axis=(2, 3)) if kind == "max" else window.mean(axis=(2, 3))
+    return out
+
+
+POOL_CASES = [
+    # x shape, kernel, stride, padding
+    ((2, 2, 4, 4), 2, None, 0),
+    ((1, 1, 5, 5), 3, 1, 0),          # overlapping windows
+    ((1, 2, 5, 4), (3, 2), (2, 1), 1),  # padding, anisotropic
+    ((1, 1, 6, 6), 3, 2, 1),          # overlapping + padding
+    ((1, 1, 1, 1), 1, None, 0),
+]
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_pooling_matches_loop_reference_and_gradcheck(kind, case, kernel, rng):
+    xs, k, stride, padding = case
+    x = distinct(rng, xs, gap=0.05)  # no ties inside any window
+    op = F.max_pool2d if kind == "max" else F.avg_pool2d
+    y = op(leaf(x), k, stride, padding)
+    kp, pp = _pair(k), _pair(padding)
+    sp = kp if stride is None else _pair(stride)
+    np.testing.assert_allclose(y.data, loop_pool(x, kp, sp, pp, kind), rtol=1e-12)
+    assert check(lambda t: op(t, k, stride, padding), x)
+
+
+def test_max_pool_gradient_goes_to_the_maximum():
+    x = leaf([[[[1.0, 5.0], [2.0, 3.0]]]])
+    F.max_pool2d(x, 2).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[[[0, 1], [0, 0]]]])
+
+
+@pytest.mark.parametrize("op", [F.max_pool2d, F.avg_pool2d])
+def test_pool_bad_input(op):
+    name = op.__name__
+    with pytest.raises(ValueError, match=f"{name}: input must be"):
+        op(leaf(np.ones((2, 4, 4))), 2)
+    with pytest.raises(ValueError, match=f"{name}.*padding"):
+        op(leaf(np.ones((1, 1, 4, 4))), 2, padding=2)
+    with pytest.raises(ValueError, match=f"{name}.*does not fit"):
+        op(leaf(np.ones((1, 1, 2, 2))), 3)

@@ -1,0 +1,178 @@
+"""Gradient checks and NumPy comparisons for the elementwise, selection and matmul ops."""
+import numpy as np
+import pytest
+
+import engine
+import engine.ops as F
+from tests.engine._helpers import leaf, away_from, check
+
+# (shape of a, shape of b): equal shapes, broadcasting both ways, size-1 axes, scalars
+BROADCAST_SHAPES = [((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 4)), ((1, 3, 1), (2, 1, 4)),
+                    ((), (2, 2)), ((2, 3), ())]
+
+BINARY = {
+    "add": (F.add, np.add),
+    "sub": (F.sub, np.subtract),
+    "mul": (F.mul, np.multiply),
+    "div": (F.div, np.divide),
+    "maximum": (F.maximum, np.maximum),
+    "minimum": (F.minimum, np.minimum),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
+def test_binary_forward_and_gradient(name, shapes, rng):
+    op, reference = BINARY[name]
+    a = away_from(rng, shapes[0], gap=0.3)
+    b = away_from(rng, shapes[1], gap=0.3) + (0.25 if name in ("maximum", "minimum") else 0)
+    np.testing.assert_allclose(op(leaf(a), leaf(b)).data, reference(a, b), rtol=1e-12)
+    assert check(op, a, b)
+
+
+@pytest.mark.parametrize("shapes", BROADCAST_SHAPES, ids=str)
+def test_pow_both_operands(shapes, rng):
+    base = rng.uniform(0.5, 2.0, shapes[0])
+    exponent = rng.uniform(-1.5, 2.5, shapes[1])
+    np.testing.assert_allclose(F.pow(leaf(base), leaf(exponent)).data, base ** exponent)
+    assert check(F.pow, base, exponent)
+
+
+def test_pow_negative_base_with_constant_integer_exponent(rng):
+    x = leaf(away_from(rng, (4,), gap=0.2))
+    (x ** 3).sum().backward()
+    np.testing.assert_allclose(x.grad, 3 * x.data ** 2)
+
+
+def test_python_scalars_on_either_side(rng):
+    x = leaf(rng.uniform(0.5, 2, (3,)))
+    y = 2.0 - x / 4 + 3 * x - 1 / x + 2 ** x
+    np.testing.assert_allclose(y.data, 2.0 - x.data / 4 + 3 * x.data - 1 / x.data + 2 ** x.data)
+    assert y.dtype == np.float64
+    assert engine.gradcheck(lambda t: 2.0 - t / 4 + 3 * t - 1 / t + 2 ** t, x)
+
+
+def test_scalar_keeps_float32():
+    x = engine.Tensor(np.ones(3, np.float32), requires_grad=True)
+    assert (x * 2.5 + 1).dtype == np.float32
+
+
+def test_maximum_tie_splits_gradient():
+    a, b = leaf([1.0, 2.0]), leaf([1.0, 3.0])
+    F.maximum(a, b).sum().backward()
+    np.testing.assert_allclose(a.grad, [0.5, 0.0])
+    np.testing.assert_allclose(b.grad, [0.5, 1.0])
+
+
+UNARY = {
+    # name: (op, numpy reference, value maker)
+    "neg": (F.neg, np.negative, lambda r, s: r.standard_normal(s)),
+    "exp": (F.exp, np.exp, lambda r, s: r.standard_normal(s)),
+    "log": (F.log, np.log, lambda r, s: r.uniform(0.3, 3.0, s)),
+    "sqrt": (F.sqrt, np.sqrt, lambda r, s: r.uniform(0.3, 3.0, s)),
+    "abs": (F.abs, np.abs, lambda r, s: away_from(r, s)),
+    "tanh": (F.tanh, np.tanh, lambda r, s: r.standard_normal(s) * 2),
+    "sigmoid": (F.sigmoid, lambda x: 1 / (1 + np.exp(-x)), lambda r, s: r.standard_normal(s) * 3),
+    "relu": (F.relu, lambda x: np.maximum(x, 0), lambda r, s: away_from(r, s)),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.1), lambda x: np.where(x > 0, x, 0.1 * x),
+                   lambda r, s: away_from(r, s)),
+    "softplus": (F.softplus, lambda x: np.log1p(np.exp(x)), lambda r, s: r.standard_normal(s) * 3),
+    "clip": (lambda x: F.clip(x, -0.5, 0.7), lambda x: np.clip(x, -0.5, 0.7),
+             lambda r, s: away_from(r, s, kinks=(-0.5, 0.7))),
+    "clip_lo": (lambda x: F.clip(x, lo=0.2), lambda x: np.maximum(x, 0.2),
+                lambda r, s: away_from(r, s, kinks=(0.2,))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+@pytest.mark.parametrize("shape", [(), (1,), (4,), (2, 1, 3)], ids=str)
+def test_unary_forward_and_gradient(name, shape, rng):
+    op, reference, make = UNARY[name]
+    x = make(rng, shape)
+    np.testing.assert_allclose(op(leaf(x)).data, reference(x), rtol=1e-12, atol=1e-15)
+    assert check(op, x)
+
+
+def test_sigmoid_and_softplus_are_finite_for_large_inputs():
+    x = leaf([-800.0, 800.0])
+    with engine.detect_anomaly():
+        np.testing.assert_allclose(F.sigmoid(x).data, [0.0, 1.0])
+        np.testing.assert_allclose(F.softplus(x).data, [0.0, 800.0])
+        F.softplus(x).sum().backward()
+    np.testing.assert_allclose(x.grad, [0.0, 1.0])
+
+
+def test_clip_needs_a_bound():
+    with pytest.raises(ValueError, match="clip"):
+        F.clip(leaf([1.0]))
+
+
+@pytest.mark.parametrize("shapes", [((2, 3), (2, 3), (2, 3)), ((2, 1), (1, 3), (2, 3)),
+                                    ((3,), (2, 3), ())], ids=str)
+def test_where(shapes, rng):
+    cond_shape, a_shape, b_shape = shapes
+    condition = rng.random(cond_shape) > 0.5
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    np.testing.assert_allclose(F.where(condition, leaf(a), leaf(b)).data, np.where(condition, a, b))
+    assert check(lambda s, t: F.where(condition, s, t), a, b)
+
+
+def test_cast_forward_backward(rng):
+    x = rng.standard_normal((2, 3))
+    y = F.cast(leaf(x), np.float32)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.data, x.astype(np.float32))
+    # cast is linear: a wide step keeps finite differences clear of float32 rounding
+    assert check(lambda t: F.cast(F.cast(t, np.float32), np.float64), x, eps=1e-2, atol=1e-4)
+    t = leaf(x)
+    F.cast(t, "float32").sum().backward()
+    assert t.grad.dtype == np.float64
+    np.testing.assert_array_equal(t.grad, np.ones((2, 3)))
+
+
+def test_cast_to_integer_is_not_recorded():
+    y = F.cast(leaf([1.5, -2.5]), np.int64)
+    assert y.dtype == np.int64 and not y.requires_grad
+    np.testing.assert_array_equal(y.data, [1, -2])
+
+
+MATMUL_SHAPES = [((2, 3), (3, 4)), ((3,), (3,)), ((3,), (3, 2)), ((2, 3), (3,)),
+                 ((4, 2, 3), (3, 5)), ((2, 3), (4, 3, 5)), ((2, 1, 2, 3), (3, 3, 2)),
+                 ((3,), (2, 3, 4)), ((2, 2, 3), (3,)), ((1, 3), (3, 1))]
+
+
+@pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=str)
+def test_matmul_forward_and_gradient(shapes, rng):
+    a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    np.testing.assert_allclose(F.matmul(leaf(a), leaf(b)).data, a @ b, rtol=1e-12)
+    np.testing.assert_allclose((leaf(a) @ leaf(b)).data, a @ b, rtol=1e-12)
+    assert check(F.matmul, a, b)
+
+
+def test_matmul_with_one_operand_constant(rng):
+    a, b = leaf(rng.standard_normal((2, 3))), engine.Tensor(rng.standard_normal((3, 2)))
+    (a @ b).sum().backward()
+    np.testing.assert_allclose(a.grad, np.ones((2, 2)) @ b.data.T)
+    assert b.grad is None
+
+
+@pytest.mark.parametrize("x_shape", [(4, 3), (3,), (2, 1, 3), (1, 3)], ids=str)
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_numpy(x_shape, bias, rng):
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal((3, 2)), rng.standard_normal(2)
+    args = (x, w, b) if bias else (x, w)
+    np.testing.assert_allclose(F.linear(*[leaf(a) for a in args]).data, x @ w + (b if bias else 0))
+    assert check(F.linear, *args)
+
+
+def test_linear_bad_shapes():
+    with pytest.raises(ValueError, match="linear"):
+        F.linear(leaf(np.ones((2, 3))), leaf(np.ones((4, 2))))
+    with pytest.raises(ValueError, match="linear.*bias"):
+        F.linear(leaf(np.ones((2, 3))), leaf(np.ones((3, 2))), leaf(np.ones(3)))
+
+
+@pytest.mark.parametrize("a_shape,b_shape", [((2, 3), (4, 2)), ((3,), (4,))])
+def test_matmul_shape_mismatch_is_a_clear_error(a_shape, b_shape):
+    with pytest.raises(ValueError, match=r"matmul.*inner"):
+        F.matmul(leaf(np.ones(a_shape)), leaf(np.ones(b_shape)))
