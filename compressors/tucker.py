@@ -347,10 +347,10 @@ class TuckerDense(_TuckerWeight):
 
     @classmethod
     def from_dense(cls, dense, ranks=None, ratio=None, order=5, shape=None, core=None, from_weights=False,
-                   min_rank=1):
-        """A TuckerDense replacing `dense` (same sizes, bias if it had one; HOSVD of its weights if asked)."""
-        layer = cls(dense.n_in, dense.n_out, ranks, ratio, order, shape, dense.bias is not None, core,
-                    min_rank, dense.weight.dtype)
+                   min_rank=1, bias=None):
+        """A TuckerDense replacing `dense` (same sizes; bias if it had one, or as `bias` says; HOSVD if asked)."""
+        bias = dense.bias is not None if bias is None else bool(bias) and dense.bias is not None
+        layer = cls(dense.n_in, dense.n_out, ranks, ratio, order, shape, bias, core, min_rank, dense.weight.dtype)
         layer.to(dense.weight.device)
         if from_weights:
             layer._projected_core = layer._init_from_weight(
@@ -398,11 +398,11 @@ class TuckerConv2d(_TuckerWeight):
 
     @classmethod
     def from_conv(cls, conv, ranks=None, ratio=None, order=5, shape=None, core=None, from_weights=False,
-                  min_rank=1):
-        """A TuckerConv2d with `conv`'s geometry (and HOSVD of its weights if asked)."""
+                  min_rank=1, bias=None):
+        """A TuckerConv2d with `conv`'s geometry (bias as `conv`'s unless `bias` is False; HOSVD if asked)."""
+        bias = conv.bias is not None if bias is None else bool(bias) and conv.bias is not None
         layer = cls(conv.in_ch, conv.out_ch, conv.kernel_size, ranks, ratio, order, shape, conv.stride,
-                    conv.padding, conv.dilation, conv.groups, conv.bias is not None, core, min_rank,
-                    conv.weight.dtype)
+                    conv.padding, conv.dilation, conv.groups, bias, core, min_rank, conv.weight.dtype)
         layer.to(conv.weight.device)
         if from_weights:
             layer._projected_core = layer._init_from_weight(
@@ -472,7 +472,7 @@ def _per_layer_ranks(ranks, names, where):
 
 
 def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_weights=False, layers=None,
-             per_layer=False, min_rank=1, k=None, shapes=None):
+             per_layer=False, min_rank=1, k=None, shapes=None, bias=True):
     """Replace the Dense/Conv2d layers of `model` (or the named `layers`) by Tucker layers, in place.
 
     ratio: target dense params / compressed params over the whole network (every stored
@@ -480,7 +480,8 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     ranks: explicit core sizes (int, list per mode, list of lists or dict per layer);
     overrides ratio. shared_core (SCADA): one core k^D shared by every converted layer;
     k explicit, or the largest that meets `ratio`. from_weights: HOSVD of the current
-    weights. shapes: optional dict name -> explicit mode sizes.
+    weights. shapes: optional dict name -> explicit mode sizes. bias=False drops the converted
+    layers' biases (the dense count still includes them: they are part of what is compressed).
     Returns a report dict (per-layer modes, ranks, params; dense and compressed totals, ratio).
     """
     where = "tucker.compress" if not shared_core else "scada.compress"
@@ -496,8 +497,9 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     shapes = shapes or {}
     counts = {n: m.weight.size for n, m in targets}
     modes = {n: adjust_dimensions(counts[n], order, shapes.get(n), f"{where} ({n})") for n in names}
-    biases = sum(m.bias.size for _, m in targets if m.bias is not None)
-    others = dense_total - sum(counts.values()) - biases     # unconverted params kept as they are
+    dense_biases = sum(m.bias.size for _, m in targets if m.bias is not None)
+    others = dense_total - sum(counts.values()) - dense_biases     # unconverted params kept as they are
+    biases = dense_biases if bias else 0
     dense_type, _ = _layer_types()
     dtype = targets[0][1].weight.dtype
     device = targets[0][1].weight.device
@@ -524,8 +526,9 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     elif per_layer:
         layer_ranks = {}
         for n, m in targets:
-            bias = m.bias.size if m.bias is not None else 0
-            layer_ranks[n] = solve_ranks([modes[n]], (counts[n] + bias) / ratio - bias, min_rank,
+            dense_bias = m.bias.size if m.bias is not None else 0
+            kept = dense_bias if bias else 0
+            layer_ranks[n] = solve_ranks([modes[n]], (counts[n] + dense_bias) / ratio - kept, min_rank,
                                          f"{where} ({n})")[0]
     else:
         budget = dense_total / ratio - biases - others
@@ -535,7 +538,7 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     rows, projected = [], []
     for n, m in targets:
         kwargs = dict(ranks=layer_ranks[n], order=len(modes[n]), shape=modes[n], core=core,
-                      from_weights=from_weights, min_rank=min_rank)
+                      from_weights=from_weights, min_rank=min_rank, bias=bias)
         new = (TuckerDense.from_dense(m, **kwargs) if isinstance(m, dense_type)
                else TuckerConv2d.from_conv(m, **kwargs))
         if core is not None:
@@ -583,15 +586,19 @@ def _add_tucker_arguments(parser):
     _add(parser, "--tucker-ratio", type=float, default=None,
          help="target compression ratio: dense params / compressed params over the whole network "
               "(all stored floats, biases included); default 50 when no ranks are given")
-    _add(parser, "--tucker-order", type=int, default=5, help="number of Tucker modes D per weight (default 5)")
+    _add(parser, "--tucker-order", type=int, default=4, help="number of Tucker modes D per weight (default 4)")
     _add(parser, "--tucker-ranks", type=_ranks_arg, default=None,
          help="explicit core sizes: one int for every mode or a comma list per mode (overrides the ratio)")
     _add(parser, "--tucker-from-weights", action="store_true",
          help="HOSVD init from the current (e.g. --init-from) weights instead of a fresh init")
     _add(parser, "--tucker-per-layer", action="store_true",
          help="apply --tucker-ratio to every layer on its own instead of to the whole network")
-    _add(parser, "--tucker-min-rank", type=int, default=1,
-         help="smallest core size per mode when solving for a ratio (default 1)")
+    _add(parser, "--tucker-min-rank", type=int, default=2,
+         help="smallest core size per mode when solving for a ratio (default 2: a rank-1 mode starves "
+              "small layers such as the 10-class output)")
+    _add(parser, "--tucker-no-bias", action="store_true",
+         help="drop the converted layers' biases (the dense count keeps them; the paper's 691x for "
+              "LeNet-5 leaves fewer values than LeNet-5 has biases)")
     _add(parser, "--tucker-layers", default=None,
          help="comma-separated names of the Dense/Conv2d layers to convert (default all)")
 
@@ -612,11 +619,12 @@ class TuckerCompressor(Compressor):
         super().__init__(args)
         get = lambda key, default=None: getattr(args, key, default)  # noqa: E731
         self.ratio = get("tucker_ratio")
-        self.order = get("tucker_order", 5)
+        self.order = get("tucker_order", 4)
         self.ranks = get("tucker_ranks")
         self.from_weights = bool(get("tucker_from_weights", False))
         self.per_layer = bool(get("tucker_per_layer", False))
-        self.min_rank = get("tucker_min_rank", 1) or 1
+        self.min_rank = get("tucker_min_rank", 2) or 1
+        self.bias = not bool(get("tucker_no_bias", False))
         self.layers = get("tucker_layers")
         self.k = get("scada_k") if self.shared else None
         if self.ratio is None and self.ranks is None and self.k is None:
@@ -626,13 +634,13 @@ class TuckerCompressor(Compressor):
     def apply(self, model, task):
         self.report = compress(model, ratio=self.ratio, order=self.order, shared_core=self.shared,
                                ranks=self.ranks, from_weights=self.from_weights, layers=self.layers,
-                               per_layer=self.per_layer, min_rank=self.min_rank, k=self.k)
+                               per_layer=self.per_layer, min_rank=self.min_rank, k=self.k, bias=self.bias)
         return model
 
     def config(self):
         out = {"name": self.name, "target_ratio": self.ratio, "order": self.order, "ranks": self.ranks,
                "from_weights": self.from_weights, "per_layer": self.per_layer, "min_rank": self.min_rank,
-               "layers": self.layers}
+               "bias": self.bias, "layers": self.layers}
         if self.shared:
             out["k"] = self.k
         if self.report is not None:

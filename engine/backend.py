@@ -93,8 +93,14 @@ def as_array(data, dtype=None):
     Python floats and float lists become the default float dtype (float32), as in PyTorch.
     """
     if is_gpu_array(data) or isinstance(data, np.ndarray):
+        if data.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor: expected numeric data, got an array of dtype {data.dtype}")
         return data if dtype is None or data.dtype == dtype else data.astype(dtype)
+    if data is None:
+        raise TypeError("Tensor: expected an array, a number or a list of numbers, got None")
     arr = np.asarray(data)
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"Tensor: expected numeric data, got {type(data).__name__} of dtype {arr.dtype}")
     if dtype is not None:
         return arr.astype(dtype, copy=False)
     if arr.dtype == np.float64 and not isinstance(data, np.generic):

@@ -80,17 +80,19 @@ class _Lines:
         pass
 
 
-def progress(total, desc="", enabled=True, every=50, stream=None):
+def progress(total, desc="", enabled=True, every=50, stream=None, use_tqdm=True):
     """An object with ``update(n=1, postfix=None)`` and ``close()`` for a loop of `total` steps.
 
-    With `enabled` and a terminal on `stream`: tqdm if it imports, else a built-in
-    bar; otherwise a plain line every `every` steps (none when every=0).
+    With `enabled` and a terminal on `stream`: tqdm if it imports (and `use_tqdm`),
+    else a built-in bar; otherwise a plain line every `every` steps (none when every=0).
     """
     stream = sys.stdout if stream is None else stream
     interactive = enabled and hasattr(stream, "isatty") and stream.isatty()
     if not interactive:
         return _Lines(total, desc, stream, every)
     try:
+        if not use_tqdm:
+            raise ImportError("tqdm not wanted")
         from tqdm import tqdm
     except ImportError:
         return _Bar(total, desc, stream)

@@ -245,6 +245,8 @@ def as_tensor(x, like=None):
     """Return `x` as a Tensor; plain numbers take the dtype of `like` to avoid promotion."""
     if isinstance(x, Tensor):
         return x
+    if x is None:
+        raise TypeError("expected a Tensor, an array or a number, got None")
     if like is not None and not hasattr(x, "dtype"):
         xp = backend.xp_of(like.data)
         return Tensor(xp.asarray(x, dtype=like.data.dtype))

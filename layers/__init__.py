@@ -7,7 +7,9 @@ from .activation import ReLU, Tanh, Sigmoid, LeakyReLU, Flatten, Dropout
 from .norm import BatchNorm1d, BatchNorm2d
 from .embedding import Embedding
 from .recurrent import GRUCell, LSTMCell, GRU, LSTM, detach_state
+from .serialization import save_model, load_model
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Dense", "Linear", "Conv2d",
            "MaxPool2d", "AvgPool2d", "ReLU", "Tanh", "Sigmoid", "LeakyReLU", "Flatten", "Dropout",
-           "BatchNorm1d", "BatchNorm2d", "Embedding", "GRUCell", "LSTMCell", "GRU", "LSTM", "detach_state"]
+           "BatchNorm1d", "BatchNorm2d", "Embedding", "GRUCell", "LSTMCell", "GRU", "LSTM", "detach_state",
+           "save_model", "load_model"]

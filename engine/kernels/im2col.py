@@ -56,9 +56,9 @@ _numba_module = None
 _numba_checked = False
 
 # The implementation the dispatcher uses on CPU arrays when Numba is available, per direction.
-# bench/bench_im2col.py at LeNet-5 shapes (batch 128, float32): the one-thread Numba kernels took
-# 0.36-0.48x the NumPy time for im2col and 0.13-0.20x for col2im on a busy 2-core machine, so
-# both directions pick Numba.
+# bench/bench_im2col.py at LeNet-5 shapes (batch 128, float32) on a shared 2-core machine: the
+# one-thread Numba kernels took 0.36-0.62x the NumPy time for im2col and 0.13-0.23x for col2im,
+# so both directions pick Numba.
 PREFERRED = {"im2col": "numba", "col2im": "numba"}
 
 # The prange (threaded) kernels ran 2-3x faster than one thread on an idle 2-core machine but

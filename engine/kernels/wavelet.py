@@ -13,7 +13,9 @@ The adjoint of analysis with f is synthesis with f reversed and vice versa, so
 the backward passes reuse the same three primitives: ``analyze``, ``synthesize``
 and ``analyze_filter_grad``. Each primitive has a NumPy/CuPy version (gather +
 matmul, xp taken from the input) and a Numba CPU version, chosen by
-``implementation``; setting COMPACTNET_DISABLE_NUMBA=1 forces the NumPy path.
+``implementation``; setting COMPACTNET_DISABLE_NUMBA=1 forces the NumPy path. The packed
+transforms at the end (bands concatenated, as WaveletLinear uses them) run every level in one
+fused Numba call per direction when Numba is active.
 """
 import os
 
@@ -33,6 +35,11 @@ def numba_available():
     return _load_numba() is not None
 
 
+def available_implementations():
+    """The CPU kernel families usable here ('numpy', plus 'numba' when it imports and is enabled)."""
+    return ("numpy", "numba") if numba_available() else ("numpy",)
+
+
 def implementation(x, impl=None):
     """The kernel family for array x: 'cupy' for GPU arrays, else impl or the fastest available."""
     if backend.is_gpu_array(x):
@@ -47,22 +54,17 @@ def implementation(x, impl=None):
     return impl
 
 
+_resolve = implementation   # fwt/ifwt take a keyword named `implementation`
+
+
 def analyze(x, filters, n_out, impl=None):
     """c[b, k, o] = sum_j filters[k, j] x[b, 2o + 1 - j]; x (B, m), filters (K, L) -> (B, K, n_out)."""
-    if implementation(x, impl) == "numba":
-        out = np.zeros((x.shape[0], filters.shape[0], n_out), dtype=x.dtype)
-        _numba_kernel("analyze", out.size * filters.shape[1])(x, filters, out)
-        return out
-    return _analyze_xp(x, filters, n_out)
+    return _analyze(implementation(x, impl), x, filters, n_out)
 
 
 def synthesize(c, filters, n_out, impl=None):
     """y[b, i] = sum_k sum_o filters[k, i + L - 2 - 2o] c[b, k, o]; c (B, K, N) -> (B, n_out)."""
-    if implementation(c, impl) == "numba":
-        out = np.zeros((c.shape[0], n_out), dtype=c.dtype)
-        _numba_kernel("synthesize", c.size * filters.shape[1])(c, filters, out)
-        return out
-    return _synthesize_xp(c, filters, n_out)
+    return _synthesize(implementation(c, impl), c, filters, n_out)
 
 
 def analyze_filter_grad(x, grad_c, filter_length, impl=None):
@@ -70,11 +72,40 @@ def analyze_filter_grad(x, grad_c, filter_length, impl=None):
 
     x (B, m), grad_c (B, K, N) -> (K, filter_length).
     """
-    if implementation(x, impl) == "numba":
+    return _filter_grad(implementation(x, impl), x, grad_c, filter_length)
+
+
+# the multi-level functions resolve the implementation once and call these directly
+def _analyze(impl, x, filters, n_out):
+    if impl == "numba":
+        out = np.zeros((x.shape[0], filters.shape[0], n_out), dtype=x.dtype)
+        _numba_kernel("analyze", out.size * filters.shape[1])(x, filters, out)
+        return out
+    return _analyze_xp(x, filters, n_out)
+
+
+def _synthesize(impl, c, filters, n_out):
+    if impl == "numba":
+        out = np.zeros((c.shape[0], n_out), dtype=c.dtype)
+        _numba_kernel("synthesize", c.size * filters.shape[1])(c, filters, out)
+        return out
+    return _synthesize_xp(c, filters, n_out)
+
+
+def _filter_grad(impl, x, grad_c, filter_length):
+    if impl == "numba":
         out = np.zeros((grad_c.shape[1], filter_length), dtype=x.dtype)
         _numba_kernel("filter_grad", grad_c.size * filter_length)(x, grad_c, out)
         return out
     return _filter_grad_xp(x, grad_c, filter_length)
+
+
+def _pair(xp, a, d):
+    """(B, 2, N) buffer holding a and d (cheaper than xp.stack for these small arrays)."""
+    out = xp.empty((a.shape[0], 2, a.shape[1]), dtype=a.dtype)
+    out[:, 0] = a
+    out[:, 1] = d
+    return out
 
 
 # ---------------------------------------------------------------- sizes
@@ -110,12 +141,13 @@ def _filter_pair(lo, hi, dtype):
     return xp.ascontiguousarray(xp.stack([lo, hi]).astype(dtype, copy=False))
 
 
-def fwt(x, dec_lo, dec_hi, levels, impl=None, return_inputs=False):
+def fwt(x, dec_lo, dec_hi, levels, impl=None, return_inputs=False, implementation=None):
     """Multi-level analysis along the last axis: [cA_J, cD_J, ..., cD_1] like pywt.wavedec(mode='zero').
 
     With return_inputs=True also returns the approximations fed to each level (what the filter
-    gradients need), as (B, m_j) arrays.
+    gradients need), as (B, m_j) arrays. `implementation` is an alias of `impl`.
     """
+    impl = _resolve(x, impl or implementation)
     if levels < 1:
         raise ValueError(f"fwt: levels must be >= 1, got {levels}")
     lead = x.shape[:-1]
@@ -125,7 +157,7 @@ def fwt(x, dec_lo, dec_hi, levels, impl=None, return_inputs=False):
     details, inputs = [], []
     for _ in range(levels):
         inputs.append(a)
-        c = analyze(a, filters, band_length(a.shape[1], filters.shape[1]), impl)
+        c = _analyze(impl, a, filters, band_length(a.shape[1], filters.shape[1]))
         a = c[:, 0]
         a = a.copy() if not a.flags.c_contiguous else a
         details.append(c[:, 1])
@@ -146,19 +178,21 @@ def _output_lengths(coeffs, filter_length, lengths):
     return [2 * details[0] - filter_length + 2] + details[:-1]
 
 
-def ifwt(coeffs, rec_lo, rec_hi, lengths=None, impl=None, return_inputs=False):
+def ifwt(coeffs, rec_lo, rec_hi, lengths=None, impl=None, return_inputs=False, implementation=None):
     """Multi-level synthesis: like pywt.waverec(coeffs, mode='zero'), or cropped to `lengths`.
 
     lengths = [m_0, ..., m_{J-1}], the signal length entering each analysis level (m_0 = n);
     each level's output is cropped to it. Without lengths, inner levels are cropped to the next
     detail band (PyWavelets drops the approximation's extra sample) and the outer one keeps 2N-L+2.
     With return_inputs=True also returns the (B, 2, N_j) stacked [approximation, detail] fed to
-    each level, level 1 first (what the filter gradients need).
+    each level, level 1 first (what the filter gradients need). `implementation` aliases `impl`.
     """
+    impl = impl or implementation
     if len(coeffs) < 2:
         raise ValueError(f"ifwt: need [cA_J, cD_J, ..., cD_1] with at least one detail band, "
                          f"got {len(coeffs)} arrays")
     xp = backend.xp_of(*coeffs)
+    impl = _resolve(coeffs[0], impl)
     lead = coeffs[0].shape[:-1]
     dtype = coeffs[0].dtype
     filters = _filter_pair(rec_lo, rec_hi, dtype)
@@ -177,9 +211,9 @@ def ifwt(coeffs, rec_lo, rec_hi, lengths=None, impl=None, return_inputs=False):
         if not 1 <= m <= full:
             raise ValueError(f"ifwt: level {level} can give at most {full} samples from "
                              f"{d.shape[1]} coefficients, asked for {m}")
-        c = xp.ascontiguousarray(xp.stack([a, d], axis=1))
+        c = _pair(xp, a, d)
         inputs.append(c)
-        a = synthesize(c, filters, m, impl)
+        a = _synthesize(impl, c, filters, m)
     y = a.reshape(lead + (a.shape[-1],))
     return (y, inputs[::-1]) if return_inputs else y
 
@@ -191,6 +225,7 @@ def fwt_backward(grad_coeffs, inputs, dec_lo, dec_hi, need_x=True, need_filters=
     Returns (grad_x of shape lead + (n,), grad_dec_lo, grad_dec_hi); None where not needed.
     """
     xp = backend.xp_of(*grad_coeffs)
+    impl = implementation(grad_coeffs[0], impl)
     lead = grad_coeffs[0].shape[:-1]
     dtype = grad_coeffs[0].dtype
     filters = _filter_pair(dec_lo, dec_hi, dtype)
@@ -201,12 +236,12 @@ def fwt_backward(grad_coeffs, inputs, dec_lo, dec_hi, need_x=True, need_filters=
     levels = len(grad_coeffs) - 1
     for j, g_d in enumerate(grad_coeffs[1:]):
         level = levels - j
-        g_c = xp.ascontiguousarray(xp.stack([g_a, _as_batch(g_d)], axis=1))
+        g_c = _pair(xp, g_a, _as_batch(g_d))
         x_in = inputs[level - 1]
         if need_filters:
-            g_filters += analyze_filter_grad(x_in, g_c, L, impl)
+            g_filters += _filter_grad(impl, x_in, g_c, L)
         if level > 1 or need_x:
-            g_a = synthesize(g_c, reversed_filters, x_in.shape[1], impl)
+            g_a = _synthesize(impl, g_c, reversed_filters, x_in.shape[1])
     grad_x = g_a.reshape(lead + (g_a.shape[-1],)) if need_x else None
     if need_filters:
         return grad_x, g_filters[0], g_filters[1]
@@ -221,6 +256,7 @@ def ifwt_backward(grad_y, inputs, rec_lo, rec_hi, need_coeffs=True, need_filters
     [cA_J, cD_J, ..., cD_1] order or None, grad_rec_lo, grad_rec_hi).
     """
     xp = backend.xp_of(grad_y)
+    impl = implementation(grad_y, impl)
     lead = grad_y.shape[:-1]
     dtype = grad_y.dtype
     filters = _filter_pair(rec_lo, rec_hi, dtype)
@@ -233,13 +269,13 @@ def ifwt_backward(grad_y, inputs, rec_lo, rec_hi, need_coeffs=True, need_filters
     for level, c in enumerate(inputs, start=1):
         if need_filters:
             # synthesis filter gradient = reversed analysis filter gradient with roles swapped
-            g_filters += analyze_filter_grad(g, c, L, impl)[:, ::-1]
+            g_filters += _filter_grad(impl, g, c, L)[:, ::-1]
         if need_coeffs:
-            g_c = analyze(g, reversed_filters, c.shape[2], impl)
+            g_c = _analyze(impl, g, reversed_filters, c.shape[2])
             details.append(g_c[:, 1])
             g = xp.ascontiguousarray(g_c[:, 0])
         elif level < len(inputs):
-            g = analyze(g, reversed_filters, c.shape[2], impl)[:, 0].copy()
+            g = _analyze(impl, g, reversed_filters, c.shape[2])[:, 0].copy()
     grads = None
     if need_coeffs:
         grads = [g] + details[::-1]
@@ -308,4 +344,115 @@ PARALLEL_MIN_WORK = 200_000
 
 
 def _numba_kernel(name, work):
-    return getattr(_load_numba(), name + ("_parallel" if work >= PARALLEL_MIN_WORK else "_serial"))
+    return getattr(_numba_kernels, name + ("_parallel" if work >= PARALLEL_MIN_WORK else "_serial"))
+
+
+# ---------------------------------------------------------------- packed transforms (what the layer uses)
+# The layer works on the bands concatenated along the last axis ([cA_J, cD_J, ..., cD_1], band k
+# starting where the bands before it end). With Numba these run the fused kernels (one call for
+# all levels); otherwise the level-by-level functions above. `state` carries what backward needs.
+
+def _packed_layout(n, filter_length, levels):
+    """int64 arrays: lengths m[0..J], cD_j's start in the packed row, and the two stores' offsets."""
+    m = signal_lengths(n, filter_length, levels)
+    detail_at = [0] * (levels + 1)
+    detail_at[levels] = m[levels]
+    for j in range(levels - 1, 0, -1):
+        detail_at[j] = detail_at[j + 1] + m[j + 1]
+    analysis_at = [0] * levels                 # approximation entering analysis level j + 1
+    for j in range(1, levels):
+        analysis_at[j] = analysis_at[j - 1] + m[j - 1]
+    synthesis_at = [0] * (levels + 1)          # approximation entering synthesis level j (1..J)
+    for j in range(2, levels + 1):
+        synthesis_at[j] = synthesis_at[j - 1] + m[j - 1]
+    return [np.asarray(v, dtype=np.int64) for v in (m, detail_at, analysis_at, synthesis_at)]
+
+
+def _contiguous_filters(lo, hi, dtype, reverse=False):
+    step = -1 if reverse else 1
+    return tuple(np.ascontiguousarray(f[::step].astype(dtype, copy=False)) for f in (lo, hi))
+
+
+def fwt_packed(x, dec_lo, dec_hi, levels, impl=None):
+    """fwt with the bands concatenated on the last axis; returns (packed, state for the backward)."""
+    impl = implementation(x, impl)
+    n, L = x.shape[-1], dec_lo.shape[0]
+    if impl != "numba":
+        coeffs, inputs = fwt(x, dec_lo, dec_hi, levels, impl, return_inputs=True)
+        packed = backend.xp_of(x).concatenate(coeffs, axis=-1)
+        return packed, ("levels", inputs, [c.shape[-1] for c in coeffs])
+    m, detail_at, analysis_at, _ = _packed_layout(n, L, levels)
+    rows = np.ascontiguousarray(_as_batch(x))
+    out = np.empty((rows.shape[0], sum(coefficient_lengths(n, L, levels))), dtype=x.dtype)
+    stored = np.empty((rows.shape[0], int(m[:levels].sum())), dtype=x.dtype)
+    lo, hi = _contiguous_filters(dec_lo, dec_hi, x.dtype)
+    _numba_kernels.fwt_fused(rows, lo, hi, m, detail_at, analysis_at, out, stored)
+    return out.reshape(x.shape[:-1] + (out.shape[-1],)), ("fused", stored, n, levels)
+
+
+def fwt_packed_backward(grad, state, dec_lo, dec_hi, need_x=True, need_filters=True, impl=None):
+    """Gradients (x, dec_lo, dec_hi) of fwt_packed for the packed output gradient."""
+    if state[0] == "levels":
+        _, inputs, sizes = state
+        bounds = np.cumsum([0] + sizes)
+        grads = [grad[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return fwt_backward(grads, inputs, dec_lo, dec_hi, need_x, need_filters, impl)
+    _, stored, n, levels = state
+    L = dec_lo.shape[0]
+    m, detail_at, analysis_at, _ = _packed_layout(n, L, levels)
+    rows = np.ascontiguousarray(_as_batch(grad))
+    lo_r, hi_r = _contiguous_filters(dec_lo, dec_hi, grad.dtype, reverse=True)
+    grad_x = np.empty((rows.shape[0], n), dtype=grad.dtype)
+    grad_filters = np.zeros((rows.shape[0], 2, L), dtype=grad.dtype)
+    _numba_kernels.fwt_fused_backward(rows, stored, lo_r, hi_r, m, detail_at, analysis_at, grad_x,
+                                      grad_filters, bool(need_filters))
+    gx = grad_x.reshape(grad.shape[:-1] + (n,)) if need_x else None
+    if not need_filters:
+        return gx, None, None
+    total = grad_filters.sum(axis=0)
+    return gx, total[0], total[1]
+
+
+def ifwt_packed(c, rec_lo, rec_hi, sizes, lengths, impl=None):
+    """ifwt of packed bands of the given sizes, cropped to `lengths`; returns (y, state)."""
+    impl = implementation(c, impl)
+    sizes, L = [int(v) for v in sizes], rec_lo.shape[0]
+    levels = len(sizes) - 1
+    n = int(lengths[0]) if lengths is not None else None
+    fused = (impl == "numba" and n is not None
+             and sizes == coefficient_lengths(n, L, levels)
+             and [int(v) for v in lengths] == signal_lengths(n, L, levels)[:-1])
+    if not fused:
+        bounds = np.cumsum([0] + sizes)
+        coeffs = [c[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        y, inputs = ifwt(coeffs, rec_lo, rec_hi, lengths, impl, return_inputs=True)
+        return y, ("levels", inputs)
+    m, detail_at, _, synthesis_at = _packed_layout(n, L, levels)
+    rows = np.ascontiguousarray(_as_batch(c))
+    y = np.empty((rows.shape[0], n), dtype=c.dtype)
+    stored = np.empty((rows.shape[0], int(m[1:].sum())), dtype=c.dtype)
+    lo, hi = _contiguous_filters(rec_lo, rec_hi, c.dtype)
+    _numba_kernels.ifwt_fused(rows, lo, hi, m, detail_at, synthesis_at, y, stored)
+    return y.reshape(c.shape[:-1] + (n,)), ("fused", rows, stored, n, levels)
+
+
+def ifwt_packed_backward(grad_y, state, rec_lo, rec_hi, need_coeffs=True, need_filters=True, impl=None):
+    """Gradients (packed coefficients, rec_lo, rec_hi) of ifwt_packed."""
+    if state[0] == "levels":
+        grads, glo, ghi = ifwt_backward(grad_y, state[1], rec_lo, rec_hi, need_coeffs, need_filters, impl)
+        gc = backend.xp_of(grad_y).concatenate(grads, axis=-1) if grads is not None else None
+        return gc, glo, ghi
+    _, rows, stored, n, levels = state
+    L = rec_lo.shape[0]
+    m, detail_at, _, synthesis_at = _packed_layout(n, L, levels)
+    g = np.ascontiguousarray(_as_batch(grad_y))
+    lo_r, hi_r = _contiguous_filters(rec_lo, rec_hi, grad_y.dtype, reverse=True)
+    grad_c = np.empty_like(rows)
+    grad_filters = np.zeros((rows.shape[0], 2, L), dtype=grad_y.dtype)
+    _numba_kernels.ifwt_fused_backward(g, rows, stored, lo_r, hi_r, m, detail_at, synthesis_at, grad_c,
+                                       grad_filters, bool(need_filters))
+    gc = grad_c.reshape(grad_y.shape[:-1] + (rows.shape[1],)) if need_coeffs else None
+    if not need_filters:
+        return gc, None, None
+    total = grad_filters.sum(axis=0)
+    return gc, total[0], total[1]

@@ -1,4 +1,5 @@
 """Helpers shared by the ops: undoing broadcasting, normalising axes."""
+import operator
 
 
 def sum_to(g, shape):
@@ -26,6 +27,21 @@ def normalize_axes(axis, ndim):
     if len(set(out)) != len(out):
         raise ValueError(f"repeated axis in {axis}")
     return tuple(sorted(out))
+
+
+def normalize_axis(axis, ndim, where, extra=0):
+    """One axis as a non-negative int; ValueError naming `where` when it is not an int in
+    [-(ndim + extra), ndim + extra) (extra=1 for an axis that is being inserted)."""
+    try:
+        if isinstance(axis, bool):
+            raise TypeError
+        axis = operator.index(axis)          # Python and NumPy integers
+    except TypeError:
+        raise TypeError(f"{where}: axis must be an int, got {type(axis).__name__} {axis!r}") from None
+    size = ndim + extra
+    if not -size <= axis < size:
+        raise ValueError(f"{where}: axis {axis} is out of range for a tensor with {ndim} dimensions")
+    return axis % size
 
 
 def expand_reduced(g, in_shape, axes, keepdims):

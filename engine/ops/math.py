@@ -167,6 +167,8 @@ class Sigmoid(Function):
 class ReLU(Function):
     def forward(self, x):
         self.mask = x > 0
+        if x.dtype.kind == "f":   # relu(-inf) = 0 (x * mask would give NaN); NaN stays NaN
+            return backend.xp_of(x).maximum(x, 0)
         return x * self.mask
 
     def backward(self, gy):
@@ -179,7 +181,9 @@ class LeakyReLU(Function):
 
     def forward(self, x):
         xp = backend.xp_of(x)
-        self.scale = xp.where(x > 0, 1, self.slope).astype(x.dtype)
+        self.scale = xp.where(x > 0, 1, self.slope)
+        if x.dtype.kind == "f":   # integer inputs give a float result, as NumPy's ufuncs do
+            self.scale = self.scale.astype(x.dtype)
         return x * self.scale
 
     def backward(self, gy):
@@ -190,7 +194,8 @@ class Softplus(Function):
     def forward(self, x):
         xp = backend.xp_of(x)
         self.x = x
-        return xp.logaddexp(0, x).astype(x.dtype, copy=False)
+        y = xp.logaddexp(0, x)
+        return y.astype(x.dtype, copy=False) if x.dtype.kind == "f" else y
 
     def backward(self, gy):
         xp = backend.xp_of(gy)

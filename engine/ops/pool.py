@@ -34,7 +34,9 @@ class MaxPool2d(Function):
 
     def forward(self, x):
         xp = backend.xp_of(x)
-        cols, self.padded_shape = _windows(x, self.k, self.stride, self.padding, -xp.inf)
+        # padding must never win the max: -inf for floats, the smallest value for integers
+        lowest = -xp.inf if x.dtype.kind == "f" else (xp.iinfo(x.dtype).min if x.dtype.kind in "iu" else False)
+        cols, self.padded_shape = _windows(x, self.k, self.stride, self.padding, lowest)
         self.arg = cols.argmax(axis=2)[:, :, None]
         self.cols_shape = cols.shape
         return xp.take_along_axis(cols, self.arg, axis=2)[:, :, 0]
@@ -72,6 +74,8 @@ def _pool_args(name, x, kernel_size, stride, padding):
     p = pair(padding, f"{name} padding")
     if x.ndim != 4:
         raise ValueError(f"{name}: input must be (batch, channels, height, width), got {x.shape}")
+    if x.shape[2] == 0 or x.shape[3] == 0:   # a window would hold nothing but padding
+        raise ValueError(f"{name}: input has an empty spatial size {x.shape[2:]} (shape {x.shape})")
     if min(k) < 1 or min(s) < 1 or min(p) < 0:
         raise ValueError(f"{name}: kernel {k} and stride {s} must be >= 1, padding {p} >= 0")
     if p[0] * 2 > k[0] or p[1] * 2 > k[1]:

@@ -20,6 +20,8 @@ class Sum(Function):
 
 class Mean(Sum):
     def forward(self, x):
+        if x.dtype.kind not in "fc":   # as NumPy: integers are averaged in float64, without overflow
+            x = x.astype("float64")
         y = super().forward(x)
         count = 1
         for a in self.axes:

@@ -2,7 +2,7 @@
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor, as_tensor
-from ._util import sum_to
+from ._util import sum_to, normalize_axis
 
 
 class Reshape(Function):
@@ -30,7 +30,8 @@ class Transpose(Function):
         axes = self.axes
         if axes is None:
             axes = tuple(range(x.ndim))[::-1]
-        if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
+        if len(axes) != x.ndim or sorted(normalize_axis(a, x.ndim, "transpose") for a in axes) \
+                != list(range(x.ndim)):
             raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} axes")
         self.axes = tuple(a % x.ndim for a in axes)
         return x.transpose(self.axes)
@@ -60,6 +61,10 @@ def _is_basic(index):
     return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
 
 
+class IndexOutOfRange(IndexError, ValueError):
+    """A bad index: an IndexError (so iteration over a Tensor stops) that is also a ValueError."""
+
+
 class GetItem(Function):
     """x[index]; backward scatters (and sums repeated indices) into a zero tensor."""
 
@@ -68,7 +73,10 @@ class GetItem(Function):
 
     def forward(self, x):
         self.in_meta = (x.shape, x.dtype)
-        return x[self.index]
+        try:
+            return x[self.index]
+        except IndexError as e:
+            raise IndexOutOfRange(f"getitem: index {self.index!r} does not fit shape {x.shape} ({e})") from None
 
     def backward(self, gy):
         xp = backend.xp_of(gy)
@@ -186,12 +194,14 @@ def reshape(x, *shape):
 
 def transpose(x, *axes):
     if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
-        axes = axes[0]
+        return Transpose(None if axes[0] is None else tuple(axes[0]))(x)   # an explicit () is checked
     return Transpose(tuple(axes) if axes else None)(x)
 
 
 def swapaxes(x, axis1, axis2):
-    axes = list(range(as_tensor(x).ndim))
+    ndim = as_tensor(x).ndim
+    axis1, axis2 = normalize_axis(axis1, ndim, "swapaxes"), normalize_axis(axis2, ndim, "swapaxes")
+    axes = list(range(ndim))
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return Transpose(tuple(axes))(x)
 
@@ -206,7 +216,7 @@ def broadcast_to(x, shape):
 def expand_dims(x, axis):
     x = as_tensor(x)
     shape = list(x.shape)
-    shape.insert(axis % (x.ndim + 1), 1)
+    shape.insert(normalize_axis(axis, x.ndim, "expand_dims", extra=1), 1)
     return Reshape(tuple(shape))(x)
 
 
@@ -215,7 +225,10 @@ def squeeze(x, axis=None):
     if axis is None:
         shape = tuple(s for s in x.shape if s != 1)
     else:
-        axes = {a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+        listed = [normalize_axis(a, x.ndim, "squeeze") for a in ((axis,) if isinstance(axis, int) else axis)]
+        axes = set(listed)
+        if len(axes) != len(listed):
+            raise ValueError(f"squeeze: repeated axis in {axis}")
         for a in axes:
             if x.shape[a] != 1:
                 raise ValueError(f"squeeze: axis {a} has size {x.shape[a]}, not 1")
@@ -225,6 +238,7 @@ def squeeze(x, axis=None):
 
 def flatten(x, start_axis=1):
     x = as_tensor(x)
+    start_axis = normalize_axis(start_axis, max(x.ndim, 1), "flatten")
     return Reshape(x.shape[:start_axis] + (-1,))(x)
 
 
@@ -242,7 +256,9 @@ def concat(xs, axis=0):
     xs = [as_tensor(x) for x in xs]
     if not xs:
         raise ValueError("concat: need at least one tensor")
-    return Concat(axis)(*xs)
+    if xs[0].ndim == 0:
+        raise ValueError("concat: zero-dimensional tensors cannot be concatenated (use stack)")
+    return Concat(normalize_axis(axis, xs[0].ndim, "concat"))(*xs)
 
 
 def stack(xs, axis=0):
@@ -257,6 +273,10 @@ def stack(xs, axis=0):
 
 def split(x, indices_or_sections, axis=0):
     """Split along `axis` like numpy.split; returns a list of tensors."""
+    x = as_tensor(x)
+    axis = normalize_axis(axis, x.ndim, "split")
+    if isinstance(indices_or_sections, int) and indices_or_sections < 1:
+        raise ValueError(f"split: the number of sections must be >= 1, got {indices_or_sections}")
     out = Split(indices_or_sections, axis)(x)
     return list(out) if isinstance(out, list) else [out]
 

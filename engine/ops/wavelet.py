@@ -96,19 +96,14 @@ class PackedFWT(Function):
         self.levels, self.impl = levels, impl
 
     def forward(self, x, dec_lo, dec_hi):
-        xp = backend.xp_of(x)
-        coeffs, self.level_inputs = kernels.fwt(x, dec_lo, dec_hi, self.levels, self.impl,
-                                                return_inputs=True)
+        packed, self.state = kernels.fwt_packed(x, dec_lo, dec_hi, self.levels, self.impl)
         self.filters = (dec_lo, dec_hi)
-        self.sizes = [c.shape[-1] for c in coeffs]
-        return xp.concatenate(coeffs, axis=-1)
+        return packed
 
     def backward(self, gy):
         need_x, need_lo, need_hi = self.needs_input_grad
-        bounds = _offsets(self.sizes)
-        grads = [gy[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        return kernels.fwt_backward(grads, self.level_inputs, *self.filters, need_x=need_x,
-                                    need_filters=need_lo or need_hi, impl=self.impl)
+        return kernels.fwt_packed_backward(gy, self.state, *self.filters, need_x=need_x,
+                                           need_filters=need_lo or need_hi, impl=self.impl)
 
 
 class PackedIFWT(Function):
@@ -118,28 +113,14 @@ class PackedIFWT(Function):
         self.sizes, self.lengths, self.impl = list(sizes), lengths, impl
 
     def forward(self, c, rec_lo, rec_hi):
-        bounds = _offsets(self.sizes)
-        coeffs = [c[..., a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-        y, self.level_inputs = kernels.ifwt(coeffs, rec_lo, rec_hi, self.lengths, self.impl,
-                                            return_inputs=True)
+        y, self.state = kernels.ifwt_packed(c, rec_lo, rec_hi, self.sizes, self.lengths, self.impl)
         self.filters = (rec_lo, rec_hi)
         return y
 
     def backward(self, gy):
         need_c, need_lo, need_hi = self.needs_input_grad
-        grads, glo, ghi = kernels.ifwt_backward(gy, self.level_inputs, *self.filters,
-                                                need_coeffs=need_c, need_filters=need_lo or need_hi,
-                                                impl=self.impl)
-        gc = backend.xp_of(gy).concatenate(grads, axis=-1) if grads is not None else None
-        return gc, glo, ghi
-
-
-def _offsets(sizes):
-    """Cumulative band offsets [0, s0, s0 + s1, ...]: band k starts where all earlier bands end."""
-    out = [0]
-    for s in sizes:
-        out.append(out[-1] + s)
-    return out
+        return kernels.ifwt_packed_backward(gy, self.state, *self.filters, need_coeffs=need_c,
+                                            need_filters=need_lo or need_hi, impl=self.impl)
 
 
 def fwt_packed(x, dec_lo, dec_hi, levels, impl=None):

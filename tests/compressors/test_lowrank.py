@@ -273,6 +273,8 @@ def test_compressor_plugin_trains_logs_and_truncates(seeded):
     assert logged["regularizer"] == pytest.approx(
         8 * nuclear_norm(net[1].weight.data) + 8 * nuclear_norm(net[3].weight.data))
     survivors = np.linalg.matrix_rank(net[1].weight.data, tol=1e-9)
+    s = np.linalg.svd(net[1].weight.data, compute_uv=False)
+    assert logged["rank_1"] == (s > 1e-6 * s[0]).sum() and "rank_5" not in logged   # tau = 0 there
     before = net.num_parameters()
     expected = net(x).data
     net = compressor.finalize(net, None)

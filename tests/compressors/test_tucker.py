@@ -132,6 +132,16 @@ def test_scada_counts_the_shared_core_once(seeded):
     np.testing.assert_allclose(clone(x).data, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_no_bias_option_drops_biases_but_the_dense_count_keeps_them(seeded):
+    model = lenet5()
+    report = tucker.compress(model, ratio=691, order=4, min_rank=2, bias=False)
+    layers = [m for m in model.modules() if isinstance(m, (TuckerDense, TuckerConv2d))]
+    assert all(m.bias is None for m in layers)
+    by_hand = sum(math.prod(m.ranks) + sum(a * b for a, b in zip(m.modes, m.ranks)) for m in layers)
+    assert report["params"] == model.num_parameters() == by_hand
+    assert report["ratio"] == pytest.approx(431080 / by_hand) and report["ratio"] >= 691
+
+
 def test_scada_ratio_solves_the_largest_shared_core(seeded):
     model = lenet300()
     report = tucker.compress(model, ratio=150, order=5, shared_core=True)
@@ -327,7 +337,7 @@ def test_plugins_compress_lenet5_and_report_the_ratio(seeded):
     x = seeded.standard_normal((2, 1, 28, 28)).astype(np.float32)
     assert model(x).shape == (2, 10)
 
-    scada = _parse(["--scada-k", "3", "--tucker-ranks", "2"], ScadaCompressor)
+    scada = _parse(["--scada-k", "3", "--tucker-ranks", "2", "--tucker-order", "5"], ScadaCompressor)
     model = lenet5()
     scada.apply(model, None)
     assert scada.config()["shared_core"] == [3] * 5

@@ -170,6 +170,12 @@ def test_compress_recurrent_matches_the_papers_gru_counts():
         model = sequence_model("gru", n_in=2, hidden=512, n_out=1, hh_bias=False)
         W.compress_recurrent(model, which, levels=8, filter_length=6)
         assert model.num_parameters() == count, which
+    # copy-memory GRU (10 symbols in, 10 classes out per step): the paper's 808,458 / 547,907 / 287,356
+    for which, count in {None: 808_458, "state": 547_907, "state_reset": 287_356}.items():
+        model = sequence_model("gru", n_in=10, hidden=512, n_out=10, hh_bias=False)
+        if which:
+            W.compress_recurrent(model, which, levels=8, filter_length=6)
+        assert model.num_parameters() == count, which
 
 
 def test_compress_recurrent_names_bias_and_forward():

@@ -228,3 +228,10 @@ def test_numpy_array_on_the_left_defers_to_tensor():
     assert isinstance(y, Tensor)
     y.sum().backward()
     np.testing.assert_allclose(x.grad, [3.0, 4.0])
+
+
+def test_detect_anomaly_says_when_the_input_was_already_bad():
+    x = leaf([np.inf, 1.0])
+    with engine.detect_anomaly():
+        with pytest.raises(FloatingPointError, match=r"Exp produced Inf.*inputs \[0\] were already non-finite"):
+            F.exp(x)

@@ -95,7 +95,8 @@ def test_conv2d_and_pools_keep_float32(kernel, rng):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: F.conv2d(leaf(np.ones((2, 3, 4))), leaf(np.ones((1, 3, 2, 2)))), r"conv2d: input must be.*\(2, 3, 4\)"),
+    (lambda: F.conv2d(leaf(np.ones((2, 3, 4))), leaf(np.ones((1, 3, 2, 2)))),
+     r"conv2d: input must be.*\(2, 3, 4\)"),
     (lambda: F.conv2d(leaf(np.ones((1, 3, 4, 4))), leaf(np.ones((1, 2, 2, 2)))), "input has 3 channels"),
     (lambda: F.conv2d(leaf(np.ones((1, 3, 4, 4))), leaf(np.ones((2, 1, 2, 2))), groups=2), "groups=2"),
     (lambda: F.conv2d(leaf(np.ones((1, 1, 2, 2))), leaf(np.ones((1, 1, 3, 3)))), "does not fit"),

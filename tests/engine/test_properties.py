@@ -1,4 +1,4 @@
-"""Property tests (hypothesis): drawn shapes and values; forward equals NumPy, gradients equal their closed forms."""
+"""Property tests (hypothesis): drawn shapes and values; forward equals NumPy, gradients match closed forms."""
 import numpy as np
 import pytest
 

@@ -99,6 +99,29 @@ def test_numba_and_numpy_kernels_agree(dtype, tol):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale)
 
 
+@pytest.mark.skipif(not K.numba_available(), reason="numba not importable or disabled")
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
+@pytest.mark.parametrize("n, L, levels", [(37, 5, 3), (16, 2, 4), (9, 4, 1), (130, 6, 6)])
+def test_fused_numba_packed_transforms_agree_with_numpy(dtype, tol, n, L, levels):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((2, 3, n)).astype(dtype)
+    filters = [rng.standard_normal(L).astype(dtype) for _ in range(4)]
+    sizes = K.coefficient_lengths(n, L, levels)
+    lengths = K.signal_lengths(n, L, levels)[:-1]
+    g = rng.standard_normal((2, 3, sum(sizes))).astype(dtype)
+    results = {}
+    for impl in ("numpy", "numba"):
+        packed, state = K.fwt_packed(x, filters[0], filters[1], levels, impl)
+        back = K.fwt_packed_backward(g, state, filters[0], filters[1], impl=impl)
+        y, state2 = K.ifwt_packed(g, filters[2], filters[3], sizes, lengths, impl)
+        back2 = K.ifwt_packed_backward(x, state2, filters[2], filters[3], impl=impl)
+        results[impl] = [packed, *back, y, *back2]
+        assert state[0] == state2[0] == ("fused" if impl == "numba" else "levels")
+    for a, b in zip(results["numpy"], results["numba"]):
+        assert a.shape == b.shape and a.dtype == b.dtype == dtype
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol * max(1.0, float(np.abs(a).max())))
+
+
 @pytest.mark.skipif(not backend.gpu_available(), reason="needs CuPy and a CUDA device")
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
 def test_cupy_and_numpy_kernels_agree(dtype, tol):

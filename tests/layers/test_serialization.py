@@ -1,0 +1,310 @@
+"""save_model / load_model rebuild every kind of compressed model; the safetensors reader/writer."""
+import argparse
+import importlib
+import json
+import struct
+
+import numpy as np
+import pytest
+
+import engine
+from engine import io as engine_io
+from engine import random as engine_random
+from engine import safetensors as st
+from layers import serialization as S
+from layers.models import lenet300, lenet5, sequence_model
+
+
+def compressor(name):
+    """compressors.<name>, or a skip naming the missing module."""
+    try:
+        return importlib.import_module(f"compressors.{name}")
+    except ImportError as e:
+        pytest.skip(f"compressors.{name} is not available ({e})")
+
+
+def perturb(model, seed=1):
+    """Move every float array away from its init so a load that keeps fresh values is caught."""
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():
+        p.data = (p.data + 0.01 * rng.standard_normal(p.shape)).astype(p.dtype)
+    for m in model.modules():
+        if hasattr(m, "invalidate_cache"):
+            m.invalidate_cache()
+    return model
+
+
+def outputs(model, x):
+    with engine.no_grad():
+        return np.asarray(model.eval()(x).data)
+
+
+def images(batch=2):
+    return np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+
+
+def assert_round_trip(tmp_path, model, arch, x, suffix=".npz"):
+    expected = outputs(model, x)
+    path = tmp_path / f"model{suffix}"
+    S.save_model(str(path), model, arch=arch)
+    loaded = S.load_model(str(path))
+    assert type(loaded) is type(model)
+    assert [type(m).__name__ for m in loaded.modules()] == [type(m).__name__ for m in model.modules()]
+    assert loaded.num_parameters() == model.num_parameters()
+    np.testing.assert_array_equal(outputs(loaded, x), expected)
+    return loaded
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_tucker_round_trip(tmp_path, suffix):
+    tucker = compressor("tucker")
+    engine.manual_seed(0)
+    model = lenet300()
+    tucker.compress(model, ratio=30)
+    perturb(model)
+    assert_round_trip(tmp_path, model, "lenet300", images(), suffix)
+
+
+def test_scada_round_trip_keeps_one_shared_core(tmp_path):
+    tucker = compressor("tucker")
+    engine.manual_seed(0)
+    model = lenet300()
+    tucker.compress(model, ratio=40, shared_core=True)
+    perturb(model)
+    loaded = assert_round_trip(tmp_path, model, "lenet300", images())
+    cores = {id(m.core) for m in loaded.modules() if type(m).__name__ in ("TuckerDense", "TuckerConv2d")}
+    assert len(cores) == 1
+
+
+def test_basis_round_trip(tmp_path):
+    basis = compressor("basis")
+    engine.manual_seed(0)
+    model = lenet5()
+    basis.compress(model, m=[7, 30])
+    perturb(model)
+    loaded = assert_round_trip(tmp_path, model, "lenet5", images())
+    assert [m.num_basis for m in loaded.modules() if type(m).__name__ == "BasisConv2d"] == [7, 30]
+    assert not any(m.basis.requires_grad for m in loaded.modules() if type(m).__name__ == "BasisConv2d")
+
+
+def test_lowrank_round_trip_with_dropped_units_and_dense_kept_layer(tmp_path):
+    lowrank = compressor("lowrank")
+    engine.manual_seed(0)
+    model = lenet300(n_in=64)
+    dense = model[1]
+    dense.weight.data[:, :40] = 0       # 40 dead units: truncate removes them (and layer 3's inputs)
+    dense.bias.data[:40] = 0
+    report = lowrank.truncate(model, rank={"1": 16, "3": 12, "5": 10})
+    assert report["layers"][0]["units_dropped"] == 40
+    assert not report["layers"][2]["factored"]      # 100 x 10 at rank 10 stays dense
+    perturb(model)
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    loaded = assert_round_trip(tmp_path, model, ("lenet300", {"n_in": 64}), x)
+    assert loaded[1].second.n_out == 260
+
+
+def test_lowrank_spatial_conv_round_trip(tmp_path):
+    lowrank = compressor("lowrank")
+    engine.manual_seed(0)
+    model = lenet5()
+    lowrank.truncate(model, rank=3, layers=["0", "2"], conv_reshape="spatial")
+    perturb(model)
+    assert_round_trip(tmp_path, model, "lenet5", images(), ".safetensors")
+
+
+def test_wavelet_recurrent_round_trip(tmp_path):
+    wavelet = compressor("wavelet")
+    engine.manual_seed(0)
+    arch = {"name": "sequence_model", "kwargs": {"kind": "gru", "n_in": 2, "hidden": 16}}
+    model = sequence_model(kind="gru", n_in=2, hidden=16)
+    wavelet.compress_recurrent(model, "state_reset", levels=2, filter_length=4, init="db2")
+    perturb(model)
+    x = np.random.default_rng(0).standard_normal((3, 5, 2)).astype(np.float32)
+    loaded = assert_round_trip(tmp_path, model, arch, x)
+    cell = loaded.rnn.cells[0]
+    assert type(cell.hh_state).__name__ == "WaveletLinear" and type(cell.hh_update).__name__ == "Dense"
+    np.testing.assert_array_equal(cell.hh_state.permutation, model.rnn.cells[0].hh_state.permutation)
+
+
+def test_wavelet_cnn_round_trip_float64(tmp_path):
+    wavelet = compressor("wavelet")
+    engine.manual_seed(0)
+    model = S.build_model("wavelet_cnn", levels=3)
+    model.astype(np.float64)
+    perturb(model)
+    loaded = assert_round_trip(tmp_path, model, None, images().astype(np.float64))
+    assert next(loaded.parameters()).dtype == np.float64
+    assert wavelet.wavelet_layers(loaded)[0].levels == 3
+
+
+def test_chained_steps_lowrank_then_tucker(tmp_path):
+    lowrank, tucker = compressor("lowrank"), compressor("tucker")
+    engine.manual_seed(0)
+    model = lenet300(n_in=64)
+    lowrank.truncate(model, rank={"1": 20, "3": 20, "5": 10}, layers=["1", "3", "5"])
+    tucker.compress(model, ranks=2, order=3, layers=["1.first"])
+    perturb(model)
+    steps = S.describe_compression(model)
+    assert [s["method"] for s in steps] == ["lowrank", "tucker"]
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    assert_round_trip(tmp_path, model, ("lenet300", {"n_in": 64}), x)
+
+
+def test_train_checkpoint_format_loads(tmp_path):
+    """A file laid out as train.py writes it (model/ prefix, architecture, compressor config)."""
+    tucker = compressor("tucker")
+    engine.manual_seed(0)
+    model = lenet300()
+    plugin = tucker.TuckerCompressor(argparse.Namespace(tucker_ratio=25.0))
+    model = plugin.apply(model, None)
+    perturb(model)
+    meta = {"kind": S.TRAIN_KIND, "architecture": {"model": "lenet300", "kwargs": {"n_classes": 10}},
+            "compressor": {"name": "tucker", "config": plugin.config()}, "config": {"dtype": "float32"}}
+    engine_io.save(str(tmp_path / "checkpoint.npz"),
+                   {f"model/{k}": v for k, v in model.state_dict().items()}, json.loads(json.dumps(meta)))
+    loaded = S.load_model(str(tmp_path))                      # a run folder works too
+    np.testing.assert_array_equal(outputs(loaded, images()), outputs(model, images()))
+
+
+def test_load_leaves_engine_rng_alone(tmp_path):
+    tucker = compressor("tucker")
+    engine.manual_seed(0)
+    model = lenet300()
+    tucker.compress(model, ratio=30)
+    S.save_model(str(tmp_path / "m.npz"), model, arch="lenet300")
+    engine.manual_seed(123)
+    before = engine_random.get_rng().standard_normal(3)
+    engine.manual_seed(123)
+    S.load_model(str(tmp_path / "m.npz"))
+    np.testing.assert_array_equal(engine_random.get_rng().standard_normal(3), before)
+
+
+def test_save_needs_an_architecture(tmp_path):
+    with pytest.raises(ValueError, match="give arch="):
+        S.save_model(str(tmp_path / "m.npz"), lenet300())
+    with pytest.raises(ValueError, match="unknown architecture"):
+        S.save_model(str(tmp_path / "m.npz"), lenet300(), arch="no_such_net")
+
+
+def test_save_refuses_a_recipe_that_does_not_rebuild(tmp_path):
+    with pytest.raises(ValueError, match="does not rebuild"):
+        S.save_model(str(tmp_path / "m.npz"), lenet300(n_classes=7), arch="lenet300")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_load_rejects_files_without_architecture(tmp_path):
+    engine_io.save(str(tmp_path / "arrays.npz"), {"w": np.zeros(3)}, {"note": "plain"})
+    with pytest.raises(ValueError, match="records no architecture"):
+        S.load_model(str(tmp_path / "arrays.npz"))
+    st.save_safetensors(str(tmp_path / "foreign.safetensors"), {"w": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError, match="without compactnet metadata"):
+        S.load_model(str(tmp_path / "foreign.safetensors"))
+
+
+def test_load_detects_corrupted_safetensors_arrays(tmp_path):
+    model = S.build_model("lenet300")
+    path = str(tmp_path / "m.safetensors")
+    S.save_model(path, model)
+    blob = bytearray(open(path, "rb").read())
+    blob[-1] ^= 0xFF                                   # flip bits of the last array byte
+    open(path, "wb").write(bytes(blob))
+    with pytest.raises(ValueError, match="checksum"):
+        S.load_model(path)
+
+
+# ---------------------------------------------------------------- safetensors reader/writer
+ALL_DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8,
+              np.uint64, np.uint32, np.uint16, np.uint8, np.bool_]
+
+
+def sample_arrays():
+    rng = np.random.default_rng(0)
+    arrays = {f"a_{np.dtype(d).name}": (rng.standard_normal((2, 3)) * 10).astype(d) for d in ALL_DTYPES}
+    arrays["empty"] = np.zeros((0, 4), np.float32)
+    arrays["scalar"] = np.array(3.5, np.float64)
+    arrays["big_endian"] = np.arange(4, dtype=">f4")
+    return arrays
+
+
+def test_safetensors_round_trip(tmp_path):
+    arrays = sample_arrays()
+    path = str(tmp_path / "a.safetensors")
+    st.save_safetensors(path, arrays, {"who": "compactnet", "n": "3"})
+    loaded, meta = st.load_safetensors(path)
+    assert meta == {"who": "compactnet", "n": "3"}
+    assert sorted(loaded) == sorted(arrays)
+    for name, a in arrays.items():
+        assert loaded[name].dtype == a.dtype.newbyteorder("=") and loaded[name].shape == a.shape
+        np.testing.assert_array_equal(loaded[name], a)
+    (n,) = struct.unpack("<Q", open(path, "rb").read(8))
+    assert n % 8 == 0                                  # array bytes start aligned
+
+
+def test_safetensors_reads_bfloat16_as_float32():
+    values = np.array([1.0, -2.5, 3.140625], np.float32)
+    bits = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    header = json.dumps({"x": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 6]}}).encode()
+    arrays, _ = st.decode(struct.pack("<Q", len(header)) + header + bits)
+    np.testing.assert_array_equal(arrays["x"], values)
+
+
+def _blob(header, data=b""):
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+@pytest.mark.parametrize("blob, words", [
+    (b"\x01\x02", "shorter than the 8-byte"),
+    (struct.pack("<Q", 10 ** 12) + b"{}", "header length"),
+    (struct.pack("<Q", 4) + b"\xff\xfe{}", "not UTF-8 JSON"),
+    (_blob([1, 2]), "JSON list"),
+    (_blob({"x": {"dtype": "F32", "shape": [2]}}), "lacks dtype"),
+    (_blob({"x": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4), "unsupported dtype"),
+    (_blob({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\0" * 4), "need 8"),
+    (_blob({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 5), "truncated"),
+    (_blob({"x": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8), "hole"),
+    (_blob({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 9), "after the last"),
+    (_blob({"__metadata__": {"k": 1}}), "strings to strings"),
+])
+def test_safetensors_rejects_bad_files(blob, words):
+    with pytest.raises(ValueError, match=words):
+        st.decode(blob, "f.safetensors")
+
+
+def test_safetensors_truncated_and_foreign_files(tmp_path):
+    path = str(tmp_path / "a.safetensors")
+    st.save_safetensors(path, {"w": np.ones((4, 4), np.float32)})
+    blob = open(path, "rb").read()
+    open(path, "wb").write(blob[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        st.load_safetensors(path)
+    npz = str(tmp_path / "x.npz")
+    np.savez(npz, w=np.ones(3))
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        st.load_safetensors(npz)
+    assert not st.is_safetensors(npz) and not st.is_safetensors(str(tmp_path / "missing"))
+
+
+def test_safetensors_writer_errors(tmp_path):
+    with pytest.raises(TypeError, match="str to str"):
+        st.save_safetensors(str(tmp_path / "a.safetensors"), {"w": np.ones(2)}, {"n": 3})
+    with pytest.raises(TypeError, match="complex128"):
+        st.save_safetensors(str(tmp_path / "a.safetensors"), {"w": np.ones(2, complex)})
+    with pytest.raises(ValueError, match="invalid array name"):
+        st.save_safetensors(str(tmp_path / "a.safetensors"), {"__metadata__": np.ones(2)})
+
+
+@pytest.mark.skipif(importlib.util.find_spec("safetensors") is None,
+                    reason="the optional safetensors package is not installed (pip install safetensors)")
+def test_safetensors_matches_the_reference_package(tmp_path):
+    from safetensors.numpy import load_file, save_file
+    arrays = {k: v for k, v in sample_arrays().items() if k != "big_endian"}
+    ours, theirs = str(tmp_path / "ours.safetensors"), str(tmp_path / "theirs.safetensors")
+    st.save_safetensors(ours, arrays, {"k": "v"})
+    save_file(arrays, theirs, metadata={"k": "v"})
+    for name, a in load_file(ours).items():
+        np.testing.assert_array_equal(a, arrays[name])
+    loaded, meta = st.load_safetensors(theirs)
+    assert meta == {"k": "v"}
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(loaded[name], a)
