@@ -119,8 +119,15 @@ def _add_compressor_arguments(parser):
     return failed
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one paragraph (no 40-line usage block before them)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (python train.py --help lists every flag)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="train.py",
         description="Train a task x model x compressor; writes metrics.json, log.csv, checkpoint.npz, "
                     "config.toml and summary.md to --out. Unset options take the task's recipe "

@@ -25,7 +25,6 @@ Choices of ours (where the paper leaves room):
   `tol` * s_max (the ones that survived); layers whose factored form would not
   be smaller stay dense unless keep_if_larger=False.
 """
-import argparse
 
 import numpy as np
 

@@ -166,6 +166,45 @@ def test_train_checkpoint_format_loads(tmp_path):
     np.testing.assert_array_equal(outputs(loaded, images()), outputs(model, images()))
 
 
+def test_compression_given_as_a_compressor_object(tmp_path):
+    tucker = compressor("tucker")
+    engine.manual_seed(0)
+    plugin = tucker.ScadaCompressor(argparse.Namespace(tucker_ratio=30.0))
+    model = plugin.apply(lenet300(), None)
+    perturb(model)
+    path = str(tmp_path / "m.npz")
+    S.save_model(path, model, arch="lenet300", compression=plugin)
+    _, meta = engine_io.load(path)
+    assert [s["method"] for s in meta["compression"]] == ["scada"]
+    np.testing.assert_array_equal(outputs(S.load_model(path), images()), outputs(model, images()))
+    fresh = tucker.TuckerCompressor(argparse.Namespace(tucker_ratio=30.0))   # never applied: no layout
+    with pytest.raises(ValueError, match="per_layer"):
+        S.save_model(path, model, arch="lenet300", compression=fresh)
+
+
+@pytest.mark.parametrize("method, flags", [("wavelet", []), ("lowrank", ["--lowrank-rank", "3"])])
+def test_train_py_run_folder_loads(tmp_path, method, flags):
+    """A real (tiny) train.py run: its checkpoint rebuilds with every array in place."""
+    compressor(method)
+    try:
+        train = importlib.import_module("train")
+    except ImportError as e:
+        pytest.skip(f"train.py does not import ({e})")
+    out = str(tmp_path / "run")
+    status = train.main(["--task", "adding", "--epochs", "1", "--steps", "2", "--hidden", "8", "--seq-len", "5",
+                         "--compress", method, "--no-progress", "--out", out] + flags)
+    assert status == 0
+    model = S.load_model(out)
+    arrays, _ = engine_io.load(f"{out}/checkpoint.npz")
+    saved = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    state = model.state_dict()
+    assert sorted(state) == sorted(saved)
+    for key, value in state.items():
+        np.testing.assert_array_equal(value, saved[key], err_msg=key)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert ("WaveletLinear" if method == "wavelet" else "LowRankDense") in kinds
+
+
 def test_load_leaves_engine_rng_alone(tmp_path):
     tucker = compressor("tucker")
     engine.manual_seed(0)
