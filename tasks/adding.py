@@ -4,7 +4,7 @@ import numpy as np
 import engine.ops as F
 from engine import backend
 
-from .base import Task, batch_count, check_int, like_output, output_array
+from .base import SyntheticSequenceTask, like_output, output_array
 
 TOLERANCE = 0.05   # a prediction counts as correct when |error| < TOLERANCE
 
@@ -27,49 +27,23 @@ def adding_batch(rng, batch_size, T):
     return np.stack([values, markers], axis=2), targets
 
 
-class AddingTask(Task):
+class AddingTask(SyntheticSequenceTask):
     """Adding problem with sequences of length T; fresh training sequences every batch."""
 
     name = "adding"
     metric_name = "mse"
     higher_is_better = False
     default_model = "sequence_model"
-    splits = ("test",)
+    min_T = 2
 
     def __init__(self, T=150, train_size_per_epoch=10000, test_size=1000, seed=1234):
-        owner = "adding task"
-        self.T = check_int(owner, "T", T, minimum=2)
-        self.train_size_per_epoch = check_int(owner, "train_size_per_epoch", train_size_per_epoch)
-        self.test_size = check_int(owner, "test_size", test_size)
-        self.seed = check_int(owner, "seed", seed, minimum=0)
-        self._test = None
+        super().__init__(T, train_size_per_epoch, test_size, seed)
 
-    def config(self):
-        return {"name": self.name, "T": self.T, "train_size_per_epoch": self.train_size_per_epoch,
-                "test_size": self.test_size, "seed": self.seed}
+    def make_batch(self, rng, batch_size, T):
+        return adding_batch(rng, batch_size, T)
 
     def model_kwargs(self):
         return {"n_in": 2, "n_out": 1, "output": "last"}
-
-    def steps_per_epoch(self, batch_size):
-        return batch_count(self.train_size_per_epoch, self.check_batch_size(batch_size))
-
-    def train_batches(self, batch_size, rng):
-        for _ in range(self.steps_per_epoch(batch_size)):
-            yield adding_batch(rng, batch_size, self.T)
-
-    def test_set(self):
-        """The fixed test set, drawn once from the task's own seed (never from train.py's rng)."""
-        if self._test is None:
-            self._test = adding_batch(np.random.default_rng(self.seed), self.test_size, self.T)
-        return self._test
-
-    def split_batches(self, batch_size, split):
-        self.check_batch_size(batch_size)
-        self.check_split(split)
-        inputs, targets = self.test_set()
-        for start in range(0, len(inputs), batch_size):
-            yield inputs[start:start + batch_size], targets[start:start + batch_size]
 
     def _check_output(self, output, targets):
         shape = output_array(output).shape

@@ -134,3 +134,46 @@ class Task:
 def batch_count(n, batch_size):
     """Number of batches covering n items (the last one may be short)."""
     return math.ceil(n / batch_size)
+
+
+class SyntheticSequenceTask(Task):
+    """A generated sequence problem: fresh training batches from train.py's rng every step and a
+    fixed test set drawn once from the task's own seed. Subclasses give `make_batch(rng, n, T)`."""
+
+    splits = ("test",)
+    min_T = 1
+
+    def __init__(self, T, train_size_per_epoch=10000, test_size=1000, seed=1234):
+        owner = f"{self.name} task"
+        self.T = check_int(owner, "T", T, minimum=self.min_T)
+        self.train_size_per_epoch = check_int(owner, "train_size_per_epoch", train_size_per_epoch)
+        self.test_size = check_int(owner, "test_size", test_size)
+        self.seed = check_int(owner, "seed", seed, minimum=0)
+        self._test = None
+
+    def make_batch(self, rng, batch_size, T):
+        raise NotImplementedError
+
+    def config(self):
+        return {"name": self.name, "T": self.T, "train_size_per_epoch": self.train_size_per_epoch,
+                "test_size": self.test_size, "seed": self.seed}
+
+    def steps_per_epoch(self, batch_size):
+        return batch_count(self.train_size_per_epoch, self.check_batch_size(batch_size))
+
+    def train_batches(self, batch_size, rng):
+        for _ in range(self.steps_per_epoch(batch_size)):
+            yield self.make_batch(rng, batch_size, self.T)
+
+    def test_set(self):
+        """The fixed test set, drawn once from the task's own seed (never from train.py's rng)."""
+        if self._test is None:
+            self._test = self.make_batch(np.random.default_rng(self.seed), self.test_size, self.T)
+        return self._test
+
+    def split_batches(self, batch_size, split):
+        self.check_batch_size(batch_size)
+        self.check_split(split)
+        inputs, targets = self.test_set()
+        for start in range(0, len(inputs), batch_size):
+            yield inputs[start:start + batch_size], targets[start:start + batch_size]
