@@ -282,18 +282,28 @@ def build_task(args):
         raise UserError(f"unknown task {args.task!r}; valid tasks: {', '.join(sorted(registry))}")
     constructor = registry[args.task]
     accepted = _accepted_keywords(constructor)
+    options = _gather_options(args, TASK_OPTIONS, accepted, f"task {args.task!r}")
+    return tasks.get_task(args.task, **options) if hasattr(tasks, "get_task") else constructor(**options)
+
+
+def _gather_options(args, table, accepted, owner):
+    """{keyword: value} for the flags in `table` (dest -> keyword) that were set.
+
+    A flag the constructor does not accept is an error when the user gave it, and is
+    dropped silently when only the task's recipe filled it in.
+    """
     options = {}
-    for dest, keyword in TASK_OPTIONS.items():
+    for dest, keyword in table.items():
         value = getattr(args, dest)
         if value is None:
             continue
         if accepted is not None and keyword not in accepted:
             if dest in args.recipe_keys and dest not in args.explicit:
                 continue
-            raise UserError(f"task {args.task!r} takes no option {_flag(dest)}; it takes: "
+            raise UserError(f"{owner} takes no option {_flag(dest)}; it takes: "
                             f"{', '.join(sorted(accepted)) or 'nothing'}")
         options[keyword] = value
-    return tasks.get_task(args.task, **options) if hasattr(tasks, "get_task") else constructor(**options)
+    return options
 
 
 def model_registry():
@@ -341,16 +351,7 @@ def model_spec(args, task):
     kwargs = dict(task.model_kwargs())
     if accepted is not None:
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
-    for dest, keyword in MODEL_OPTIONS.items():
-        value = getattr(args, dest)
-        if value is None:
-            continue
-        if accepted is not None and keyword not in accepted:
-            if dest in args.recipe_keys and dest not in args.explicit:
-                continue
-            raise UserError(f"model {name!r} takes no option {_flag(dest)}; it takes: "
-                            f"{', '.join(sorted(accepted)) or 'nothing'}")
-        kwargs[keyword] = value
+    kwargs.update(_gather_options(args, MODEL_OPTIONS, accepted, f"model {name!r}"))
     for text in args.model_arg or []:
         key, value = _parse_model_arg(text)
         if accepted is not None and key not in accepted:
