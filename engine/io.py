@@ -13,7 +13,8 @@ _META_KEY = "__metadata__"
 FORMAT = "compactnet-npz-1"
 
 
-def _digest(arrays):
+def digest(arrays):
+    """SHA-256 over the names, dtypes, shapes and bytes of `arrays` (order-independent)."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
@@ -39,14 +40,20 @@ def save(path, arrays, metadata=None):
             raise TypeError(f"save: array {name!r} has dtype object; only numeric arrays are saved")
     meta = dict(metadata or {})
     meta["format"] = FORMAT
-    meta["sha256"] = _digest(arrays)
+    meta["sha256"] = digest(arrays)
     blob = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    atomic_write(path, lambda fh: np.savez(fh, **arrays, **{_META_KEY: blob}), suffix=".npz")
+
+
+def atomic_write(path, write, suffix=""):
+    """Call ``write(fileobj)`` on a temporary file beside `path`, fsync it, then rename it over
+    `path`: a crash or kill at any moment leaves either the old file or the new one, never half."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays, **{_META_KEY: blob})
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -83,6 +90,6 @@ def load(path):
         raise ValueError(f"load: {path} is truncated or corrupted ({type(e).__name__}: {e})") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"load: {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("sha256") != _digest(arrays):
+    if meta.get("sha256") != digest(arrays):
         raise ValueError(f"load: {path} is corrupted: checksum of its arrays does not match its metadata")
     return arrays, meta

@@ -10,11 +10,11 @@ read as float32; NumPy has no bfloat16 to write them back.
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
 
 from . import backend
+from .io import atomic_write
 
 METADATA_KEY = "__metadata__"
 MAX_HEADER_BYTES = 100_000_000          # the reference implementation's limit
@@ -69,19 +69,7 @@ def encode(arrays, metadata=None):
 def save_safetensors(path, arrays, metadata=None):
     """Write `arrays` and `metadata` to `path` atomically (temporary file, fsync, rename)."""
     blob = encode(arrays, metadata)
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fh.write(blob), suffix=".safetensors")
 
 
 def _bad(where, why):

@@ -17,7 +17,6 @@ JSON under the "compactnet" key; anything else is engine.io's checksummed .npz.
 layers never imports compressors at import time (the dependency runs the other way);
 the rebuild adapters import the compressor they need when a checkpoint asks for it.
 """
-import hashlib
 import json
 import os
 
@@ -347,17 +346,6 @@ def _structure_mismatch(model, state):
 
 
 # ---------------------------------------------------------------- save / load
-def _digest(arrays):
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(name.encode())
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def _is_safetensors_path(path):
     return str(path).endswith(".safetensors")
 
@@ -390,7 +378,7 @@ def save_model(path, model, arch=None, compression=None, metadata=None, verify=T
                              f"{[s['method'] for s in steps]} does not rebuild this model ({problem}); "
                              "pass the right arch= / compression=")
     if _is_safetensors_path(path):
-        meta["sha256"] = _digest(state)
+        meta["sha256"] = engine_io.digest(state)
         st.save_safetensors(path, state, {SAFETENSORS_KEY: json.dumps(meta), "format": "np"})
     else:
         engine_io.save(path, state, json.loads(text))
@@ -411,7 +399,7 @@ def read_checkpoint(path):
             meta = json.loads(smeta[SAFETENSORS_KEY])
         except json.JSONDecodeError as e:
             raise ValueError(f"load_model: {path} has unreadable compactnet metadata ({e})") from None
-        if "sha256" in meta and meta["sha256"] != _digest(arrays):
+        if "sha256" in meta and meta["sha256"] != engine_io.digest(arrays):
             raise ValueError(f"load_model: {path} is corrupted: checksum of its arrays does not match")
     else:
         arrays, meta = engine_io.load(path)
