@@ -604,4 +604,8 @@ class LowRankCompressor(Compressor):
             out["ranks"] = ranks_of(self.report)
             out["layer_params_before"] = self.report["layer_params_before"]
             out["layer_params_after"] = self.report["layer_params_after"]
+            factored = [r for r in self.report["layers"] if r["factored"]]
+            out["factored_params_before"] = sum(r["params_before"] for r in factored)
+            out["factored_params_after"] = sum(r["params_after"] for r in factored)
+            out["units_dropped"] = {r["name"]: r["units_dropped"] for r in self.report["layers"]}
         return out
