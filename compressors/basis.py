@@ -101,12 +101,7 @@ def replace_module(model, dotted_name, new_module):
     *path, last = dotted_name.split(".")
     for part in path:
         parent = parent._modules[part]
-    if last in parent._modules:
-        # in place: Module.__setattr__ re-inserts the key at the end, which would reorder a Sequential
-        parent._modules[last] = new_module
-        object.__setattr__(parent, last, new_module)
-    else:
-        setattr(parent, last, new_module)
+    setattr(parent, last, new_module)    # Module.__setattr__ keeps an existing key's place (Sequential order)
 
 
 def find_layers(model, layer_type, names=None, where="compress"):

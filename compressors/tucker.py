@@ -25,6 +25,9 @@ Choices of ours where the paper is silent:
   from_weights: HOSVD (M_i = leading left singular vectors of the mode-i unfolding,
   zero columns beyond m_i, core = W x_i M_i^T); SCADA's shared core is then the
   mean of the layers' projected cores (the least-squares core for orthonormal factors).
+- train.py defaults (chosen by short MNIST probes, see RESULTS.md): order D = 4, core sizes >= 2
+  per mode (a rank-1 mode starved the 10-class output layer); --tucker-no-bias drops the converted
+  layers' biases (the dense count keeps them), needed to reach ratios such as LeNet-5 at 691x.
 - FLOPs per forward call: the dense product/convolution of the rebuilt W (as Dense and
   Conv2d count it) plus the cheapest rebuild chain, counted once per call (the cost of
   a training step's forward; an eval-mode cached call does only the dense part).

@@ -127,19 +127,6 @@ def _row_synthesis_filter_grad_add(c, gy, out):
 
 
 @numba.njit(cache=True)
-def _row_fwt(x, lo, hi, m, detail_at, stored_at, out, stored):
-    levels = m.shape[0] - 1
-    stored[0:m[0]] = x
-    for j in range(levels):
-        src = stored[stored_at[j]:stored_at[j] + m[j]]
-        _row_analyze(src, hi, out[detail_at[j + 1]:detail_at[j + 1] + m[j + 1]])
-        if j + 1 < levels:
-            _row_analyze(src, lo, stored[stored_at[j + 1]:stored_at[j + 1] + m[j + 1]])
-        else:
-            _row_analyze(src, lo, out[0:m[levels]])
-
-
-@numba.njit(cache=True)
 def _row_fwt_backward(g, stored, lo_reversed, hi_reversed, m, detail_at, stored_at, grad_x,
                       grad_filters, need_filters):
     levels = m.shape[0] - 1
@@ -158,19 +145,6 @@ def _row_fwt_backward(g, stored, lo_reversed, hi_reversed, m, detail_at, stored_
 
 
 @numba.njit(cache=True)
-def _row_ifwt(c, lo, hi, m, detail_at, stored_at, y, stored):
-    levels = m.shape[0] - 1
-    a = c[0:m[levels]].copy()
-    for j in range(levels, 0, -1):
-        stored[stored_at[j]:stored_at[j] + m[j]] = a
-        out = np.zeros(m[j - 1], dtype=c.dtype)
-        _row_synthesize_add(a, lo, out)
-        _row_synthesize_add(c[detail_at[j]:detail_at[j] + m[j]], hi, out)
-        a = out
-    y[:] = a
-
-
-@numba.njit(cache=True)
 def _row_ifwt_backward(gy, c, stored, lo_reversed, hi_reversed, m, detail_at, stored_at, grad_c,
                        grad_filters, need_filters):
     levels = m.shape[0] - 1
@@ -186,11 +160,98 @@ def _row_ifwt_backward(gy, c, stored, lo_reversed, hi_reversed, m, detail_at, st
     grad_c[0:m[levels]] = g
 
 
+# Polyphase forms of the forward transforms: splitting the signal (or the output) into even and
+# odd samples turns each stride-2 filter into two unit-stride convolutions whose inner loop runs
+# over outputs, which the compiler vectorises; both bands come from one pass over the input.
+@numba.njit(cache=True)
+def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
+    """a_out[o] = sum_j lo[j] x[2o + 1 - j], d_out likewise with hi (x zero outside its length)."""
+    L, m, n_out = lo.shape[0], x.shape[0], a_out.shape[0]
+    half = (L + 1) // 2
+    for k in range(n_out + 2 * half):
+        even[k] = 0.0
+        odd[k] = 0.0
+    for k in range((m + 1) // 2):
+        even[k + half] = x[2 * k]
+    for k in range(m // 2):
+        odd[k + half] = x[2 * k + 1]
+    a_out[:] = 0.0
+    d_out[:] = 0.0
+    for i in range(half):
+        lo_odd = lo[2 * i + 1] if 2 * i + 1 < L else 0.0
+        hi_odd = hi[2 * i + 1] if 2 * i + 1 < L else 0.0
+        lo_even, hi_even = lo[2 * i], hi[2 * i]
+        for o in range(n_out):
+            ve = even[o - i + half]
+            vo = odd[o - i + half]
+            a_out[o] += lo_odd * ve + lo_even * vo
+            d_out[o] += hi_odd * ve + hi_even * vo
+
+
+@numba.njit(cache=True)
+def _synthesize_pair(a, d, lo, hi, out, bufs):
+    """out[2o + t - (L - 2)] = sum over o, t of lo[t] a[o] + hi[t] d[o], cropped to out's length."""
+    L, n, n_out = lo.shape[0], a.shape[0], out.shape[0]
+    half = (L + 1) // 2
+    shift = L - 2
+    count = (n_out + shift) // 2 + 1
+    a_pad, d_pad, y_even, y_odd = bufs[0], bufs[1], bufs[2], bufs[3]
+    for k in range(count + half):
+        a_pad[k] = 0.0
+        d_pad[k] = 0.0
+    for k in range(min(n, count)):
+        a_pad[k + half] = a[k]
+        d_pad[k + half] = d[k]
+    for u in range(count):
+        y_even[u] = 0.0
+        y_odd[u] = 0.0
+    for k in range(half):
+        lo_even, hi_even = lo[2 * k], hi[2 * k]
+        lo_odd = lo[2 * k + 1] if 2 * k + 1 < L else 0.0
+        hi_odd = hi[2 * k + 1] if 2 * k + 1 < L else 0.0
+        for u in range(count):
+            va = a_pad[u - k + half]
+            vd = d_pad[u - k + half]
+            y_even[u] += lo_even * va + hi_even * vd
+            y_odd[u] += lo_odd * va + hi_odd * vd
+    for i in range(n_out):
+        q = i + shift
+        out[i] = y_even[q // 2] if q % 2 == 0 else y_odd[q // 2]
+
+
+@numba.njit(cache=True)
+def _row_fwt_polyphase(x, lo, hi, m, detail_at, stored_at, out, stored, even, odd):
+    levels = m.shape[0] - 1
+    stored[0:m[0]] = x
+    for j in range(levels):
+        src = stored[stored_at[j]:stored_at[j] + m[j]]
+        detail = out[detail_at[j + 1]:detail_at[j + 1] + m[j + 1]]
+        if j + 1 < levels:
+            approx = stored[stored_at[j + 1]:stored_at[j + 1] + m[j + 1]]
+        else:
+            approx = out[0:m[levels]]
+        _analyze_pair(src, lo, hi, approx, detail, even, odd)
+
+
+@numba.njit(cache=True)
+def _row_ifwt_polyphase(c, lo, hi, m, detail_at, stored_at, y, stored, bufs):
+    levels = m.shape[0] - 1
+    stored[stored_at[levels]:stored_at[levels] + m[levels]] = c[0:m[levels]]
+    for j in range(levels, 0, -1):
+        a = stored[stored_at[j]:stored_at[j] + m[j]]
+        d = c[detail_at[j]:detail_at[j] + m[j]]
+        dst = y if j == 1 else stored[stored_at[j - 1]:stored_at[j - 1] + m[j - 1]]
+        _synthesize_pair(a, d, lo, hi, dst, bufs)
+
+
 # the batch loops: each row is independent, so rows run in parallel
 @numba.njit(parallel=True, cache=True)
 def fwt_fused(x, lo, hi, m, detail_at, stored_at, out, stored):
+    half = (lo.shape[0] + 1) // 2
+    size = m[1] + 2 * half + 1
     for b in numba.prange(x.shape[0]):
-        _row_fwt(x[b], lo, hi, m, detail_at, stored_at, out[b], stored[b])
+        even, odd = np.empty(size, dtype=x.dtype), np.empty(size, dtype=x.dtype)
+        _row_fwt_polyphase(x[b], lo, hi, m, detail_at, stored_at, out[b], stored[b], even, odd)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -203,8 +264,10 @@ def fwt_fused_backward(g, stored, lo_reversed, hi_reversed, m, detail_at, stored
 
 @numba.njit(parallel=True, cache=True)
 def ifwt_fused(c, lo, hi, m, detail_at, stored_at, y, stored):
+    size = m[0] // 2 + lo.shape[0] + 3
     for b in numba.prange(c.shape[0]):
-        _row_ifwt(c[b], lo, hi, m, detail_at, stored_at, y[b], stored[b])
+        bufs = np.empty((4, size), dtype=c.dtype)
+        _row_ifwt_polyphase(c[b], lo, hi, m, detail_at, stored_at, y[b], stored[b], bufs)
 
 
 @numba.njit(parallel=True, cache=True)

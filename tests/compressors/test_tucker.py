@@ -9,7 +9,7 @@ import pytest
 import engine
 from engine import Tensor
 from engine.kernels import tucker as kernels
-from layers import Conv2d, Dense, Flatten, ReLU, Sequential
+from layers import Conv2d, Dense, Sequential
 from layers.models import lenet300, lenet5
 from compressors import tucker
 from compressors.tucker import TuckerCompressor, TuckerConv2d, TuckerDense, ScadaCompressor
