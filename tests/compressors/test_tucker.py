@@ -344,3 +344,25 @@ def test_plugins_compress_lenet5_and_report_the_ratio(seeded):
     assert model(x).shape == (2, 10)
     with pytest.raises(SystemExit):
         _parse(["--tucker-ranks", "2,x"], TuckerCompressor)
+
+
+MNIST_DIR = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
+                    reason="needs the real MNIST files in ../shared/data/mnist")
+def test_train_py_metrics_ratio_equals_the_formula(tmp_path):
+    import json
+    import train
+    out = tmp_path / "run"
+    status = train.main(["--task", "mnist", "--model", "lenet300", "--data-dir", str(MNIST_DIR),
+                         "--subset", "128", "--epochs", "1", "--steps", "1", "--no-progress",
+                         "--compress", "tucker", "--tucker-ratio", "100", "--out", str(out)])
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_layer = metrics["compressor_config"]["per_layer"]
+    by_hand = sum(math.prod(v["ranks"]) + sum(m * k for m, k in zip(v["modes"], v["ranks"]))
+                  for v in per_layer.values()) + 300 + 100 + 10
+    assert metrics["params"]["compressed"] == by_hand
+    assert metrics["params"]["ratio"] == pytest.approx(266610 / by_hand)
+    assert metrics["bytes"]["compressed"] == 4 * by_hand
