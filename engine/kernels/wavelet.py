@@ -373,8 +373,26 @@ def _contiguous_filters(lo, hi, dtype, reverse=False):
     return tuple(np.ascontiguousarray(f[::step].astype(dtype, copy=False)) for f in (lo, hi))
 
 
-def fwt_packed(x, dec_lo, dec_hi, levels, impl=None):
-    """fwt with the bands concatenated on the last axis; returns (packed, state for the backward)."""
+_scratch = {}
+
+
+def _scratch_buffer(shape, dtype):
+    """A reused work array for state nobody will read (no backward): fresh large allocations
+    cost more than the transform itself here (first-touch page faults)."""
+    key = (tuple(shape), np.dtype(dtype).str)
+    buf = _scratch.get(key)
+    if buf is None:
+        if len(_scratch) > 16:
+            _scratch.clear()
+        buf = _scratch[key] = np.empty(shape, dtype=dtype)
+    return buf
+
+
+def fwt_packed(x, dec_lo, dec_hi, levels, impl=None, keep_state=True):
+    """fwt with the bands concatenated on the last axis; returns (packed, state for the backward).
+
+    keep_state=False (inference) skips keeping the per-level inputs; the state is then None.
+    """
     impl = implementation(x, impl)
     n, L = x.shape[-1], dec_lo.shape[0]
     if impl != "numba":
@@ -384,10 +402,12 @@ def fwt_packed(x, dec_lo, dec_hi, levels, impl=None):
     m, detail_at, analysis_at, _ = _packed_layout(n, L, levels)
     rows = np.ascontiguousarray(_as_batch(x))
     out = np.empty((rows.shape[0], sum(coefficient_lengths(n, L, levels))), dtype=x.dtype)
-    stored = np.empty((rows.shape[0], int(m[:levels].sum())), dtype=x.dtype)
+    stored_shape = (rows.shape[0], int(m[:levels].sum()))
+    stored = np.empty(stored_shape, x.dtype) if keep_state else _scratch_buffer(stored_shape, x.dtype)
     lo, hi = _contiguous_filters(dec_lo, dec_hi, x.dtype)
     _numba_kernels.fwt_fused(rows, lo, hi, m, detail_at, analysis_at, out, stored)
-    return out.reshape(x.shape[:-1] + (out.shape[-1],)), ("fused", stored, n, levels)
+    state = ("fused", stored, n, levels) if keep_state else None
+    return out.reshape(x.shape[:-1] + (out.shape[-1],)), state
 
 
 def fwt_packed_backward(grad, state, dec_lo, dec_hi, need_x=True, need_filters=True, impl=None):
@@ -413,8 +433,11 @@ def fwt_packed_backward(grad, state, dec_lo, dec_hi, need_x=True, need_filters=T
     return gx, total[0], total[1]
 
 
-def ifwt_packed(c, rec_lo, rec_hi, sizes, lengths, impl=None):
-    """ifwt of packed bands of the given sizes, cropped to `lengths`; returns (y, state)."""
+def ifwt_packed(c, rec_lo, rec_hi, sizes, lengths, impl=None, keep_state=True):
+    """ifwt of packed bands of the given sizes, cropped to `lengths`; returns (y, state).
+
+    keep_state=False (inference) skips keeping the per-level inputs; the state is then None.
+    """
     impl = implementation(c, impl)
     sizes, L = [int(v) for v in sizes], rec_lo.shape[0]
     levels = len(sizes) - 1
@@ -430,10 +453,12 @@ def ifwt_packed(c, rec_lo, rec_hi, sizes, lengths, impl=None):
     m, detail_at, _, synthesis_at = _packed_layout(n, L, levels)
     rows = np.ascontiguousarray(_as_batch(c))
     y = np.empty((rows.shape[0], n), dtype=c.dtype)
-    stored = np.empty((rows.shape[0], int(m[1:].sum())), dtype=c.dtype)
+    stored_shape = (rows.shape[0], int(m[1:].sum()))
+    stored = np.empty(stored_shape, c.dtype) if keep_state else _scratch_buffer(stored_shape, c.dtype)
     lo, hi = _contiguous_filters(rec_lo, rec_hi, c.dtype)
     _numba_kernels.ifwt_fused(rows, lo, hi, m, detail_at, synthesis_at, y, stored)
-    return y.reshape(c.shape[:-1] + (n,)), ("fused", rows, stored, n, levels)
+    state = ("fused", rows, stored, n, levels) if keep_state else None
+    return y.reshape(c.shape[:-1] + (n,)), state
 
 
 def ifwt_packed_backward(grad_y, state, rec_lo, rec_hi, need_coeffs=True, need_filters=True, impl=None):

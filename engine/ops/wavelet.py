@@ -1,5 +1,6 @@
 """Differentiable fast wavelet analysis/synthesis (zero padding) and the packed forms a layer uses."""
 from .. import backend
+from ..config import is_grad_enabled
 from ..function import Function
 from ..kernels import wavelet as kernels
 from ..tensor import Tensor, as_tensor
@@ -96,7 +97,8 @@ class PackedFWT(Function):
         self.levels, self.impl = levels, impl
 
     def forward(self, x, dec_lo, dec_hi):
-        packed, self.state = kernels.fwt_packed(x, dec_lo, dec_hi, self.levels, self.impl)
+        packed, self.state = kernels.fwt_packed(x, dec_lo, dec_hi, self.levels, self.impl,
+                                                 keep_state=is_grad_enabled())
         self.filters = (dec_lo, dec_hi)
         return packed
 
@@ -113,7 +115,8 @@ class PackedIFWT(Function):
         self.sizes, self.lengths, self.impl = list(sizes), lengths, impl
 
     def forward(self, c, rec_lo, rec_hi):
-        y, self.state = kernels.ifwt_packed(c, rec_lo, rec_hi, self.sizes, self.lengths, self.impl)
+        y, self.state = kernels.ifwt_packed(c, rec_lo, rec_hi, self.sizes, self.lengths, self.impl,
+                                             keep_state=is_grad_enabled())
         self.filters = (rec_lo, rec_hi)
         return y
 
