@@ -193,9 +193,8 @@ def write_table(rows, args, path):
              + f", seed {args.seed}; lowrank: tau {args.lowrank_tau}, then {args.finetune_epochs} fine-tune "
              "epoch(s); basis: from the dense run's weights. Ratio = dense params / stored params "
              "(every stored float, biases included) against the model's dense run (wavelet_cnn against "
-             "LeNet-5). FLOPs per example are train.py's report: a Tucker layer's weight rebuild is "
-             "counted once per forward call and divided by the report's batch of 2, so those FLOPs "
-             "overstate inference on larger batches.", ""]
+             "LeNet-5). FLOPs per example are train.py's report of inference in eval mode (a Tucker "
+             "layer's rebuilt weight is cached there, so no rebuild is counted).", ""]
     if args.quick:
         lines += ["Quick mode: 2,000 training / 1,000 test images and a few steps - this checks the "
                   "pipeline; the accuracies are not results.", ""]

@@ -365,10 +365,11 @@ class TuckerDense(_TuckerWeight):
         return F.linear(x, self.rebuilt_weight(), self.bias)
 
     def flops(self, inputs, output):
-        """The dense product as Dense counts it (2 n_in + 1 per output value) plus one rebuild."""
+        """The dense product as Dense counts it (2 n_in + 1 per output value), plus one rebuild in
+        training mode (in eval mode the rebuilt weight is cached, so inference pays no rebuild)."""
         rows = output.size // self.n_out
         dense = rows * self.n_out * (2 * self.n_in + (1 if self.bias is not None else 0))
-        return dense + self.rebuild_flops()
+        return dense + (self.rebuild_flops() if self.training else 0)
 
     def extra_repr(self):
         return f"{self.n_in}, {self.n_out}, {self._tucker_repr()}" + ("" if self.bias is not None else ", bias=False")
@@ -418,10 +419,11 @@ class TuckerConv2d(_TuckerWeight):
                         self.groups)
 
     def flops(self, inputs, output):
-        """The convolution as Conv2d counts it (2 C kh kw + 1 per output value) plus one rebuild."""
+        """The convolution as Conv2d counts it (2 C kh kw + 1 per output value), plus one rebuild in
+        training mode (cached in eval mode)."""
         kh, kw = self.kernel_size
         per_output = 2 * (self.in_ch // self.groups) * kh * kw + (1 if self.bias is not None else 0)
-        return output.size * per_output + self.rebuild_flops()
+        return output.size * per_output + (self.rebuild_flops() if self.training else 0)
 
     def extra_repr(self):
         return (f"{self.in_ch}, {self.out_ch}, kernel_size={self.kernel_size}, stride={self.stride}, "

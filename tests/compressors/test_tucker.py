@@ -289,7 +289,7 @@ def test_compress_from_weights_truncation_error_shrinks_with_ranks(seeded):
 
 
 # ---------------------------------------------------------------- FLOPs, errors, plugin
-def test_flops_are_the_dense_product_plus_one_rebuild(seeded):
+def test_flops_are_the_dense_product_plus_one_rebuild_in_training(seeded):
     layer = TuckerDense(784, 300, ranks=3, order=5)
     x = Tensor(seeded.standard_normal((8, 784)).astype(np.float32))
     y = layer(x)
@@ -299,6 +299,8 @@ def test_flops_are_the_dense_product_plus_one_rebuild(seeded):
     xc = Tensor(seeded.standard_normal((2, 1, 28, 28)).astype(np.float32))
     yc = conv(xc)
     assert conv.flops((xc,), yc) == 2 * 20 * 24 * 24 * (2 * 25 + 1) + conv.rebuild_flops()
+    layer.eval()   # inference reuses the cached weight: no rebuild per call
+    assert layer.flops((x,), y) == 8 * 300 * (2 * 784 + 1)
 
 
 def test_errors_name_the_layer_and_the_problem():
