@@ -28,24 +28,60 @@ def _unwindows(gcols, k, padded_shape, stride, padding):
     return img
 
 
+def _tap_slices(k, stride, out_hw):
+    """(tap index, (row slice, col slice)) of each kernel tap over the padded input."""
+    (sh, sw), (oh, ow) = stride, out_hw
+    for i in range(k[0]):
+        for j in range(k[1]):
+            yield i * k[1] + j, (slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
+
+
 class MaxPool2d(Function):
+    """Running maximum over the kernel taps, each tap a strided view of the input (no window copy).
+
+    Backward sends each output's gradient to the first tap holding the maximum (as argmax
+    would), found again by comparison rather than stored during forward.
+    """
+
     def __init__(self, k, stride, padding):
         self.k, self.stride, self.padding = k, stride, padding
 
     def forward(self, x):
         xp = backend.xp_of(x)
-        # padding must never win the max: -inf for floats, the smallest value for integers
-        lowest = -xp.inf if x.dtype.kind == "f" else (xp.iinfo(x.dtype).min if x.dtype.kind in "iu" else False)
-        cols, self.padded_shape = _windows(x, self.k, self.stride, self.padding, lowest)
-        self.arg = cols.argmax(axis=2)[:, :, None]
-        self.cols_shape = cols.shape
-        return xp.take_along_axis(cols, self.arg, axis=2)[:, :, 0]
+        (ph, pw) = self.padding
+        if ph or pw:
+            # padding must never win the max: -inf for floats, the smallest value for integers
+            lowest = -xp.inf if x.dtype.kind == "f" else (
+                xp.iinfo(x.dtype).min if x.dtype.kind in "iu" else False)
+            x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=lowest)
+        oh = (x.shape[2] - self.k[0]) // self.stride[0] + 1
+        ow = (x.shape[3] - self.k[1]) // self.stride[1] + 1
+        self.out_hw = (oh, ow)
+        taps = _tap_slices(self.k, self.stride, self.out_hw)
+        _, (rows, cols) = next(taps)
+        y = x[:, :, rows, cols].copy()
+        for _, (rows, cols) in taps:
+            xp.maximum(y, x[:, :, rows, cols], out=y)   # NaN propagates, as with argmax
+        self.x, self.y = x, y
+        return y
 
     def backward(self, gy):
         xp = backend.xp_of(gy)
-        gcols = xp.zeros(self.cols_shape, dtype=gy.dtype)
-        xp.put_along_axis(gcols, self.arg, gy[:, :, None], axis=2)
-        return _unwindows(gcols, self.k, self.padded_shape, self.stride, self.padding)
+        x, y = self.x, self.y
+        gx = xp.zeros(x.shape, dtype=gy.dtype)
+        unclaimed = xp.ones(y.shape, dtype=bool)
+        disjoint = self.stride[0] >= self.k[0] and self.stride[1] >= self.k[1]
+        for _, (rows, cols) in _tap_slices(self.k, self.stride, self.out_hw):
+            hit = (x[:, :, rows, cols] == y) & unclaimed
+            if disjoint:   # each input element belongs to one window: write, don't accumulate
+                xp.multiply(gy, hit, out=gx[:, :, rows, cols])
+            else:
+                gx[:, :, rows, cols] += gy * hit
+            unclaimed &= ~hit
+        ph, pw = self.padding
+        if ph or pw:
+            gx = gx[:, :, ph:gx.shape[2] - ph, pw:gx.shape[3] - pw]
+        return gx
 
 
 class AvgPool2d(Function):
