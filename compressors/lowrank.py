@@ -33,8 +33,9 @@ from engine.ops.conv import pair
 from layers.dense import Dense
 from layers.module import Module, Sequential
 
-from .basis import (check_energy, check_rank, find_layers, output_positions, per_layer,
-                    rank_for_energy, replace_module, _number_list)
+from .basis import output_positions
+from .common import (check_energy, check_rank, find_layers, number_list as _number_list, per_layer,
+                     rank_for_energy, replace_module)
 from .plugin import Compressor
 
 CONV_RESHAPES = ("filters", "spatial")

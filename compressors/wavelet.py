@@ -12,7 +12,6 @@ Choices where the paper leaves details open (see METHODS.md section 1):
 
 import numpy as np
 
-import engine.ops as F
 from engine import backend
 from engine import random as erandom
 from engine.kernels.wavelet import band_length, coefficient_lengths, signal_lengths

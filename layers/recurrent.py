@@ -193,7 +193,7 @@ class _RecurrentLayer(Module):
 
     def forward(self, x, state=None):
         x = check_input(self, x, 3, axis=2, size=self.n_in)
-        batch, steps = x.shape[0], x.shape[1]
+        batch = x.shape[0]
         states = self._initial_states(state, batch)
         inputs, finals = x, []
         for layer, cell in enumerate(self.cells):
