@@ -191,6 +191,10 @@ def wavelet_from_dense(dense, levels=None, filter_length=6, init="haar", **layer
     n = dense.n_in
     if levels is None:
         levels = min(8, max_levels(n, filter_length))
+        if levels < 1:
+            raise ValueError(f"wavelet_from_dense: a filter of length {filter_length} is longer than "
+                             f"the layer's {n} inputs, so no wavelet level fits; use a filter length "
+                             f"of at most {n}")
     layer = WaveletLinear(n, levels, filter_length, init=init, bias=dense.bias is not None,
                           dtype=dense.weight.dtype, **layer_kw)
     if dense.bias is not None:

@@ -236,3 +236,10 @@ def test_plugin_converts_recurrent_and_square_dense_models():
     assert not mlp[1].learn_filters
     with pytest.raises(ValueError, match="wavelet compressor"):
         fixed.apply(Sequential(Dense(8, 4)), None)
+
+
+def test_automatic_levels_with_a_too_long_filter_name_the_problem():
+    from layers import Dense
+    from compressors.wavelet import wavelet_from_dense
+    with pytest.raises(ValueError, match="filter of length 40 is longer than the layer's 32 inputs"):
+        wavelet_from_dense(Dense(32, 32), filter_length=40)
