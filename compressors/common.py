@@ -76,8 +76,9 @@ def find_layers(model, layer_type, names=None, where="compress"):
         available = [n for n, _ in found]
         missing = [n for n in names if n not in available]
         if missing:
-            raise ValueError(f"{where}: no {layer_type.__name__} named {missing}; "
-                             f"available: {available}")
+            types = layer_type if isinstance(layer_type, tuple) else (layer_type,)
+            kind = "/".join(t.__name__ for t in types)
+            raise ValueError(f"{where}: no {kind} named {missing}; available: {available}")
         found = [(n, m) for n, m in found if n in names]
     return found
 

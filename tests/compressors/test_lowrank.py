@@ -284,3 +284,10 @@ def test_compressor_plugin_trains_logs_and_truncates(seeded):
     np.testing.assert_array_equal(net(x).data.argmax(1), expected.argmax(1))
     assert compressor.config()["ranks"]["1"] == net[1].rank
     assert compressor.log_values(net) == {}
+
+
+def test_truncate_names_a_missing_layer():
+    from compressors import lowrank
+    from layers.models import lenet300
+    with pytest.raises(ValueError, match=r"no Dense/Conv2d named \['nope'\]"):
+        lowrank.truncate(lenet300(), rank=5, layers=["nope"])
