@@ -221,40 +221,6 @@ class Module:
         return "\n".join(lines)
 
 
-class Sequential(Module):
-    """Modules applied in order; indexable and iterable."""
-
-    def __init__(self, *modules):
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
-            modules = tuple(modules[0])
-        for i, m in enumerate(modules):
-            if not isinstance(m, Module):
-                raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
-            setattr(self, str(i), m)
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, i):
-        return list(self._modules.values())[i]
-
-    def __setitem__(self, i, module):
-        setattr(self, list(self._modules)[i], module)
-
-    def append(self, module):
-        setattr(self, str(len(self._modules)), module)
-        return self
-
-    def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
-
-
 class ModuleList(Module):
     """A list of sub-modules registered under '0', '1', ...; indexable, iterable, no forward of its own."""
 
@@ -263,9 +229,12 @@ class ModuleList(Module):
         for m in modules:
             self.append(m)
 
-    def append(self, module):
+    def _check(self, i, module):
         if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: item {len(self)} is a {type(module).__name__}, not a Module")
+            raise TypeError(f"{type(self).__name__}: item {i} is a {type(module).__name__}, not a Module")
+
+    def append(self, module):
+        self._check(len(self), module)
         setattr(self, str(len(self._modules)), module)
         return self
 
@@ -279,6 +248,19 @@ class ModuleList(Module):
         return list(self._modules.values())[i]
 
     def __setitem__(self, i, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: item {i} is a {type(module).__name__}, not a Module")
+        self._check(i, module)
         setattr(self, list(self._modules)[i], module)
+
+
+class Sequential(ModuleList):
+    """Modules applied in order; indexable and iterable like a ModuleList."""
+
+    def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
+            modules = tuple(modules[0])
+        super().__init__(modules)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
