@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.timing import pin_threads, median_seconds  # noqa: E402
+from bench.timing import median_seconds, paired_median_seconds, pin_threads  # noqa: E402
 
 
 def _try_import(name):
@@ -79,15 +79,14 @@ def bench_mlp_and_cnn(torch, rows, repeats):
     for name, build, shape, build_torch in specs:
         x = rng.standard_normal(shape).astype(np.float32)
         model = build()
-        ours = median_seconds(_ours_train_step(model, Tensor(x), lambda y: F.cross_entropy(y, labels)),
-                              repeats=repeats)
-        anchor = None
+        steps = [_ours_train_step(model, Tensor(x), lambda y: F.cross_entropy(y, labels))]
         if torch is not None:
             tmodel = build_torch(torch.nn)
             _copy_dense_to_torch(torch, model, tmodel)
             tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
-            anchor = median_seconds(_torch_train_step(
-                torch, tmodel, tx, lambda y: torch.nn.functional.cross_entropy(y, tl)), repeats=repeats)
+            steps.append(_torch_train_step(
+                torch, tmodel, tx, lambda y, tl=tl: torch.nn.functional.cross_entropy(y, tl)))
+        ours, anchor = (paired_median_seconds(steps, repeats=repeats) + [None])[:2]
         rows.append(_row(name, "engine", ours, "PyTorch CPU", anchor, "torch"))
 
 
@@ -103,16 +102,38 @@ def bench_recurrent(torch, rows, repeats):
 
         def loss_ours(out):
             return (out[0] * out[0]).mean()
-        ours = median_seconds(_ours_train_step(model, Tensor(x), loss_ours), repeats=max(3, repeats // 2),
-                              warmup=1)
-        anchor = None
+        steps = [_ours_train_step(model, Tensor(x), loss_ours)]
         if torch is not None:
             tmodel = getattr(torch.nn, kind)(h, h, batch_first=True)
-            anchor = median_seconds(_torch_train_step(
-                torch, tmodel, torch.from_numpy(x), lambda out: (out[0] ** 2).mean()),
-                repeats=max(3, repeats // 2), warmup=1)
+            steps.append(_torch_train_step(
+                torch, tmodel, torch.from_numpy(x), lambda out: (out[0] ** 2).mean()))
+        ours, anchor = (paired_median_seconds(steps, repeats=max(3, repeats // 2), warmup=1)
+                        + [None])[:2]
         rows.append(_row(f"{kind} train step, hidden 128, T=100, batch 50", "engine", ours,
                          "PyTorch CPU", anchor, "torch"))
+    bench_wavelet_gru(rows, repeats, x)
+
+
+def bench_wavelet_gru(rows, repeats, x):
+    """A GRU whose recurrent transforms are WaveletLinear, against our dense GRU (both engine)."""
+    import engine
+    from engine import Tensor
+    import layers
+    from compressors.wavelet import compress_recurrent
+    h = x.shape[-1]
+    engine.manual_seed(0)
+    dense = layers.GRU(h, h)
+    steps = {}
+    for which in ("state_reset", "full"):
+        engine.manual_seed(0)
+        steps[which] = _ours_train_step(compress_recurrent(layers.GRU(h, h), which),
+                                        Tensor(x), lambda out: (out[0] * out[0]).mean())
+    runs = [steps["state_reset"], steps["full"],
+            _ours_train_step(dense, Tensor(x), lambda out: (out[0] * out[0]).mean())]
+    times = paired_median_seconds(runs, repeats=max(3, repeats // 2), warmup=1)
+    for which, t in zip(("state_reset", "full"), times):
+        rows.append(_row(f"wavelet GRU ({which}) train step, hidden 128, T=100, batch 50", "engine", t,
+                         "engine dense GRU", times[-1], "engine"))
 
 
 def bench_wavelet(rows, repeats):
@@ -128,7 +149,15 @@ def bench_wavelet(rows, repeats):
     else:
         from compressors.wavelet_filters import filter_bank
         dec_lo, dec_hi, rec_lo, rec_hi = filter_bank(wname)
-    anchor = None
+    sizes = wk.coefficient_lengths(512, 6, levels)
+    lengths = wk.signal_lengths(512, 6, levels)[:-1]
+    impls = wk.available_implementations()
+
+    def run_ours(impl):
+        # the packed transforms are what WaveletLinear runs (all levels in one kernel call)
+        packed, _ = wk.fwt_packed(x, dec_lo, dec_hi, levels, impl=impl, keep_state=False)
+        wk.ifwt_packed(packed, rec_lo, rec_hi, sizes, lengths, impl=impl, keep_state=False)
+    runs = [lambda impl=impl: run_ours(impl) for impl in impls]
     if pywt is not None:
         import warnings
 
@@ -137,15 +166,10 @@ def bench_wavelet(rows, repeats):
                 warnings.simplefilter("ignore")
                 c = pywt.wavedec(x, w, mode="zero", level=levels, axis=-1)
                 pywt.waverec(c, w, mode="zero", axis=-1)
-        anchor = median_seconds(run_pywt, repeats=repeats)
-    sizes = wk.coefficient_lengths(512, 6, levels)
-    lengths = wk.signal_lengths(512, 6, levels)[:-1]
-    for impl in wk.available_implementations():
-        # the packed transforms are what WaveletLinear runs (all levels in one kernel call)
-        def run_ours(impl=impl):
-            packed, _ = wk.fwt_packed(x, dec_lo, dec_hi, levels, impl=impl, keep_state=False)
-            wk.ifwt_packed(packed, rec_lo, rec_hi, sizes, lengths, impl=impl, keep_state=False)
-        ours = median_seconds(run_ours, repeats=repeats)
+        runs.append(run_pywt)
+    times = paired_median_seconds(runs, repeats=repeats)
+    anchor = times[len(impls)] if pywt is not None else None
+    for impl, ours in zip(impls, times):
         rows.append(_row("FWT + IFWT, batch 128, n=512, L=6, J=8, zero mode", f"kernel ({impl})", ours,
                          "pywt wavedec+waverec", anchor, "pywt"))
 
@@ -158,13 +182,13 @@ def bench_tucker(rows, repeats):
     shape, ranks = (10, 12, 14, 14, 10), (4,) * 5
     core = rng.standard_normal(ranks)
     factors = [rng.standard_normal((m, k)) for m, k in zip(shape, ranks)]
-    anchor = None
-    if tl is not None:
-        anchor = median_seconds(lambda: tl.tucker_to_tensor((core, factors)), repeats=repeats)
     impls = ["numpy"] + (["numba"] if tk.numba_available() else [])
-    for impl in impls:
-        ours = median_seconds(lambda impl=impl: tk.tucker_rebuild(core, factors, impl=impl),
-                              repeats=repeats)
+    runs = [lambda impl=impl: tk.tucker_rebuild(core, factors, impl=impl) for impl in impls]
+    if tl is not None:
+        runs.append(lambda: tl.tucker_to_tensor((core, factors)))
+    times = paired_median_seconds(runs, repeats=repeats)
+    anchor = times[len(impls)] if tl is not None else None
+    for impl, ours in zip(impls, times):
         rows.append(_row("Tucker rebuild 10x12x14x14x10 from a 4^5 core", f"kernel ({impl})", ours,
                          "tensorly.tucker_to_tensor", anchor, "tensorly"))
 

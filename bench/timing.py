@@ -15,22 +15,38 @@ def pin_threads(n):
         pass
 
 
+def _sample(fn, min_time):
+    """Seconds per call of fn(), looping until at least `min_time` seconds pass."""
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return elapsed / n
+
+
 def median_seconds(fn, repeats=7, warmup=2, min_time=0.05):
     """Median wall time of fn() over `repeats` runs after `warmup` calls.
 
     Each timed sample loops fn() until at least `min_time` seconds pass, so fast
     calls are not dominated by timer resolution.
     """
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        n, start = 0, time.perf_counter()
-        while True:
+    return paired_median_seconds([fn], repeats, warmup, min_time)[0]
+
+
+def paired_median_seconds(fns, repeats=7, warmup=2, min_time=0.05):
+    """Median wall time of each of fns, sampled in turn (a, b, a, b, ...).
+
+    Interleaving makes a burst of load on a shared machine hit every side of a
+    comparison alike, so the ratio of the medians is steadier than timing one
+    side after the other.
+    """
+    for fn in fns:
+        for _ in range(warmup):
             fn()
-            n += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_time:
-                break
-        samples.append(elapsed / n)
-    return statistics.median(samples)
+    samples = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, store in zip(fns, samples):
+            store.append(_sample(fn, min_time))
+    return [statistics.median(s) for s in samples]

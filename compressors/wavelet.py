@@ -13,6 +13,7 @@ Choices where the paper leaves details open (see METHODS.md section 1):
 import numpy as np
 
 from engine import backend
+from engine.tensor import Tensor
 from engine import random as erandom
 from engine.kernels.wavelet import band_length, coefficient_lengths, signal_lengths
 from engine.ops.wavelet import fwt_packed, ifwt_packed, permute_last
@@ -98,13 +99,27 @@ class WaveletLinear(Module):
         if x.dtype != self.input_scale.dtype:
             raise TypeError(f"{type(self).__name__}: input dtype {x.dtype} differs from the layer's "
                             f"{self.input_scale.dtype}")
+        y = self._linear_map(x)
+        return y if self.bias is None else y + self.bias
+
+    def _linear_map(self, x):
+        """S . IFWT(G . P(FWT(B . x))): the layer without its bias."""
         coeffs = fwt_packed(x * self.input_scale, self.dec_lo, self.dec_hi, self.levels)
         if self.permute:
             coeffs = permute_last(coeffs, self.permutation, self.inverse_permutation)
         y = ifwt_packed(coeffs * self.coeff_scale, self.rec_lo, self.rec_hi, self.band_sizes,
                         self.level_lengths)
-        y = y * self.output_scale
-        return y if self.bias is None else y + self.bias
+        return y * self.output_scale
+
+    def as_dense(self):
+        """(W, bias) with x @ W + bias equal to this layer's output; W (n, n) is differentiable.
+
+        W's rows are the layer's map of the unit vectors, so building it costs one transform of
+        an n-row batch. A recurrent layer builds it once per sequence and then does one matmul
+        per step, instead of T small transforms (the parameter count is unchanged).
+        """
+        xp = backend.xp_of(self.input_scale.data)
+        return self._linear_map(Tensor(xp.eye(self.n, dtype=self.input_scale.dtype))), self.bias
 
     def wavelet_loss(self):
         """Perfect-reconstruction plus alias-cancellation loss of this layer's filters (a scalar Tensor)."""

@@ -47,18 +47,33 @@ class _RecurrentCell(Module):
     def hh_modules(self):
         return [getattr(self, gate) for gate in self.gate_names]
 
-    def fused_hh(self):
-        """(W, b) with the hh_* Dense weights side by side (H, k*H), or None when the slow path is needed."""
-        mods = self.hh_modules()
-        plain = all(type(m) is Dense and not m._pre_hooks and not m._post_hooks
-                    and m.n_in == self.hidden and m.n_out == self.hidden for m in mods)
-        if not plain:
+    def _dense_form(self, m, materialize):
+        """(weight (H, H), bias or None) standing for hh module m, or None when m must be called."""
+        if m._pre_hooks or m._post_hooks:
             return None
-        with_bias = [m.bias is not None for m in mods]
+        if type(m) is Dense:
+            if m.n_in == self.hidden and m.n_out == self.hidden:
+                return m.weight, m.bias
+            return None
+        as_dense = getattr(m, "as_dense", None) if materialize else None
+        return as_dense() if as_dense is not None else None
+
+    def fused_hh(self, materialize=False):
+        """(W, b) with the hh_* weights side by side (H, k*H), or None when the slow path is needed.
+
+        Plain Dense modules always fuse. With materialize=True, modules offering `as_dense()`
+        (a differentiable weight for a structured linear map, e.g. WaveletLinear) fuse too: worth
+        it when the weight is reused over many steps, as in a sequence.
+        """
+        forms = [self._dense_form(m, materialize) for m in self.hh_modules()]
+        if any(form is None for form in forms):
+            return None
+        with_bias = [bias is not None for _, bias in forms]
         if any(with_bias) and not all(with_bias):
-            return None
-        weight = F.concat([m.weight for m in mods], axis=1)
-        bias = F.concat([m.bias for m in mods], axis=0) if all(with_bias) else None
+            forms = [(w, b if b is not None else Tensor(backend.xp_of(w.data).zeros(
+                self.hidden, dtype=w.dtype))) for w, b in forms]
+        weight = F.concat([w for w, _ in forms], axis=1)
+        bias = F.concat([b for _, b in forms], axis=0) if any(with_bias) else None
         return weight, bias
 
     def _hh(self, h, fused):
@@ -200,7 +215,7 @@ class _RecurrentLayer(Module):
             if layer > 0 and self.dropout and self.training:
                 inputs = F.dropout(inputs, self.dropout, True)
             projected = cell.ih(inputs)
-            fused = cell.fused_hh()
+            fused = cell.fused_hh(materialize=projected.shape[1] > 1)
             s = states[layer]
             outputs = []
             for step in F.unstack(projected, axis=1):

@@ -405,7 +405,8 @@ def fwt_packed(x, dec_lo, dec_hi, levels, impl=None, keep_state=True):
     stored_shape = (rows.shape[0], int(m[:levels].sum()))
     stored = np.empty(stored_shape, x.dtype) if keep_state else _scratch_buffer(stored_shape, x.dtype)
     lo, hi = _contiguous_filters(dec_lo, dec_hi, x.dtype)
-    _numba_kernels.fwt_fused(rows, lo, hi, m, detail_at, analysis_at, out, stored)
+    kernel = _numba_kernel("fwt_fused", rows.size * 2 * L)
+    kernel(rows, lo, hi, m, detail_at, analysis_at, out, stored)
     state = ("fused", stored, n, levels) if keep_state else None
     return out.reshape(x.shape[:-1] + (out.shape[-1],)), state
 
@@ -424,8 +425,9 @@ def fwt_packed_backward(grad, state, dec_lo, dec_hi, need_x=True, need_filters=T
     lo_r, hi_r = _contiguous_filters(dec_lo, dec_hi, grad.dtype, reverse=True)
     grad_x = np.empty((rows.shape[0], n), dtype=grad.dtype)
     grad_filters = np.zeros((rows.shape[0], 2, L), dtype=grad.dtype)
-    _numba_kernels.fwt_fused_backward(rows, stored, lo_r, hi_r, m, detail_at, analysis_at, grad_x,
-                                      grad_filters, bool(need_filters))
+    kernel = _numba_kernel("fwt_fused_backward", rows.shape[0] * n * 2 * L)
+    kernel(rows, stored, lo_r, hi_r, m, detail_at, analysis_at, grad_x, grad_filters,
+           bool(need_filters))
     gx = grad_x.reshape(grad.shape[:-1] + (n,)) if need_x else None
     if not need_filters:
         return gx, None, None
@@ -456,7 +458,8 @@ def ifwt_packed(c, rec_lo, rec_hi, sizes, lengths, impl=None, keep_state=True):
     stored_shape = (rows.shape[0], int(m[1:].sum()))
     stored = np.empty(stored_shape, c.dtype) if keep_state else _scratch_buffer(stored_shape, c.dtype)
     lo, hi = _contiguous_filters(rec_lo, rec_hi, c.dtype)
-    _numba_kernels.ifwt_fused(rows, lo, hi, m, detail_at, synthesis_at, y, stored)
+    kernel = _numba_kernel("ifwt_fused", rows.shape[0] * n * 2 * L)
+    kernel(rows, lo, hi, m, detail_at, synthesis_at, y, stored)
     state = ("fused", rows, stored, n, levels) if keep_state else None
     return y.reshape(c.shape[:-1] + (n,)), state
 
@@ -474,8 +477,9 @@ def ifwt_packed_backward(grad_y, state, rec_lo, rec_hi, need_coeffs=True, need_f
     lo_r, hi_r = _contiguous_filters(rec_lo, rec_hi, grad_y.dtype, reverse=True)
     grad_c = np.empty_like(rows)
     grad_filters = np.zeros((rows.shape[0], 2, L), dtype=grad_y.dtype)
-    _numba_kernels.ifwt_fused_backward(g, rows, stored, lo_r, hi_r, m, detail_at, synthesis_at, grad_c,
-                                       grad_filters, bool(need_filters))
+    kernel = _numba_kernel("ifwt_fused_backward", rows.shape[0] * n * 2 * L)
+    kernel(g, rows, stored, lo_r, hi_r, m, detail_at, synthesis_at, grad_c, grad_filters,
+           bool(need_filters))
     gc = grad_c.reshape(grad_y.shape[:-1] + (rows.shape[1],)) if need_coeffs else None
     if not need_filters:
         return gc, None, None

@@ -171,19 +171,24 @@ def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
     for k in range(n_out + 2 * half):
         even[k] = 0.0
         odd[k] = 0.0
+    even_body, odd_body = even[half:], odd[half:]
     for k in range((m + 1) // 2):
-        even[k + half] = x[2 * k]
+        even_body[k] = x[2 * k]
     for k in range(m // 2):
-        odd[k + half] = x[2 * k + 1]
-    a_out[:] = 0.0
-    d_out[:] = 0.0
+        odd_body[k] = x[2 * k + 1]
+    for o in range(n_out):
+        a_out[o] = 0.0
+        d_out[o] = 0.0
     for i in range(half):
         lo_odd = lo[2 * i + 1] if 2 * i + 1 < L else 0.0
         hi_odd = hi[2 * i + 1] if 2 * i + 1 < L else 0.0
         lo_even, hi_even = lo[2 * i], hi[2 * i]
+        # shifted views indexed by the loop counter alone: an index like o - i + half would get
+        # Numba's negative-index wraparound, which stops the loop from vectorising (2x slower)
+        even_tap, odd_tap = even[half - i:half - i + n_out], odd[half - i:half - i + n_out]
         for o in range(n_out):
-            ve = even[o - i + half]
-            vo = odd[o - i + half]
+            ve = even_tap[o]
+            vo = odd_tap[o]
             a_out[o] += lo_odd * ve + lo_even * vo
             d_out[o] += hi_odd * ve + hi_even * vo
 
@@ -199,9 +204,10 @@ def _synthesize_pair(a, d, lo, hi, out, bufs):
     for k in range(count + half):
         a_pad[k] = 0.0
         d_pad[k] = 0.0
+    a_body, d_body = a_pad[half:], d_pad[half:]
     for k in range(min(n, count)):
-        a_pad[k + half] = a[k]
-        d_pad[k + half] = d[k]
+        a_body[k] = a[k]
+        d_body[k] = d[k]
     for u in range(count):
         y_even[u] = 0.0
         y_odd[u] = 0.0
@@ -209,14 +215,21 @@ def _synthesize_pair(a, d, lo, hi, out, bufs):
         lo_even, hi_even = lo[2 * k], hi[2 * k]
         lo_odd = lo[2 * k + 1] if 2 * k + 1 < L else 0.0
         hi_odd = hi[2 * k + 1] if 2 * k + 1 < L else 0.0
+        a_tap, d_tap = a_pad[half - k:half - k + count], d_pad[half - k:half - k + count]
         for u in range(count):
-            va = a_pad[u - k + half]
-            vd = d_pad[u - k + half]
+            va = a_tap[u]
+            vd = d_tap[u]
             y_even[u] += lo_even * va + hi_even * vd
             y_odd[u] += lo_odd * va + hi_odd * vd
-    for i in range(n_out):
-        q = i + shift
-        out[i] = y_even[q // 2] if q % 2 == 0 else y_odd[q // 2]
+    # out[i] is y_even/y_odd[(i + shift) // 2] by the parity of i + shift: two strided copies
+    first, second = (y_even, y_odd) if shift % 2 == 0 else (y_odd, y_even[1:])
+    start = shift // 2
+    out_even, out_odd = out[0::2], out[1::2]
+    first_tap, second_tap = first[start:], second[start:]
+    for p in range(out_even.shape[0]):
+        out_even[p] = first_tap[p]
+    for p in range(out_odd.shape[0]):
+        out_odd[p] = second_tap[p]
 
 
 @numba.njit(cache=True)
@@ -244,9 +257,9 @@ def _row_ifwt_polyphase(c, lo, hi, m, detail_at, stored_at, y, stored, bufs):
         _synthesize_pair(a, d, lo, hi, dst, bufs)
 
 
-# the batch loops: each row is independent, so rows run in parallel
-@numba.njit(parallel=True, cache=True)
-def fwt_fused(x, lo, hi, m, detail_at, stored_at, out, stored):
+# the batch loops: each row is independent, so rows run in parallel (compiled below in a serial
+# and a parallel copy, like the per-level kernels)
+def _fwt_fused(x, lo, hi, m, detail_at, stored_at, out, stored):
     half = (lo.shape[0] + 1) // 2
     size = m[1] + 2 * half + 1
     for b in numba.prange(x.shape[0]):
@@ -254,25 +267,32 @@ def fwt_fused(x, lo, hi, m, detail_at, stored_at, out, stored):
         _row_fwt_polyphase(x[b], lo, hi, m, detail_at, stored_at, out[b], stored[b], even, odd)
 
 
-@numba.njit(parallel=True, cache=True)
-def fwt_fused_backward(g, stored, lo_reversed, hi_reversed, m, detail_at, stored_at, grad_x,
+def _fwt_fused_backward(g, stored, lo_reversed, hi_reversed, m, detail_at, stored_at, grad_x,
                        grad_filters, need_filters):
     for b in numba.prange(g.shape[0]):
         _row_fwt_backward(g[b], stored[b], lo_reversed, hi_reversed, m, detail_at, stored_at,
                           grad_x[b], grad_filters[b], need_filters)
 
 
-@numba.njit(parallel=True, cache=True)
-def ifwt_fused(c, lo, hi, m, detail_at, stored_at, y, stored):
+def _ifwt_fused(c, lo, hi, m, detail_at, stored_at, y, stored):
     size = m[0] // 2 + lo.shape[0] + 3
     for b in numba.prange(c.shape[0]):
         bufs = np.empty((4, size), dtype=c.dtype)
         _row_ifwt_polyphase(c[b], lo, hi, m, detail_at, stored_at, y[b], stored[b], bufs)
 
 
-@numba.njit(parallel=True, cache=True)
-def ifwt_fused_backward(gy, c, stored, lo_reversed, hi_reversed, m, detail_at, stored_at, grad_c,
+def _ifwt_fused_backward(gy, c, stored, lo_reversed, hi_reversed, m, detail_at, stored_at, grad_c,
                         grad_filters, need_filters):
     for b in numba.prange(gy.shape[0]):
         _row_ifwt_backward(gy[b], c[b], stored[b], lo_reversed, hi_reversed, m, detail_at, stored_at,
                            grad_c[b], grad_filters[b], need_filters)
+
+
+fwt_fused_serial = _compile(_fwt_fused, "fwt_fused_serial", False)
+fwt_fused_parallel = _compile(_fwt_fused, "fwt_fused_parallel", True)
+fwt_fused_backward_serial = _compile(_fwt_fused_backward, "fwt_fused_backward_serial", False)
+fwt_fused_backward_parallel = _compile(_fwt_fused_backward, "fwt_fused_backward_parallel", True)
+ifwt_fused_serial = _compile(_ifwt_fused, "ifwt_fused_serial", False)
+ifwt_fused_parallel = _compile(_ifwt_fused, "ifwt_fused_parallel", True)
+ifwt_fused_backward_serial = _compile(_ifwt_fused_backward, "ifwt_fused_backward_serial", False)
+ifwt_fused_backward_parallel = _compile(_ifwt_fused_backward, "ifwt_fused_backward_parallel", True)

@@ -243,3 +243,53 @@ def test_automatic_levels_with_a_too_long_filter_name_the_problem():
     from compressors.wavelet import wavelet_from_dense
     with pytest.raises(ValueError, match="filter of length 40 is longer than the layer's 32 inputs"):
         wavelet_from_dense(Dense(32, 32), filter_length=40)
+
+
+def test_as_dense_equals_the_layer_and_is_differentiable():
+    engine.manual_seed(4)
+    layer = W.WaveletLinear(9, 2, 4, init="random", bias=True, dtype=np.float64)
+    rng = np.random.default_rng(4)
+    for p in (layer.input_scale, layer.coeff_scale, layer.output_scale, layer.bias):
+        p.data = rng.standard_normal(p.shape)
+    x = rng.standard_normal((3, 9))
+    weight, bias = layer.as_dense()
+    np.testing.assert_allclose(x @ weight.data + bias.data, layer(x).data, rtol=1e-12, atol=1e-12)
+    params = list(layer.parameters())
+    assert engine.gradcheck(lambda *_: layer.as_dense()[0], *params)
+
+
+@pytest.mark.parametrize("which", ["state_reset", "update", "full"])
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_materialised_wavelet_cell_matches_the_per_step_path(kind, which):
+    """A recurrent layer builds each wavelet weight once per sequence; outputs and grads must not change."""
+    engine.manual_seed(5)
+    if kind == "gru":
+        rnn = GRU(3, 12, num_layers=2, hh_bias=True)
+    else:
+        rnn = LSTM(3, 12, num_layers=2, hh_bias=True)
+        which = {"state_reset": "input_cell", "update": "forget"}.get(which, which)
+    rnn = rnn.astype(np.float64)
+    W.compress_recurrent(rnn, which, levels=2, filter_length=4, init="random")
+    rng = np.random.default_rng(5)
+    for layer in W.wavelet_layers(rnn):
+        layer.coeff_scale.data = rng.standard_normal(layer.coeff_scale.shape)
+    x = rng.standard_normal((2, 5, 3))
+    assert rnn.cells[0].fused_hh(materialize=True) is not None
+    assert rnn.cells[0].fused_hh() is None
+
+    def run():
+        rnn.zero_grad()
+        out = rnn(x)[0]
+        engine.ops.sum(out * out).backward()
+        return out.data.copy(), {k: p.grad.copy() for k, p in rnn.named_parameters()}
+
+    fast_out, fast_grads = run()
+    removers = [m.register_forward_hook(lambda *a: None)
+                for cell in rnn.cells for m in cell.hh_modules()]   # hooks force the per-step path
+    assert rnn.cells[0].fused_hh(materialize=True) is None
+    slow_out, slow_grads = run()
+    for remove in removers:
+        remove()
+    np.testing.assert_allclose(fast_out, slow_out, rtol=1e-11, atol=1e-12)
+    for k in fast_grads:
+        np.testing.assert_allclose(fast_grads[k], slow_grads[k], rtol=1e-9, atol=1e-11, err_msg=k)

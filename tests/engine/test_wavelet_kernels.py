@@ -101,8 +101,11 @@ def test_numba_and_numpy_kernels_agree(dtype, tol):
 
 @pytest.mark.skipif(not K.numba_available(), reason="numba not importable or disabled")
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-6), (np.float64, 1e-12)])
-@pytest.mark.parametrize("n, L, levels", [(37, 5, 3), (16, 2, 4), (9, 4, 1), (130, 6, 6)])
-def test_fused_numba_packed_transforms_agree_with_numpy(dtype, tol, n, L, levels):
+@pytest.mark.parametrize("n, L, levels", [(37, 5, 3), (16, 2, 4), (9, 4, 1), (130, 6, 6), (64, 3, 3)])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_fused_numba_packed_transforms_agree_with_numpy(monkeypatch, dtype, tol, n, L, levels, parallel):
+    # the dispatcher picks the serial or the parallel copy of each kernel by work; force each
+    monkeypatch.setattr(K, "PARALLEL_MIN_WORK", 0 if parallel else 10 ** 12)
     rng = np.random.default_rng(n)
     x = rng.standard_normal((2, 3, n)).astype(dtype)
     filters = [rng.standard_normal(L).astype(dtype) for _ in range(4)]
