@@ -81,15 +81,21 @@ filter_grad_parallel = _compile(_filter_grad, "filter_grad_parallel", True)
 # m[j] is the approximation length entering level j + 1 (m[0] = n); detail_at[j] is where cD_j
 # starts in the packed row; stored_at[j] where the level-j approximation is kept for backward.
 
+# The row kernels index shifted views by the loop counter alone: an index such as 2o + 1 - j
+# would get Numba's negative-index wraparound, which slows every access.
 @numba.njit(cache=True)
 def _row_analyze(x, f, out):
     """out[o] = sum_j f[j] x[2o + 1 - j] (x zero outside its length)."""
     m, L, n_out = x.shape[0], f.shape[0], out.shape[0]
     out[:] = 0
     for j in range(L):
+        o0, o1 = j // 2, min(n_out, (m - 2 + j) // 2 + 1)
+        if o1 <= o0:
+            continue
         fj = f[j]
-        for o in range(j // 2, min(n_out, (m - 2 + j) // 2 + 1)):
-            out[o] += fj * x[2 * o + 1 - j]
+        taps, dst = x[2 * o0 + 1 - j::2], out[o0:o1]
+        for k in range(o1 - o0):
+            dst[k] += fj * taps[k]
 
 
 @numba.njit(cache=True)
@@ -97,10 +103,14 @@ def _row_synthesize_add(c, f, out):
     """out[2o + t - (L - 2)] += f[t] c[o] inside out's length."""
     n, L, n_out = c.shape[0], f.shape[0], out.shape[0]
     for t in range(L):
-        ft = f[t]
         shift = t - (L - 2)
-        for o in range(max(0, (1 - shift) // 2), min(n, (n_out - 1 - shift) // 2 + 1)):
-            out[2 * o + shift] += ft * c[o]
+        o0, o1 = max(0, (1 - shift) // 2), min(n, (n_out - 1 - shift) // 2 + 1)
+        if o1 <= o0:
+            continue
+        ft = f[t]
+        dst, src = out[2 * o0 + shift::2], c[o0:o1]
+        for k in range(o1 - o0):
+            dst[k] += ft * src[k]
 
 
 @numba.njit(cache=True)
@@ -108,9 +118,13 @@ def _row_analysis_filter_grad_add(x, g, out):
     """out[j] += sum_o g[o] x[2o + 1 - j]."""
     m, n, L = x.shape[0], g.shape[0], out.shape[0]
     for j in range(L):
+        o0, o1 = j // 2, min(n, (m - 2 + j) // 2 + 1)
+        if o1 <= o0:
+            continue
+        taps, grads = x[2 * o0 + 1 - j::2], g[o0:o1]
         acc = out[j]
-        for o in range(j // 2, min(n, (m - 2 + j) // 2 + 1)):
-            acc += g[o] * x[2 * o + 1 - j]
+        for k in range(o1 - o0):
+            acc += grads[k] * taps[k]
         out[j] = acc
 
 
@@ -120,9 +134,13 @@ def _row_synthesis_filter_grad_add(c, gy, out):
     n, n_out, L = c.shape[0], gy.shape[0], out.shape[0]
     for t in range(L):
         shift = t - (L - 2)
+        o0, o1 = max(0, (1 - shift) // 2), min(n, (n_out - 1 - shift) // 2 + 1)
+        if o1 <= o0:
+            continue
+        taps, coeffs = gy[2 * o0 + shift::2], c[o0:o1]
         acc = out[t]
-        for o in range(max(0, (1 - shift) // 2), min(n, (n_out - 1 - shift) // 2 + 1)):
-            acc += c[o] * gy[2 * o + shift]
+        for k in range(o1 - o0):
+            acc += coeffs[k] * taps[k]
         out[t] = acc
 
 
