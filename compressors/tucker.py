@@ -18,6 +18,13 @@ Choices of ours where the paper is silent:
   then single ranks are raised greedily (lowest k_i/m_i first) while the budget holds.
   The budget counts every stored float: ratio = dense params / compressed params,
   biases and uncompressed layers included.
+- Options beyond the paper (train.py --tucker-alloc / --tucker-reshape; defaults are the paper's):
+  allocation "greedy" (solve_ranks_greedy: grow the mode rank with the most log core size per
+  stored value, so small layers are not left with min_rank cores); reshape "aligned" (a weight's
+  first index and the rest in separate modes) or "paired" (a permuted reshape in which every mode
+  holds a part of both indices, as TT-matrix layers do; the rebuilt tensor is permuted back to the
+  weight, so the counts are unchanged); an order per layer (ADA only). On MNIST "paired" with
+  D = 3 and "greedy" trained far better (RESULTS.md, Issue 5).
 - Init (from scratch): factors with orthonormal columns (rows when m_i < k_i) and a
   Gaussian core scaled so that the rebuilt W has the variance of the dense layer's
   default init, 1 / (3 fan_in) (U(-1/sqrt(fan_in), 1/sqrt(fan_in))). With a shared
@@ -48,156 +55,10 @@ from layers._checks import check_input
 from layers.module import Module, Parameter
 
 from .plugin import Compressor
-
-
-# ---------------------------------------------------------------- dimension adjustment
-def prime_factors(n):
-    """Prime factors of n >= 1 with multiplicity, ascending."""
-    out, p = [], 2
-    while p * p <= n:
-        while n % p == 0:
-            out.append(p)
-            n //= p
-        p += 1
-    if n > 1:
-        out.append(n)
-    return out
-
-
-def _divisors(n):
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted(set(small + [n // d for d in small]))
-
-
-def balanced_shape(count, order):
-    """D = `order` mode sizes >= 2 with product exactly `count`, as equal as possible (ascending).
-
-    Minimises the sum of the sizes (the factor-matrix cost), then the largest size.
-    784 * 300 with order 5 gives (10, 10, 12, 14, 14). ValueError when `count` has
-    fewer than `order` prime factors.
-    """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"tucker dimension adjustment: element count must be a positive int, got {count!r}")
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
-        raise ValueError(f"tucker dimension adjustment: order must be a positive int, got {order!r}")
-    count, order = int(count), int(order)
-    primes = prime_factors(count)
-    if order == 1:
-        return (count,)
-    if len(primes) < order:
-        raise ValueError(f"tucker dimension adjustment: {count} = {' x '.join(map(str, primes)) or '1'} has "
-                         f"{len(primes)} prime factor(s), so it cannot be split into {order} mode sizes "
-                         f">= 2; use an order <= {len(primes)} or give an explicit shape")
-    divisors = _divisors(count)
-    best = [None, None]
-
-    def search(remaining, parts, smallest, chosen, total):
-        if parts == 1:
-            if remaining >= smallest:
-                key = (total + remaining, max(chosen + [remaining]))
-                if best[0] is None or key < best[0]:
-                    best[0], best[1] = key, tuple(chosen + [remaining])
-            return
-        # lower bound: the remaining parts are at best all equal to remaining ** (1 / parts)
-        if best[0] is not None and total + parts * remaining ** (1.0 / parts) > best[0][0] + 1e-9:
-            return
-        for d in divisors:
-            if d < smallest or remaining % d:
-                continue
-            if d ** parts > remaining:
-                break
-            search(remaining // d, parts - 1, d, chosen + [d], total + d)
-
-    search(count, order, 2, [], 0)
-    return best[1]
-
-
-def adjust_dimensions(count, order=None, shape=None, where="tucker"):
-    """Mode sizes for `count` elements: the explicit `shape` (checked) or balanced_shape(count, order)."""
-    if shape is not None:
-        shape = tuple(int(s) for s in shape)
-        if any(s < 1 for s in shape) or math.prod(shape) != count:
-            raise ValueError(f"{where}: explicit shape {shape} has product {math.prod(shape)}, "
-                             f"but the weight has {count} elements")
-        if order is not None and len(shape) != order:
-            raise ValueError(f"{where}: explicit shape {shape} has {len(shape)} modes, order is {order}")
-        return shape
-    if order is None:
-        raise ValueError(f"{where}: give an order (number of modes) or an explicit shape")
-    try:
-        return balanced_shape(count, order)
-    except ValueError as error:
-        raise ValueError(f"{where}: {error}") from None
-
-
-# ---------------------------------------------------------------- parameter counts and rank solving
-def tucker_params(modes, ranks, core=True):
-    """Stored values of a Tucker weight: prod(k_i) (the core, unless shared) + sum(m_i k_i)."""
-    return (math.prod(ranks) if core else 0) + sum(m * k for m, k in zip(modes, ranks))
-
-
-def _ranks_at(modes, fraction, min_rank):
-    return [max(min(min_rank, m), min(m, int(round(fraction * m)))) for m in modes]
-
-
-def _raise_greedily(layer_modes, layer_ranks, fits):
-    """Raise single ranks (lowest k/m first) while fits(all ranks) holds; modifies layer_ranks."""
-    improved = True
-    while improved:
-        improved = False
-        candidates = sorted(((k / m, li, i) for li, (modes, ranks) in enumerate(zip(layer_modes, layer_ranks))
-                             for i, (m, k) in enumerate(zip(modes, ranks)) if k < m))
-        for _, li, i in candidates:
-            layer_ranks[li][i] += 1
-            if fits(layer_ranks):
-                improved = True
-                break
-            layer_ranks[li][i] -= 1
-    return layer_ranks
-
-
-def solve_ranks(layer_modes, budget, min_rank=1, where="tucker"):
-    """Core sizes for several layers sharing one budget of Tucker values (cores + factors).
-
-    One fraction f gives k_i = clip(round(f m_i), min_rank, m_i) for every layer
-    (the largest f that fits, by bisection), then single ranks are raised while
-    the total stays within `budget`. ValueError when even min_rank everywhere does not fit.
-    """
-    def total(ranks_list):
-        return sum(tucker_params(m, k) for m, k in zip(layer_modes, ranks_list))
-
-    def at(f):
-        return [_ranks_at(m, f, min_rank) for m in layer_modes]
-
-    if total(at(0.0)) > budget:
-        raise ValueError(f"{where}: the budget of {budget:.0f} Tucker values is too small: core sizes "
-                         f"{min_rank} already need {total(at(0.0))} for mode sizes {layer_modes}; "
-                         "ask for a lower ratio, a lower order or a lower min_rank")
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if total(at(mid)) <= budget:
-            lo = mid
-        else:
-            hi = mid
-    ranks = at(lo)
-    return _raise_greedily(layer_modes, ranks, lambda r: total(r) <= budget)
-
-
-def solve_shared_k(layer_modes, budget, where="scada"):
-    """The largest core side k with k^D + sum over layers of sum(m_i k) <= budget (SCADA)."""
-    order = len(layer_modes[0])
-
-    def total(k):
-        return k ** order + sum(k * sum(modes) for modes in layer_modes)
-
-    if total(1) > budget:
-        raise ValueError(f"{where}: the budget of {budget:.0f} values is too small: a shared core of "
-                         f"side 1 already needs {total(1)}; ask for a lower ratio or a lower order")
-    k = 1
-    while total(k + 1) <= budget:
-        k += 1
-    return k
+# the shape and rank functions stay importable from here (public names since issue 5)
+from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
+                            balanced_shape, paired_shape, prime_factors, solve_ranks,
+                            solve_ranks_greedy, solve_shared_k, tucker_params)
 
 
 # ---------------------------------------------------------------- the layers
@@ -261,6 +122,42 @@ class _TuckerWeight(Module):
         self.bias = Parameter(init.fan_in_uniform((n_bias,), fan_in, dtype)) if bias else None
         self.invalidate_cache()
 
+    def set_pairing(self, first_sizes, second_sizes):
+        """Store the weight with a permuted reshape: mode i = (first_sizes[i], second_sizes[i]).
+
+        The weight's (first index, rest) = (prod first_sizes, prod second_sizes), e.g. Dense
+        (n_in, n_out), Conv2d (out, in kh kw); see paired_shape.
+        """
+        first_sizes, second_sizes = tuple(map(int, first_sizes)), tuple(map(int, second_sizes))
+        n_first = self.weight_shape[0]
+        expected = tuple(a * b for a, b in zip(first_sizes, second_sizes))
+        if (len(first_sizes) != len(self.modes) or expected != self.modes or math.prod(first_sizes) != n_first):
+            raise ValueError(f"{type(self).__name__}: pairing {first_sizes} x {second_sizes} does not give modes "
+                             f"{self.modes} with first index {n_first}")
+        order = len(self.modes)
+        # tensor axes (p_1, q_1, ..., p_D, q_D) -> (p_1..p_D, q_1..q_D) and back
+        to_weight = tuple(range(0, 2 * order, 2)) + tuple(range(1, 2 * order, 2))
+        object.__setattr__(self, "_pairing", (first_sizes, second_sizes, to_weight))
+        self.invalidate_cache()
+
+    @property
+    def pairing(self):
+        return getattr(self, "_pairing", None)
+
+    def _tensor_to_weight(self, tensor):
+        """The rebuilt Tucker tensor (modes) as the layer's weight (weight_shape), undoing any pairing."""
+        if self.pairing is not None:
+            p, q, axes = self.pairing
+            tensor = F.transpose(F.reshape(tensor, tuple(x for pair_ in zip(p, q) for x in pair_)), axes)
+        return F.reshape(tensor, self.weight_shape)
+
+    def _weight_to_tensor(self, weight):
+        """Inverse of _tensor_to_weight for a NumPy weight array (used by the HOSVD init)."""
+        if self.pairing is not None:
+            p, q, axes = self.pairing
+            weight = weight.reshape(p + q).transpose(np.argsort(axes))
+        return weight.reshape(self.modes)
+
     @property
     def factors(self):
         return [getattr(self, f"factor{i}") for i in range(len(self.modes))]
@@ -277,12 +174,12 @@ class _TuckerWeight(Module):
         params = [self.core] + self.factors
         if self.training:
             self.invalidate_cache()
-            return F.reshape(F.tucker_to_tensor(self.core, self.factors), self.weight_shape)
+            return self._tensor_to_weight(F.tucker_to_tensor(self.core, self.factors))
         key = tuple(p.data for p in params)
         cache = self._cache
         if cache is None or len(cache[0]) != len(key) or any(a is not b for a, b in zip(cache[0], key)):
             with engine.no_grad():
-                w = F.reshape(F.tucker_to_tensor(self.core, self.factors), self.weight_shape)
+                w = self._tensor_to_weight(F.tucker_to_tensor(self.core, self.factors))
             object.__setattr__(self, "_cache", (key, w))
             cache = self._cache
         return cache[1]
@@ -300,7 +197,7 @@ class _TuckerWeight(Module):
 
         Returns the projected core W x_i M_i^T (float64 NumPy) either way.
         """
-        w = backend.to_numpy(weight).astype(np.float64).reshape(self.modes)
+        w = self._weight_to_tensor(backend.to_numpy(weight).astype(np.float64))
         dtype = self.core.dtype
         device = self.core.device
         factors = []
@@ -350,11 +247,15 @@ class TuckerDense(_TuckerWeight):
 
     @classmethod
     def from_dense(cls, dense, ranks=None, ratio=None, order=5, shape=None, core=None, from_weights=False,
-                   min_rank=1, bias=None):
-        """A TuckerDense replacing `dense` (same sizes; bias if it had one, or as `bias` says; HOSVD if asked)."""
+                   min_rank=1, bias=None, pairing=None):
+        """A TuckerDense replacing `dense` (same sizes; bias if it had one, or as `bias` says; HOSVD if asked).
+
+        pairing: optional (first_sizes, second_sizes) for a permuted reshape (set_pairing)."""
         bias = dense.bias is not None if bias is None else bool(bias) and dense.bias is not None
         layer = cls(dense.n_in, dense.n_out, ranks, ratio, order, shape, bias, core, min_rank, dense.weight.dtype)
         layer.to(dense.weight.device)
+        if pairing is not None:
+            layer.set_pairing(*pairing)
         if from_weights:
             layer._projected_core = layer._init_from_weight(
                 dense.weight.data, None if dense.bias is None else dense.bias.data, set_core=core is None)
@@ -402,12 +303,16 @@ class TuckerConv2d(_TuckerWeight):
 
     @classmethod
     def from_conv(cls, conv, ranks=None, ratio=None, order=5, shape=None, core=None, from_weights=False,
-                  min_rank=1, bias=None):
-        """A TuckerConv2d with `conv`'s geometry (bias as `conv`'s unless `bias` is False; HOSVD if asked)."""
+                  min_rank=1, bias=None, pairing=None):
+        """A TuckerConv2d with `conv`'s geometry (bias as `conv`'s unless `bias` is False; HOSVD if asked).
+
+        pairing: optional (first_sizes, second_sizes) for a permuted reshape (set_pairing)."""
         bias = conv.bias is not None if bias is None else bool(bias) and conv.bias is not None
         layer = cls(conv.in_ch, conv.out_ch, conv.kernel_size, ranks, ratio, order, shape, conv.stride,
                     conv.padding, conv.dilation, conv.groups, bias, core, min_rank, conv.weight.dtype)
         layer.to(conv.weight.device)
+        if pairing is not None:
+            layer.set_pairing(*pairing)
         if from_weights:
             layer._projected_core = layer._init_from_weight(
                 conv.weight.data, None if conv.bias is None else conv.bias.data, set_core=core is None)
@@ -477,7 +382,8 @@ def _per_layer_ranks(ranks, names, where):
 
 
 def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_weights=False, layers=None,
-             per_layer=False, min_rank=1, k=None, shapes=None, bias=True):
+             per_layer=False, min_rank=1, k=None, shapes=None, bias=True, allocation="uniform",
+             reshape="balanced"):
     """Replace the Dense/Conv2d layers of `model` (or the named `layers`) by Tucker layers, in place.
 
     ratio: target dense params / compressed params over the whole network (every stored
@@ -485,8 +391,14 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     ranks: explicit core sizes (int, list per mode, list of lists or dict per layer);
     overrides ratio. shared_core (SCADA): one core k^D shared by every converted layer;
     k explicit, or the largest that meets `ratio`. from_weights: HOSVD of the current
-    weights. shapes: optional dict name -> explicit mode sizes. bias=False drops the converted
+    weights. order: the number of modes D, one int or (ADA only) a list with one per converted
+    layer. shapes: optional dict name -> explicit mode sizes. bias=False drops the converted
     layers' biases (the dense count still includes them: they are part of what is compressed).
+    allocation: how a ratio becomes core sizes: "uniform" (solve_ranks: one fraction of every mode
+    size) or "greedy" (solve_ranks_greedy: the most log core size per stored value).
+    reshape: "balanced" (balanced_shape of the element count, the paper's dimension adjustment),
+    "aligned" (aligned_shape: input and output indices in separate modes) or "paired"
+    (paired_shape: a permuted reshape, each mode a part of both); shapes override it.
     Returns a report dict (per-layer modes, ranks, params; dense and compressed totals, ratio).
     """
     where = "tucker.compress" if not shared_core else "scada.compress"
@@ -497,11 +409,32 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
         raise ValueError(f"{where}: give a target ratio, explicit ranks or (shared core) k")
     if ratio is not None and not ratio > 0:
         raise ValueError(f"{where}: ratio must be > 0, got {ratio!r}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"{where}: allocation must be one of {sorted(ALLOCATIONS)}, got {allocation!r}")
+    solve = ALLOCATIONS[allocation]
+    if reshape not in RESHAPES:
+        raise ValueError(f"{where}: reshape must be one of {RESHAPES}, got {reshape!r}")
     dense_total = model.num_parameters()
     names = [n for n, _ in targets]
-    shapes = shapes or {}
+    shapes = dict(shapes or {})
     counts = {n: m.weight.size for n, m in targets}
-    modes = {n: adjust_dimensions(counts[n], order, shapes.get(n), f"{where} ({n})") for n in names}
+    if isinstance(order, (list, tuple)):
+        if len(order) != len(names):
+            raise ValueError(f"{where}: {len(order)} orders for {len(names)} layers {names}")
+        layer_orders = dict(zip(names, order))
+    else:
+        layer_orders = {n: order for n in names}
+    pairings = {}
+    for n, m in targets:
+        if reshape != "balanced" and n not in shapes:
+            # Dense weight (n_in, n_out); Conv2d weight (out, in/groups, kh, kw): first index, the rest
+            first = m.weight.shape[0]
+            if reshape == "aligned":
+                shapes[n] = aligned_shape(first, counts[n] // first, layer_orders[n], f"{where} ({n})")
+            else:
+                shapes[n], *pairings[n] = paired_shape(first, counts[n] // first, layer_orders[n],
+                                                       f"{where} ({n})")
+    modes = {n: adjust_dimensions(counts[n], layer_orders[n], shapes.get(n), f"{where} ({n})") for n in names}
     dense_biases = sum(m.bias.size for _, m in targets if m.bias is not None)
     others = dense_total - sum(counts.values()) - dense_biases     # unconverted params kept as they are
     biases = dense_biases if bias else 0
@@ -533,17 +466,17 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
         for n, m in targets:
             dense_bias = m.bias.size if m.bias is not None else 0
             kept = dense_bias if bias else 0
-            layer_ranks[n] = solve_ranks([modes[n]], (counts[n] + dense_bias) / ratio - kept, min_rank,
-                                         f"{where} ({n})")[0]
+            layer_ranks[n] = solve([modes[n]], (counts[n] + dense_bias) / ratio - kept, min_rank,
+                                   f"{where} ({n})")[0]
     else:
         budget = dense_total / ratio - biases - others
-        solved = solve_ranks([modes[n] for n in names], budget, min_rank, where)
+        solved = solve([modes[n] for n in names], budget, min_rank, where)
         layer_ranks = dict(zip(names, solved))
 
     rows, projected = [], []
     for n, m in targets:
         kwargs = dict(ranks=layer_ranks[n], order=len(modes[n]), shape=modes[n], core=core,
-                      from_weights=from_weights, min_rank=min_rank, bias=bias)
+                      from_weights=from_weights, min_rank=min_rank, bias=bias, pairing=pairings.get(n))
         new = (TuckerDense.from_dense(m, **kwargs) if isinstance(m, dense_type)
                else TuckerConv2d.from_conv(m, **kwargs))
         if core is not None:
@@ -567,6 +500,19 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
 
 
 # ---------------------------------------------------------------- train.py plugins
+def _int_list(text):
+    """'3,3,4' -> [3, 3, 4]; a single int stays an int (for flags whose parsed value is kept as text)."""
+    if isinstance(text, (int, np.integer)) and not isinstance(text, bool):
+        return int(text)
+    values = [int(v) for v in str(text).split(",") if v.strip()]
+    return values[0] if len(values) == 1 else values
+
+
+def _as_flag_value(values):
+    """An int, or a list as its comma text, so that train.py's config.toml can store it and read it back."""
+    return values[0] if len(values) == 1 else ",".join(map(str, values))
+
+
 def _ranks_arg(text):
     """--tucker-ranks: one int (every mode), or a comma list of ints (per mode, every layer)."""
     try:
@@ -576,7 +522,19 @@ def _ranks_arg(text):
                                          f"got {text!r}") from None
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"--tucker-ranks: expected positive ints, got {text!r}")
-    return values[0] if len(values) == 1 else values
+    return _as_flag_value(values)
+
+
+def _orders_arg(text):
+    """--tucker-order: one int (every layer) or a comma list of ints (one per converted layer)."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"--tucker-order: expected a positive int or a comma list of them, "
+                                         f"got {text!r}")
+    return _as_flag_value(values)
 
 
 def _add(parser, *names, **kwargs):
@@ -591,7 +549,8 @@ def _add_tucker_arguments(parser):
     _add(parser, "--tucker-ratio", type=float, default=None,
          help="target compression ratio: dense params / compressed params over the whole network "
               "(all stored floats, biases included); default 50 when no ranks are given")
-    _add(parser, "--tucker-order", type=int, default=4, help="number of Tucker modes D per weight (default 4)")
+    _add(parser, "--tucker-order", type=_orders_arg, default=4,
+         help="number of Tucker modes D per weight (default 4), or a comma list with one per converted layer")
     _add(parser, "--tucker-ranks", type=_ranks_arg, default=None,
          help="explicit core sizes: one int for every mode or a comma list per mode (overrides the ratio)")
     _add(parser, "--tucker-from-weights", action="store_true",
@@ -604,6 +563,13 @@ def _add_tucker_arguments(parser):
     _add(parser, "--tucker-no-bias", action="store_true",
          help="drop the converted layers' biases (the dense count keeps them; the paper's 691x for "
               "LeNet-5 leaves fewer values than LeNet-5 has biases)")
+    _add(parser, "--tucker-alloc", choices=sorted(ALLOCATIONS), default="uniform",
+         help="how --tucker-ratio becomes core sizes: uniform (one fraction of every mode size, default) "
+              "or greedy (grow the mode rank that adds the most log core size per stored value)")
+    _add(parser, "--tucker-reshape", choices=RESHAPES, default="balanced",
+         help="mode sizes: balanced (the paper's dimension adjustment of the element count, default), "
+              "aligned (separate modes for a weight's first index and the rest, e.g. 784 -> 28 x 28 inputs) "
+              "or paired (a permuted reshape: every mode pairs a part of each index, as TT-matrices do)")
     _add(parser, "--tucker-layers", default=None,
          help="comma-separated names of the Dense/Conv2d layers to convert (default all)")
 
@@ -624,13 +590,16 @@ class TuckerCompressor(Compressor):
         super().__init__(args)
         get = lambda key, default=None: getattr(args, key, default)  # noqa: E731
         self.ratio = get("tucker_ratio")
-        self.order = get("tucker_order", 4)
+        self.order = _int_list(get("tucker_order", 4))
         self.ranks = get("tucker_ranks")
+        self.ranks = None if self.ranks is None else _int_list(self.ranks)
         self.from_weights = bool(get("tucker_from_weights", False))
         self.per_layer = bool(get("tucker_per_layer", False))
         self.min_rank = get("tucker_min_rank", 2) or 1
         self.bias = not bool(get("tucker_no_bias", False))
         self.layers = get("tucker_layers")
+        self.allocation = get("tucker_alloc", "uniform") or "uniform"
+        self.reshape = get("tucker_reshape", "balanced") or "balanced"
         self.k = get("scada_k") if self.shared else None
         if self.ratio is None and self.ranks is None and self.k is None:
             self.ratio = 50.0
@@ -639,13 +608,15 @@ class TuckerCompressor(Compressor):
     def apply(self, model, task):
         self.report = compress(model, ratio=self.ratio, order=self.order, shared_core=self.shared,
                                ranks=self.ranks, from_weights=self.from_weights, layers=self.layers,
-                               per_layer=self.per_layer, min_rank=self.min_rank, k=self.k, bias=self.bias)
+                               per_layer=self.per_layer, min_rank=self.min_rank, k=self.k, bias=self.bias,
+                               allocation=self.allocation, reshape=self.reshape)
         return model
 
     def config(self):
         out = {"name": self.name, "target_ratio": self.ratio, "order": self.order, "ranks": self.ranks,
                "from_weights": self.from_weights, "per_layer": self.per_layer, "min_rank": self.min_rank,
-               "bias": self.bias, "layers": self.layers}
+               "bias": self.bias, "layers": self.layers, "allocation": self.allocation,
+               "reshape": self.reshape}
         if self.shared:
             out["k"] = self.k
         if self.report is not None:
