@@ -59,7 +59,7 @@ class SequenceModel(Module):
     """
 
     def __init__(self, kind="gru", n_in=2, hidden=128, n_out=1, num_layers=1, hh_bias=False,
-                 output="last", dropout=0.0):
+                 output="last", dropout=0.0, hh_init="uniform"):
         super().__init__()
         if kind not in ("gru", "lstm"):
             raise ValueError(f"SequenceModel: kind must be 'gru' or 'lstm', got {kind!r}")
@@ -67,7 +67,8 @@ class SequenceModel(Module):
             raise ValueError(f"SequenceModel: output must be 'last' or 'all', got {output!r}")
         self.kind, self.n_in, self.output = kind, n_in, output
         rnn_class = GRU if kind == "gru" else LSTM
-        self.rnn = rnn_class(n_in, hidden, num_layers=num_layers, hh_bias=hh_bias, dropout=dropout)
+        self.rnn = rnn_class(n_in, hidden, num_layers=num_layers, hh_bias=hh_bias, dropout=dropout,
+                             hh_init=hh_init)
         self.head = Dense(hidden, n_out)
 
     def _encode(self, x):
@@ -99,9 +100,9 @@ class SequenceModel(Module):
 
 
 def sequence_model(kind="gru", n_in=2, hidden=128, n_out=1, num_layers=1, hh_bias=False,
-                   output="last", dropout=0.0):
+                   output="last", dropout=0.0, hh_init="uniform"):
     """A GRU/LSTM sequence model; kind='gru', n_in=2, hidden=512, n_out=1 has 791,553 params."""
-    return SequenceModel(kind, n_in, hidden, n_out, num_layers, hh_bias, output, dropout)
+    return SequenceModel(kind, n_in, hidden, n_out, num_layers, hh_bias, output, dropout, hh_init)
 
 
 class TiedDecoder(Module):

@@ -10,7 +10,8 @@ from ._checks import check_input
 from .dense import Dense
 from .module import Module, ModuleList
 
-_AUTO = object()  # "decide the fast path yourself" for a cell called on its own
+_AUTO = object()
+HH_INITS = ("uniform", "orthogonal")  # "decide the fast path yourself" for a cell called on its own
 
 
 class _RecurrentCell(Module):
@@ -25,13 +26,15 @@ class _RecurrentCell(Module):
     gate_names = ()
     elementwise_flops = 0  # FLOPs per hidden unit per example of the gate math itself
 
-    def __init__(self, n_in, hidden, hh_bias=True, dtype=None):
+    def __init__(self, n_in, hidden, hh_bias=True, hh_init="uniform", dtype=None):
         super().__init__()
         name = type(self).__name__
         for arg, v in (("n_in", n_in), ("hidden", hidden)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
-        self.n_in, self.hidden, self.hh_bias = n_in, hidden, bool(hh_bias)
+        if hh_init not in HH_INITS:
+            raise ValueError(f"{name}: hh_init must be one of {HH_INITS}, got {hh_init!r}")
+        self.n_in, self.hidden, self.hh_bias, self.hh_init = n_in, hidden, bool(hh_bias), hh_init
         self.ih = Dense(n_in, len(self.gate_names) * hidden, bias=True, dtype=dtype)
         for gate in self.gate_names:
             setattr(self, gate, Dense(hidden, hidden, bias=hh_bias, dtype=dtype))
@@ -39,10 +42,17 @@ class _RecurrentCell(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        """PyTorch's default: every weight and bias U(-1/sqrt(H), 1/sqrt(H))."""
+        """PyTorch's default: every weight and bias U(-1/sqrt(H), 1/sqrt(H)); with
+        hh_init='orthogonal' each hh_* Dense weight is then a random orthogonal matrix (Keras's
+        default for recurrent kernels), which keeps the state's norm through many steps."""
         bound = 1.0 / math.sqrt(self.hidden)
         for p in self.parameters():
             p.data = backend.to_device(init.uniform(p.shape, bound, p.dtype), p.device)
+        if self.hh_init == "orthogonal":
+            for m in self.hh_modules():
+                if isinstance(m, Dense):
+                    w = m.weight
+                    w.data = backend.to_device(init.orthogonal(*w.shape, dtype=w.dtype), w.device)
 
     def hh_modules(self):
         return [getattr(self, gate) for gate in self.gate_names]
@@ -121,7 +131,8 @@ class _RecurrentCell(Module):
         return h.size * self.elementwise_flops + self._fused_flops
 
     def extra_repr(self):
-        return f"{self.n_in}, {self.hidden}" + ("" if self.hh_bias else ", hh_bias=False")
+        return (f"{self.n_in}, {self.hidden}" + ("" if self.hh_bias else ", hh_bias=False")
+                + ("" if self.hh_init == "uniform" else f", hh_init={self.hh_init!r}"))
 
 
 class GRUCell(_RecurrentCell):
@@ -152,8 +163,8 @@ class LSTMCell(_RecurrentCell):
     gate_names = ("hh_input", "hh_forget", "hh_cell", "hh_output")
     elementwise_flops = 13
 
-    def __init__(self, n_in, hidden, hh_bias=True, forget_bias=0.0, dtype=None):
-        super().__init__(n_in, hidden, hh_bias=hh_bias, dtype=dtype)
+    def __init__(self, n_in, hidden, hh_bias=True, forget_bias=0.0, hh_init="uniform", dtype=None):
+        super().__init__(n_in, hidden, hh_bias=hh_bias, hh_init=hh_init, dtype=dtype)
         self.forget_bias = float(forget_bias)
         if self.forget_bias:
             self.ih.bias.data[hidden:2 * hidden] += self.forget_bias
@@ -235,9 +246,11 @@ class _RecurrentLayer(Module):
 
 
 class GRU(_RecurrentLayer):
-    """GRU(n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0); call gru(x, h0=None) -> (out, h_n).
+    """GRU(n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0, hh_init='uniform');
+    call gru(x, h0=None) -> (out, h_n).
 
-    x (B, T, n_in); h0 and h_n (num_layers, B, H); dropout acts between stacked layers.
+    x (B, T, n_in); h0 and h_n (num_layers, B, H); dropout acts between stacked layers;
+    hh_init='orthogonal' starts each recurrent weight as a random orthogonal matrix.
     """
 
     cell_class = GRUCell
@@ -258,8 +271,9 @@ class LSTM(_RecurrentLayer):
     has_cell_state = True
 
     def __init__(self, n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0, forget_bias=0.0,
-                 dtype=None):
-        super().__init__(n_in, hidden, num_layers, hh_bias, dropout, dtype, forget_bias=forget_bias)
+                 hh_init="uniform", dtype=None):
+        super().__init__(n_in, hidden, num_layers, hh_bias, dropout, dtype, forget_bias=forget_bias,
+                         hh_init=hh_init)
 
     def _initial_states(self, state, batch):
         if state is None:

@@ -247,3 +247,19 @@ def test_bad_inputs_name_layer_expected_actual(rng):
         cell(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match="GRU: num_layers"):
         GRU(3, 4, num_layers=0)
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_orthogonal_hh_init(cls):
+    rnn = cls(3, 6, num_layers=2, hh_init="orthogonal").astype(np.float64)
+    for cell in rnn.cells:
+        for m in cell.hh_modules():
+            w = m.weight.data
+            np.testing.assert_allclose(w.T @ w, np.eye(6), atol=1e-6)
+        assert np.abs(cell.ih.weight.data).max() <= 1 / np.sqrt(6)   # input weights keep the uniform init
+    assert "hh_init='orthogonal'" in repr(rnn.cells[0])
+    uniform = cls(3, 6)
+    w = uniform.cells[0].hh_modules()[0].weight.data
+    assert np.abs(w.T @ w - np.eye(6)).max() > 0.1
+    with pytest.raises(ValueError, match="hh_init must be one of"):
+        cls(3, 6, hh_init="identity")
