@@ -86,7 +86,7 @@ def bench_mlp_and_cnn(torch, rows, repeats):
             tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
             steps.append(_torch_train_step(
                 torch, tmodel, tx, lambda y, tl=tl: torch.nn.functional.cross_entropy(y, tl)))
-        ours, anchor = (paired_median_seconds(steps, repeats=repeats) + [None])[:2]
+        ours, anchor = [median_seconds(step, repeats=repeats) for step in steps] + [None] * (2 - len(steps))
         rows.append(_row(name, "engine", ours, "PyTorch CPU", anchor, "torch"))
 
 
@@ -107,8 +107,8 @@ def bench_recurrent(torch, rows, repeats):
             tmodel = getattr(torch.nn, kind)(h, h, batch_first=True)
             steps.append(_torch_train_step(
                 torch, tmodel, torch.from_numpy(x), lambda out: (out[0] ** 2).mean()))
-        ours, anchor = (paired_median_seconds(steps, repeats=max(3, repeats // 2), warmup=1)
-                        + [None])[:2]
+        ours, anchor = [median_seconds(step, repeats=max(3, repeats // 2), warmup=1)
+                        for step in steps] + [None] * (2 - len(steps))
         rows.append(_row(f"{kind} train step, hidden 128, T=100, batch 50", "engine", ours,
                          "PyTorch CPU", anchor, "torch"))
     bench_wavelet_gru(rows, repeats, x)
@@ -167,7 +167,7 @@ def bench_wavelet(rows, repeats):
                 c = pywt.wavedec(x, w, mode="zero", level=levels, axis=-1)
                 pywt.waverec(c, w, mode="zero", axis=-1)
         runs.append(run_pywt)
-    times = paired_median_seconds(runs, repeats=repeats)
+    times = [median_seconds(run, repeats=repeats) for run in runs]   # pywt's C loops vs our OpenMP
     anchor = times[len(impls)] if pywt is not None else None
     for impl, ours in zip(impls, times):
         rows.append(_row("FWT + IFWT, batch 128, n=512, L=6, J=8, zero mode", f"kernel ({impl})", ours,

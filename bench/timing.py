@@ -26,12 +26,14 @@ def _sample(fn, min_time):
             return elapsed / n
 
 
-def median_seconds(fn, repeats=7, warmup=2, min_time=0.05):
+def median_seconds(fn, repeats=7, warmup=2, min_time=0.05, settle=0.3):
     """Median wall time of fn() over `repeats` runs after `warmup` calls.
 
     Each timed sample loops fn() until at least `min_time` seconds pass, so fast
-    calls are not dominated by timer resolution.
+    calls are not dominated by timer resolution. `settle` seconds of sleep first let
+    the thread pools of whatever ran before (OpenBLAS, OpenMP) stop spinning.
     """
+    time.sleep(settle)
     return paired_median_seconds([fn], repeats, warmup, min_time)[0]
 
 
@@ -40,7 +42,12 @@ def paired_median_seconds(fns, repeats=7, warmup=2, min_time=0.05):
 
     Interleaving makes a burst of load on a shared machine hit every side of a
     comparison alike, so the ratio of the medians is steadier than timing one
-    side after the other.
+    side after the other. Use it only when all sides share one set of thread pools
+    (e.g. ours against ours, or NumPy-based anchors): switching between two runtimes'
+    pools every sample leaves one runtime's idle threads spinning while the other
+    computes (measured: PyTorch's LeNet-300-100 step went from 1.4 to 3.5 ms when
+    interleaved with ours), which is why the PyTorch and PyWavelets rows time one
+    side after the other with median_seconds.
     """
     for fn in fns:
         for _ in range(warmup):
