@@ -54,6 +54,7 @@ from layers import init
 from layers._checks import check_input
 from layers.module import Module, Parameter
 
+from .common import replace_module
 from .plugin import Compressor
 # the shape and rank functions stay importable from here (public names since issue 5)
 from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
@@ -357,14 +358,6 @@ def _find_layers(model, names):
     return found
 
 
-def _replace(model, dotted_name, module):
-    parent = model
-    *path, last = dotted_name.split(".")
-    for part in path:
-        parent = parent._modules[part]
-    setattr(parent, last, module)
-
-
 def _per_layer_ranks(ranks, names, where):
     """ranks as given: an int, one list for every layer, a list of lists, or a dict name -> ranks."""
     if ranks is None:
@@ -483,7 +476,7 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
             object.__setattr__(new, "_shared", True)
         if from_weights:
             projected.append(new.__dict__.pop("_projected_core"))
-        _replace(model, n, new)
+        replace_module(model, n, new)
         rows.append({"name": n, "type": type(new).__name__, "weight_shape": list(new.weight_shape),
                      "modes": list(new.modes), "ranks": list(new.ranks),
                      "dense_params": counts[n] + (m.bias.size if m.bias is not None else 0),

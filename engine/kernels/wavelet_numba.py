@@ -84,16 +84,31 @@ filter_grad_parallel = _compile(_filter_grad, "filter_grad_parallel", True)
 # The row kernels index shifted views by the loop counter alone: an index such as 2o + 1 - j
 # would get Numba's negative-index wraparound, which slows every access.
 @numba.njit(cache=True)
+def _analysis_span(m, n, j):
+    """(o0, o1, first): the outputs o in [o0, o1) (o < n) whose input 2o + 1 - j lies in [0, m),
+    and that input index for o0."""
+    o0 = j // 2
+    o1 = max(o0, min(n, (m - 2 + j) // 2 + 1))
+    return o0, o1, 2 * o0 + 1 - j
+
+
+@numba.njit(cache=True)
+def _synthesis_span(n, n_out, t, L):
+    """(o0, o1, first): the inputs o in [o0, o1) (o < n) whose output 2o + t - (L - 2) lies in
+    [0, n_out), and that output index for o0."""
+    shift = t - (L - 2)
+    o0 = max(0, (1 - shift) // 2)
+    o1 = max(o0, min(n, (n_out - 1 - shift) // 2 + 1))
+    return o0, o1, 2 * o0 + shift
+
+
+@numba.njit(cache=True)
 def _row_analyze(x, f, out):
     """out[o] = sum_j f[j] x[2o + 1 - j] (x zero outside its length)."""
-    m, L, n_out = x.shape[0], f.shape[0], out.shape[0]
     out[:] = 0
-    for j in range(L):
-        o0, o1 = j // 2, min(n_out, (m - 2 + j) // 2 + 1)
-        if o1 <= o0:
-            continue
-        fj = f[j]
-        taps, dst = x[2 * o0 + 1 - j::2], out[o0:o1]
+    for j in range(f.shape[0]):
+        o0, o1, first = _analysis_span(x.shape[0], out.shape[0], j)
+        fj, taps, dst = f[j], x[first::2], out[o0:o1]
         for k in range(o1 - o0):
             dst[k] += fj * taps[k]
 
@@ -101,14 +116,10 @@ def _row_analyze(x, f, out):
 @numba.njit(cache=True)
 def _row_synthesize_add(c, f, out):
     """out[2o + t - (L - 2)] += f[t] c[o] inside out's length."""
-    n, L, n_out = c.shape[0], f.shape[0], out.shape[0]
+    L = f.shape[0]
     for t in range(L):
-        shift = t - (L - 2)
-        o0, o1 = max(0, (1 - shift) // 2), min(n, (n_out - 1 - shift) // 2 + 1)
-        if o1 <= o0:
-            continue
-        ft = f[t]
-        dst, src = out[2 * o0 + shift::2], c[o0:o1]
+        o0, o1, first = _synthesis_span(c.shape[0], out.shape[0], t, L)
+        ft, dst, src = f[t], out[first::2], c[o0:o1]
         for k in range(o1 - o0):
             dst[k] += ft * src[k]
 
@@ -116,12 +127,9 @@ def _row_synthesize_add(c, f, out):
 @numba.njit(cache=True)
 def _row_analysis_filter_grad_add(x, g, out):
     """out[j] += sum_o g[o] x[2o + 1 - j]."""
-    m, n, L = x.shape[0], g.shape[0], out.shape[0]
-    for j in range(L):
-        o0, o1 = j // 2, min(n, (m - 2 + j) // 2 + 1)
-        if o1 <= o0:
-            continue
-        taps, grads = x[2 * o0 + 1 - j::2], g[o0:o1]
+    for j in range(out.shape[0]):
+        o0, o1, first = _analysis_span(x.shape[0], g.shape[0], j)
+        taps, grads = x[first::2], g[o0:o1]
         acc = out[j]
         for k in range(o1 - o0):
             acc += grads[k] * taps[k]
@@ -131,13 +139,10 @@ def _row_analysis_filter_grad_add(x, g, out):
 @numba.njit(cache=True)
 def _row_synthesis_filter_grad_add(c, gy, out):
     """out[t] += sum_o c[o] gy[2o + t - (L - 2)] inside gy's length."""
-    n, n_out, L = c.shape[0], gy.shape[0], out.shape[0]
+    L = out.shape[0]
     for t in range(L):
-        shift = t - (L - 2)
-        o0, o1 = max(0, (1 - shift) // 2), min(n, (n_out - 1 - shift) // 2 + 1)
-        if o1 <= o0:
-            continue
-        taps, coeffs = gy[2 * o0 + shift::2], c[o0:o1]
+        o0, o1, first = _synthesis_span(c.shape[0], gy.shape[0], t, L)
+        taps, coeffs = gy[first::2], c[o0:o1]
         acc = out[t]
         for k in range(o1 - o0):
             acc += coeffs[k] * taps[k]
