@@ -231,7 +231,8 @@ def _row(what, ours_label, ours, anchor_label, anchor, anchor_pkg):
 
 def to_markdown(rows, meta):
     lines = [f"Machine: {meta['machine']}; threads: {meta['threads']}; numba: {meta['numba']}; "
-             f"torch: {meta['torch']}; date: {meta['date']}",
+             f"torch: {meta['torch']}; freed heap kept for reuse: {meta.get('heap_retained', False)}; "
+             f"date: {meta['date']}",
              f"Command: `{meta['command']}`", "",
              "| what | ours | ours ms | anchor | anchor ms | ours / anchor |",
              "|---|---|---|---|---|---|"]
@@ -251,6 +252,8 @@ def main(argv=None):
     p.add_argument("--only", default="", help="comma list of: mlp,rnn,wavelet,tucker,layers")
     args = p.parse_args(argv)
     pin_threads(args.threads)
+    from engine.memory import retain_freed_memory
+    heap_retained = retain_freed_memory()   # as train.py does; applies to both sides (one process)
     torch = _try_import("torch")
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -274,7 +277,7 @@ def main(argv=None):
         print(f"[{key}] {time.perf_counter() - start:.1f} s", file=sys.stderr)
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
             "threads": args.threads, "numba": getattr(numba, "__version__", "absent"),
-            "torch": getattr(torch, "__version__", "absent"),
+            "torch": getattr(torch, "__version__", "absent"), "heap_retained": heap_retained,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     os.makedirs(args.out, exist_ok=True)

@@ -228,13 +228,24 @@ class _RecurrentLayer(Module):
             projected = cell.ih(inputs)
             fused = cell.fused_hh(materialize=projected.shape[1] > 1)
             s = states[layer]
-            outputs = []
-            for step in F.unstack(projected, axis=1):
-                s = cell(step, s, projected=True, fused=fused)
-                outputs.append(s[0] if self.has_cell_state else s)
-            inputs = F.stack(outputs, axis=1)
+            if fused is not None and self._one_op_per_layer(cell):
+                inputs, s = self._sequence_op(projected, fused, s)
+            else:   # a cell call per step, so cell hooks (e.g. the FLOP report's) see each step
+                outputs = []
+                for step in F.unstack(projected, axis=1):
+                    s = cell(step, s, projected=True, fused=fused)
+                    outputs.append(s[0] if self.has_cell_state else s)
+                inputs = F.stack(outputs, axis=1)
             finals.append(s)
         return inputs, self._final_state(finals)
+
+    def _one_op_per_layer(self, cell):
+        """Whether the whole-sequence op may stand in for the cell's per-step calls."""
+        return type(cell) is self.cell_class and not (cell._pre_hooks or cell._post_hooks)
+
+    def _sequence_op(self, projected, fused, state):
+        """(outputs (B, T, H), final state) of one layer from one whole-sequence op."""
+        raise NotImplementedError
 
     def extra_repr(self):
         s = f"{self.n_in}, {self.hidden}"
@@ -257,6 +268,10 @@ class GRU(_RecurrentLayer):
 
     def _initial_states(self, state, batch):
         return self._layer_states(state, batch, "state h0")
+
+    def _sequence_op(self, projected, fused, state):
+        outputs, h = F.gru_sequence(projected, *fused, state)
+        return outputs, h
 
     def _final_state(self, finals):
         return F.stack(finals, axis=0)
@@ -286,6 +301,11 @@ class LSTM(_RecurrentLayer):
 
     def _final_state(self, finals):
         return F.stack([h for h, _ in finals], axis=0), F.stack([c for _, c in finals], axis=0)
+
+    def _sequence_op(self, projected, fused, state):
+        h0, c0 = (None, None) if state is None else state
+        outputs, h, c = F.lstm_sequence(projected, *fused, h0, c0)
+        return outputs, (h, c)
 
 
 def detach_state(state):

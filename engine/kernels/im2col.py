@@ -2,6 +2,8 @@
 import functools
 import os
 
+import numpy as np
+
 from .. import backend
 
 
@@ -48,6 +50,29 @@ def col2im_numpy(cols, x_shape, stride, padding, dilation):
     if ph or pw:
         img = img[:, :, ph:ph + h, pw:pw + w]
     return img
+
+
+def im2col_cm_numpy(x, kh, kw, stride, padding, dilation):
+    """Patches of x (B, C, H, W) in channel-major order, cols (C, kh, kw, B, OH, OW).
+
+    cols.reshape(C*kh*kw, B*OH*OW) is then the whole batch's patch matrix, so a
+    convolution's forward and weight gradient are each one matrix product.
+    """
+    xp = backend.xp_of(x)
+    b, c, h, w = x.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh = conv_output_size(h, kh, sh, ph, dh)
+    ow = conv_output_size(w, kw, sw, pw, dw)
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    x = x.transpose(1, 0, 2, 3)
+    cols = xp.empty((c, kh, kw, b, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        i0 = i * dh
+        for j in range(kw):
+            j0 = j * dw
+            cols[:, i, j] = x[:, :, i0:i0 + sh * (oh - 1) + 1:sh, j0:j0 + sw * (ow - 1) + 1:sw]
+    return cols
 
 
 # ---- Numba CPU version (engine/kernels/im2col_numba.py) and the dispatcher ----------
@@ -111,6 +136,21 @@ def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None):
     return kernel(cols, x_shape[2], x_shape[3], sh, sw, ph, pw, dh, dw)
 
 
+def im2col_cm_nb(x, kh, kw, stride, padding, dilation, parallel=None):
+    """The Numba version of im2col_cm_numpy (same result); parallel None picks threads by _pays_to_thread."""
+    if not numba_enabled():
+        raise RuntimeError("im2col_cm_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh = conv_output_size(x.shape[2], kh, sh, ph, dh)
+    ow = conv_output_size(x.shape[3], kw, sw, pw, dw)
+    if parallel is None:
+        parallel = _pays_to_thread(x.shape[0], x.shape[1] * kh * kw * oh * ow)
+    if ph or pw:   # padding first keeps the kernel's copy loop free of bounds tests
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    kernel = _numba_module.im2col_cm_parallel if parallel else _numba_module.im2col_cm_serial
+    return kernel(x, kh, kw, sh, sw, dh, dw, oh, ow)
+
+
 def _use_numba(array, direction):
     return (PREFERRED[direction] == "numba" and not backend.is_gpu_array(array)
             and array.dtype.kind == "f" and numba_enabled())
@@ -121,6 +161,13 @@ def im2col(x, kh, kw, stride, padding, dilation):
     if _use_numba(x, "im2col"):
         return im2col_nb(x, kh, kw, stride, padding, dilation)
     return im2col_numpy(x, kh, kw, stride, padding, dilation)
+
+
+def im2col_channel_major(x, kh, kw, stride, padding, dilation):
+    """Patches of x (B, C, H, W) as cols (C, kh, kw, B, OH, OW): Numba on CPU when it pays, else NumPy/CuPy."""
+    if _use_numba(x, "im2col"):
+        return im2col_cm_nb(x, kh, kw, stride, padding, dilation)
+    return im2col_cm_numpy(x, kh, kw, stride, padding, dilation)
 
 
 def col2im(cols, x_shape, stride, padding, dilation):
@@ -138,4 +185,13 @@ def implementations():
                           functools.partial(col2im_nb, parallel=False))
         impls["numba_parallel"] = (functools.partial(im2col_nb, parallel=True),
                                    functools.partial(col2im_nb, parallel=True))
+    return impls
+
+
+def channel_major_implementations():
+    """name -> im2col_channel_major implementation, for tests and benchmarks."""
+    impls = {"numpy": im2col_cm_numpy}
+    if numba_enabled():
+        impls["numba"] = functools.partial(im2col_cm_nb, parallel=False)
+        impls["numba_parallel"] = functools.partial(im2col_cm_nb, parallel=True)
     return impls

@@ -12,6 +12,7 @@ from .nn import dropout, embedding
 from .conv import conv2d
 from .pool import max_pool2d, avg_pool2d
 from .recurrent import gru_gates, lstm_gates, unstack
+from .recurrent_sequence import gru_sequence, lstm_sequence
 from .tucker import tucker_to_tensor, mode_product
 from .wavelet import fwt, ifwt
 

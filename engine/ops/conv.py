@@ -1,8 +1,14 @@
-"""2-D convolution (stride, padding, dilation, groups) as im2col + one matrix product."""
+"""2-D convolution (stride, padding, dilation, groups) as im2col + matrix products."""
 from .. import backend
 from ..function import Function
-from ..kernels.im2col import im2col, col2im, conv_output_size
+from ..kernels.im2col import im2col, im2col_channel_major, col2im, conv_output_size
 from ..tensor import as_tensor
+
+# The forward product over the whole batch, (N, K) @ (K, B*P), needs its (N, B, P) result
+# transposed to (B, N, P), an extra pass over the output; it pays when each output element
+# takes many multiply-adds (LeNet-5's conv2, K = 500: 11 -> 5 ms at 2 threads), while for a
+# small K per-image products on strided views are faster (conv1, K = 25: 2.4 vs 3.9 ms).
+ONE_PRODUCT_MIN_K = 64
 
 
 def pair(v, name):
@@ -20,16 +26,26 @@ class Conv2d(Function):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
     def forward(self, x, w, b=None):
+        xp = backend.xp_of(x)
         n, cg, kh, kw = w.shape
         bsz = x.shape[0]
         g = self.groups
-        cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation)
-        oh, ow = cols.shape[-2:]
-        self.x_shape, self.cols, self.w = x.shape, cols, w
+        self.x_shape, self.w = x.shape, w
         if g == 1:
-            y = w.reshape(n, -1) @ cols.reshape(bsz, cg * kh * kw, oh * ow)
+            # channel-major patches (K, B, P): the whole batch is one (K, B*P) matrix
+            cols = im2col_channel_major(x, kh, kw, self.stride, self.padding, self.dilation)
+            oh, ow = cols.shape[-2:]
+            k, p = cg * kh * kw, oh * ow
+            w2 = w.reshape(n, k)
+            if k >= ONE_PRODUCT_MIN_K:
+                y = xp.ascontiguousarray((w2 @ cols.reshape(k, bsz * p)).reshape(n, bsz, p).transpose(1, 0, 2))
+            else:
+                y = w2 @ cols.reshape(k, bsz, p).transpose(1, 0, 2)
         else:
+            cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation)
+            oh, ow = cols.shape[-2:]
             y = w.reshape(g, n // g, -1) @ cols.reshape(bsz, g, cg * kh * kw, oh * ow)
+        self.cols = cols
         y = y.reshape(bsz, n, oh, ow)
         if b is not None:
             y += b.reshape(1, n, 1, 1)
@@ -45,12 +61,13 @@ class Conv2d(Function):
         gx = gw = gb = None
         if g == 1:
             gy2 = gy.reshape(bsz, n, p)
-            cols2 = cols.reshape(bsz, cg * kh * kw, p)
+            k = cg * kh * kw
             if needs[1]:
-                gw = xp.tensordot(gy2, cols2, axes=([0, 2], [0, 2])).reshape(w.shape)
+                gy_rows = xp.ascontiguousarray(gy2.transpose(1, 0, 2)).reshape(n, bsz * p)
+                gw = (gy_rows @ cols.reshape(k, bsz * p).T).reshape(w.shape)
             if needs[0]:
-                gcols = w.reshape(n, -1).T @ gy2
-                gx = col2im(gcols.reshape(cols.shape), self.x_shape, self.stride,
+                gcols = w.reshape(n, k).T @ gy2   # per image, (B, K, P): col2im's batch-major layout
+                gx = col2im(gcols.reshape(bsz, cg, kh, kw, oh, ow), self.x_shape, self.stride,
                             self.padding, self.dilation)
         else:
             gy2 = gy.reshape(bsz, g, n // g, p)

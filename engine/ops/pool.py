@@ -1,11 +1,17 @@
 """Max and average pooling over 2-D windows."""
 from .. import backend
 from ..function import Function
+from ..kernels import load_numba_module
 from ..kernels.im2col import im2col, col2im, conv_output_size
 from ..tensor import as_tensor
 from .conv import pair
 
 _ONE = (1, 1)
+
+# 2x2 max pooling at stride 2 on CPU floats: "numba" (one pass, the arg-max kept for backward;
+# LeNet-5's two pools took ~4.7 ms of backward per step with the per-tap NumPy comparisons)
+# or "numpy". Other windows always take the NumPy path.
+PREFERRED_MAX_POOL = "numba"
 
 
 def _windows(x, k, stride, padding, fill):
@@ -36,11 +42,27 @@ def _tap_slices(k, stride, out_hw):
             yield i * k[1] + j, (slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw))
 
 
-class MaxPool2d(Function):
-    """Running maximum over the kernel taps, each tap a strided view of the input (no window copy).
+def _pool_kernels(x, k, stride):
+    """The Numba 2x2 max-pool kernels when they apply (2x2 windows at stride 2 over a float CPU
+    array), else None (the NumPy/CuPy path runs)."""
+    if backend.is_gpu_array(x) or x.dtype.kind != "f" or PREFERRED_MAX_POOL != "numba" \
+            or k != (2, 2) or stride != (2, 2):
+        return None
+    return load_numba_module("pool_numba")
 
-    Backward sends each output's gradient to the first tap holding the maximum (as argmax
-    would), found again by comparison rather than stored during forward.
+
+def _unpad(gx, padding):
+    ph, pw = padding
+    return gx[:, :, ph:gx.shape[2] - ph, pw:gx.shape[3] - pw] if ph or pw else gx
+
+
+class MaxPool2d(Function):
+    """Maximum over each window; backward sends each output's gradient to the first tap
+    holding the maximum (as argmax would).
+
+    Numba path (2x2 windows, stride 2): one pass that keeps each window's arg-max for backward. NumPy/CuPy path: a
+    running maximum over the kernel taps, each tap a strided view of the input (no window
+    copy), the arg-max found again in backward by comparison.
     """
 
     def __init__(self, k, stride, padding):
@@ -57,6 +79,11 @@ class MaxPool2d(Function):
         oh = (x.shape[2] - self.k[0]) // self.stride[0] + 1
         ow = (x.shape[3] - self.k[1]) // self.stride[1] + 1
         self.out_hw = (oh, ow)
+        self.kernels = _pool_kernels(x, self.k, self.stride)
+        if self.kernels is not None:   # one pass, remembering each window's arg-max
+            y, self.tap = self.kernels.max_pool_2x2_forward(x, oh, ow)
+            self.padded_shape = x.shape
+            return y
         taps = _tap_slices(self.k, self.stride, self.out_hw)
         _, (rows, cols) = next(taps)
         y = x[:, :, rows, cols].copy()
@@ -67,6 +94,10 @@ class MaxPool2d(Function):
 
     def backward(self, gy):
         xp = backend.xp_of(gy)
+        if self.kernels is not None:
+            _, _, h, w = self.padded_shape
+            gx = self.kernels.max_pool_2x2_backward(gy, self.tap, h, w)
+            return _unpad(gx, self.padding)
         x, y = self.x, self.y
         gx = xp.zeros(x.shape, dtype=gy.dtype)
         unclaimed = xp.ones(y.shape, dtype=bool)
@@ -78,10 +109,7 @@ class MaxPool2d(Function):
             else:
                 gx[:, :, rows, cols] += gy * hit
             unclaimed &= ~hit
-        ph, pw = self.padding
-        if ph or pw:
-            gx = gx[:, :, ph:gx.shape[2] - ph, pw:gx.shape[3] - pw]
-        return gx
+        return _unpad(gx, self.padding)
 
 
 class AvgPool2d(Function):

@@ -1,9 +1,10 @@
-"""Gradient checks for the fused ops: linear, GRU/LSTM gate steps, unstack."""
+"""Gradient checks for the fused ops: linear, GRU/LSTM gate steps and whole sequences, unstack."""
 import numpy as np
 import pytest
 
 import engine.ops as F
-from engine import gradcheck
+from engine import Tensor, gradcheck
+from engine.kernels import recurrent as recurrent_kernels
 from tests.conftest import leaf
 
 
@@ -63,3 +64,83 @@ def test_unstack_round_trip_and_gradcheck():
     assert len(parts) == 3 and parts[0].shape == (2, 4)
     np.testing.assert_array_equal(parts[2].data, x.data[:, 2])
     assert gradcheck(lambda t: F.unstack(t, axis=1)[0] * 3 + F.unstack(t, axis=1)[2], x)
+
+
+def _per_step(kind, gi, w, b, h0, c0):
+    """The same layer as a loop of per-step gate ops (the reference for the sequence ops)."""
+    h, c, outs = h0, c0, []
+    for t in range(gi.shape[1]):
+        gh = F.linear(h, w, b)
+        if kind == "lstm":
+            h, c = F.lstm_gates(gi[:, t], c, gh)
+        else:
+            h = F.gru_gates(gi[:, t], h, gh)
+        outs.append(h)
+    return F.stack(outs, axis=1), h, c
+
+
+@pytest.mark.parametrize("impl", recurrent_kernels.available_implementations())
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_sequence_op_matches_per_step_ops_and_gradcheck(kind, bias, impl):
+    rng = np.random.default_rng(5)
+    batch, steps, hidden = 3, 4, 2
+    k = 4 if kind == "lstm" else 3
+    gi, w = leaf(rng.standard_normal((batch, steps, k * hidden))), leaf(rng.standard_normal((hidden, k * hidden)))
+    b = leaf(rng.standard_normal(k * hidden)) if bias else None
+    h0, c0 = leaf(rng.standard_normal((batch, hidden))), leaf(rng.standard_normal((batch, hidden)))
+    if kind == "lstm":
+        out, h_last, c_last = F.lstm_sequence(gi, w, b, h0, c0, impl=impl)
+    else:
+        (out, h_last), c_last = F.gru_sequence(gi, w, b, h0, impl=impl), None
+    ref_out, ref_h, ref_c = _per_step(kind, gi, w, b, h0, c0)
+    np.testing.assert_allclose(out.data, ref_out.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h_last.data, ref_h.data, rtol=1e-12, atol=1e-14)
+    if kind == "lstm":
+        np.testing.assert_allclose(c_last.data, ref_c.data, rtol=1e-12, atol=1e-14)
+    args = [a for a in (gi, w, b, h0, c0 if kind == "lstm" else None) if a is not None]
+
+    def loss(*a):
+        a = list(a)
+        gi_, w_ = a[:2]
+        b_ = a[2] if bias else None
+        rest = a[3:] if bias else a[2:]
+        op = F.lstm_sequence if kind == "lstm" else F.gru_sequence
+        outs = op(gi_, w_, b_, *rest, impl=impl)
+        # every output feeds the scalar, with different weights, so each backward path is checked
+        return sum(F.sum(o * o) * (k + 1) for k, o in enumerate(outs))
+    assert gradcheck(loss, *args)
+
+
+def test_sequence_op_zero_initial_state_and_bad_shapes():
+    rng = np.random.default_rng(6)
+    gi, w = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 8))
+    out, h, c = F.lstm_sequence(gi, w)
+    ref = _per_step("lstm", leaf(gi), leaf(w), None, leaf(np.zeros((2, 2))), leaf(np.zeros((2, 2))))
+    np.testing.assert_allclose(out.data, ref[0].data, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"lstm_sequence: hidden weight must be \(2, 8\), got \(8, 2\)"):
+        F.lstm_sequence(gi, w.T)
+    with pytest.raises(ValueError, match=r"gru_sequence: projected input must be \(batch, steps, 3 \* hidden\)"):
+        F.gru_sequence(gi, w)
+    with pytest.raises(ValueError, match=r"lstm_sequence: c0 must be \(2, 2\), got \(3, 2\)"):
+        F.lstm_sequence(gi, w, None, None, np.zeros((3, 2)))
+
+
+@pytest.mark.skipif("numba" not in recurrent_kernels.available_implementations(),
+                    reason="numba is not installed or COMPACTNET_DISABLE_NUMBA=1")
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_sequence_backward_numba_and_numpy_agree_in_float32(kind):
+    rng = np.random.default_rng(7)
+    k = 4 if kind == "lstm" else 3
+    gi = rng.standard_normal((5, 6, k * 8)).astype(np.float32)
+    w = (rng.standard_normal((8, k * 8)) * 0.3).astype(np.float32)
+    grads = {}
+    for impl in ("numpy", "numba"):
+        a, b = Tensor(gi.copy(), requires_grad=True), Tensor(w.copy(), requires_grad=True)
+        op = F.lstm_sequence if kind == "lstm" else F.gru_sequence
+        out = op(a, b, impl=impl)[0]
+        F.sum(out * out).backward()
+        assert a.grad.dtype == np.float32 and b.grad.dtype == np.float32
+        grads[impl] = (a.grad, b.grad)
+    for x, y in zip(grads["numpy"], grads["numba"]):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)

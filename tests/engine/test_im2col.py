@@ -42,6 +42,31 @@ def test_implementations_agree_with_numpy_reference(name, dtype, geometry, rng):
                                rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
 
 
+CHANNEL_MAJOR = K.channel_major_implementations()
+CM_NAME_DTYPE = [(n, d) for n in sorted(CHANNEL_MAJOR) for d in (np.float32, np.float64)
+                 if not (n == "numba_parallel" and d == np.float32)]
+
+
+@pytest.mark.parametrize("name,dtype", CM_NAME_DTYPE, ids=[f"{n}-{np.dtype(d).name}" for n, d in CM_NAME_DTYPE])
+@pytest.mark.parametrize("geometry", GEOMETRIES + [((2, 2, 5, 5), 3, 3, (3, 3), (2, 2), (1, 1))], ids=str)
+def test_channel_major_patches_are_the_batch_major_ones_transposed(name, dtype, geometry, rng):
+    shape, kh, kw, stride, padding, dilation = geometry
+    x = rng.standard_normal(shape).astype(dtype)
+    cols = CHANNEL_MAJOR[name](x, kh, kw, stride, padding, dilation)
+    expected = K.im2col_numpy(x, kh, kw, stride, padding, dilation).transpose(1, 2, 3, 0, 4, 5)
+    assert cols.dtype == dtype and cols.flags.c_contiguous
+    np.testing.assert_array_equal(cols, expected)
+
+
+def test_channel_major_patch_matrix_by_hand():
+    # two 3x3 images, 2x2 kernel: row (tap) k of the (taps, batch * positions) matrix holds that
+    # tap's value at every window of image 0, then of image 1
+    x = np.stack([np.arange(9.0), 10 + np.arange(9.0)]).reshape(2, 1, 3, 3)
+    cols = K.im2col_channel_major(x, 2, 2, (1, 1), (0, 0), (1, 1)).reshape(4, 2 * 4)
+    np.testing.assert_array_equal(cols[0], [0, 1, 3, 4, 10, 11, 13, 14])
+    np.testing.assert_array_equal(cols[3], [4, 5, 7, 8, 14, 15, 17, 18])
+
+
 @pytest.mark.parametrize("name", sorted(IMPLEMENTATIONS))
 @pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=str)
 def test_col2im_is_the_adjoint_of_im2col(name, geometry, rng):

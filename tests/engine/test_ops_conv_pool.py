@@ -10,8 +10,19 @@ from tests.engine._helpers import leaf, check, distinct
 
 @pytest.fixture(params=sorted({"numpy", "numba"} & set(kernels.implementations())))
 def kernel(request, monkeypatch):
-    """Run the test once with the NumPy im2col/col2im and once with the Numba ones (when installed)."""
+    """Run the test once with the NumPy kernels (im2col/col2im, max pooling) and once with the
+    Numba ones (when installed)."""
+    from engine.ops import pool
     monkeypatch.setattr(kernels, "PREFERRED", {"im2col": request.param, "col2im": request.param})
+    monkeypatch.setattr(pool, "PREFERRED_MAX_POOL", request.param)
+    return request.param
+
+
+@pytest.fixture(params=["one product", "per image"])
+def forward_product(request, monkeypatch):
+    """Both forward strategies of a groups=1 convolution: one (N, K) @ (K, B*P) product, or one per image."""
+    from engine.ops import conv
+    monkeypatch.setattr(conv, "ONE_PRODUCT_MIN_K", 1 if request.param == "one product" else 10 ** 9)
     return request.param
 
 
@@ -57,7 +68,7 @@ def _pair(v):
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
-def test_conv2d_matches_loop_reference_and_gradcheck(case, kernel, rng):
+def test_conv2d_matches_loop_reference_and_gradcheck(case, kernel, forward_product, rng):
     xs, ws, stride, padding, dilation, groups, bias = case
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     b = rng.standard_normal(ws[0]) if bias else None
@@ -131,6 +142,8 @@ POOL_CASES = [
     ((1, 2, 5, 4), (3, 2), (2, 1), 1),  # padding, anisotropic
     ((1, 1, 6, 6), 3, 2, 1),          # overlapping + padding
     ((1, 1, 1, 1), 1, None, 0),
+    ((2, 3, 5, 7), 2, None, 0),        # 2x2 stride 2 (the Numba max-pool kernel), odd sizes
+    ((1, 2, 4, 5), 2, 2, 1),           # 2x2 stride 2 with padding
 ]
 
 
@@ -147,10 +160,33 @@ def test_pooling_matches_loop_reference_and_gradcheck(kind, case, kernel, rng):
     assert check(lambda t: op(t, k, stride, padding), x)
 
 
-def test_max_pool_gradient_goes_to_the_maximum():
+def test_max_pool_gradient_goes_to_the_maximum(kernel):
     x = leaf([[[[1.0, 5.0], [2.0, 3.0]]]])
     F.max_pool2d(x, 2).sum().backward()
     np.testing.assert_array_equal(x.grad, [[[[0, 1], [0, 0]]]])
+    # ties: the first tap in row-major order takes the gradient, as argmax does
+    x = leaf([[[[4.0, 4.0, 0.0], [4.0, 4.0, 0.0], [0.0, 0.0, 0.0]]]])
+    F.max_pool2d(x, 2, stride=1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[[[1, 1, 0], [1, 1, 0], [0, 0, 0]]]])
+
+
+def test_max_pool_2x2_numba_and_numpy_paths_agree_with_ties_and_nan(monkeypatch, rng):
+    from engine.ops import pool
+    x = rng.integers(0, 3, (3, 2, 6, 6)).astype(np.float32)   # many ties
+    x[0, 0, 0, 1] = np.nan
+    results = []
+    for path in sorted({"numpy", "numba"} & set(kernels.implementations())):
+        monkeypatch.setattr(pool, "PREFERRED_MAX_POOL", path)
+        t = engine.Tensor(x, requires_grad=True)
+        y = F.max_pool2d(t, 2)
+        F.sum(y * engine.Tensor(np.arange(y.size, dtype=np.float32).reshape(y.shape))).backward()
+        results.append((y.data, t.grad))
+    assert np.isnan(results[0][0][0, 0, 0, 0]) and not np.isnan(results[0][0][0, 0, 0, 1])
+    for y, g in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        # the NumPy path drops a NaN window's gradient (no tap equals NaN); compare the others
+        np.testing.assert_array_equal(g[:, :, 2:], results[0][1][:, :, 2:])
+        np.testing.assert_array_equal(g[1:], results[0][1][1:])
 
 
 @pytest.mark.parametrize("op", [F.max_pool2d, F.avg_pool2d])

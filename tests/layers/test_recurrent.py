@@ -4,6 +4,7 @@ import pytest
 
 import engine
 import engine.ops as F
+from engine import FunctionHook
 from layers import GRU, GRUCell, LSTM, LSTMCell, Dense, Module, Parameter
 from tests.conftest import leaf
 from tests.layers._helpers import gradcheck_module, hooked_flops
@@ -170,6 +171,40 @@ def test_fast_and_slow_paths_agree(rng, cls):
     np.testing.assert_allclose(fast_out.data, slow_out.data, rtol=1e-12, atol=1e-14)
     for k, p in rnn.named_parameters():
         np.testing.assert_allclose(p.grad, fast_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("cls", [GRU, LSTM])
+def test_whole_sequence_op_and_per_step_cells_agree(rng, cls):
+    # no hooks: one lstm/gru_sequence op per layer; a hook on the cell: a cell call per step
+    rnn = cls(3, 4, num_layers=2).astype(np.float64)
+    x = rng.standard_normal((2, 5, 3))
+    state = rng.standard_normal((2, 2, 4))
+    state = (state, state * 0.5) if cls is LSTM else state
+    runs = []
+    for hooked in (False, True):
+        rnn.zero_grad()
+        removers = [cell.register_forward_hook(lambda *a: None) for cell in rnn.cells] if hooked else []
+        ops = []
+
+        class Names(FunctionHook):
+            def forward_postprocess(self, function, inputs, outputs):
+                ops.append(function.name)
+        with Names():
+            out, final = rnn(x, state)
+        for remove in removers:
+            remove()
+        finals = final if isinstance(final, tuple) else (final,)
+        (F.sum(out * out) + sum(F.sum(f * f) for f in finals)).backward()
+        runs.append((out.data, [f.data for f in finals], {k: p.grad.copy() for k, p in rnn.named_parameters()},
+                     ops))
+    (fast_out, fast_finals, fast_grads, fast_ops), (slow_out, slow_finals, slow_grads, slow_ops) = runs
+    assert sum(name.endswith("Sequence") for name in fast_ops) == 2
+    assert not any(name.endswith("Sequence") for name in slow_ops)
+    np.testing.assert_allclose(fast_out, slow_out, rtol=1e-12, atol=1e-14)
+    for a, b in zip(fast_finals, slow_finals):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    for k in fast_grads:
+        np.testing.assert_allclose(fast_grads[k], slow_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
 def test_replaced_hh_module_is_honoured(rng):

@@ -1,0 +1,183 @@
+"""Whole-sequence LSTM and GRU ops: the time loop inside one op, backward through time by hand.
+
+One graph node per layer instead of a few per time step, and the hidden weight's gradient
+as one matrix product over all steps instead of one small product (and one accumulation)
+per step. The per-step ops in recurrent.py stay for cells called on their own.
+"""
+from .. import backend
+from ..function import Function
+from ..kernels import recurrent as kernels
+from ..tensor import Tensor, as_tensor
+
+
+def _sigmoid_(xp, a):
+    """In place: a <- sigmoid(a), as 0.5 tanh(a / 2) + 0.5 (no overflow, one transcendental)."""
+    a *= 0.5
+    xp.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+
+
+class _SequenceOp(Function):
+    def __init__(self, impl=None):
+        self.impl = impl
+
+
+class LSTMSequence(_SequenceOp):
+    """(out (B, T, H), h_T, c_T) from the projected inputs gi (B, T, 4H), the hidden weight
+    w (H, 4H), its bias b (4H,) or None, and the initial state h0, c0 (B, H).
+
+    Each step: a = gi_t + h w + b; i, f, g, o = s, s, tanh, s of a's quarters (gate order
+    input, forget, cell, output); c' = f c + i g; h' = o tanh(c'). Time-major buffers keep
+    every per-step array contiguous.
+    """
+
+    def forward(self, gi, w, b, h0, c0):
+        xp = backend.xp_of(gi)
+        batch, steps, width = gi.shape
+        hidden = width // 4
+        b = b if b.size else None
+        acts = xp.empty((steps, batch, width), dtype=gi.dtype)       # i, f, g, o after activation
+        hs = xp.empty((steps + 1, batch, hidden), dtype=gi.dtype)    # hs[t] is the state before step t
+        cs = xp.empty((steps + 1, batch, hidden), dtype=gi.dtype)
+        tcs = xp.empty((steps, batch, hidden), dtype=gi.dtype)       # tanh(c_{t+1})
+        hs[0], cs[0] = h0, c0
+        # sigmoid(a) = 0.5 tanh(a / 2) + 0.5: with these per-column factors one tanh call
+        # activates all four gates (the cell gate g keeps scale 1, shift 0)
+        scale = xp.full(width, 0.5, dtype=gi.dtype)
+        scale[2 * hidden:3 * hidden] = 1
+        shift = xp.full(width, 0.5, dtype=gi.dtype)
+        shift[2 * hidden:3 * hidden] = 0
+        for t in range(steps):
+            a = acts[t]
+            xp.matmul(hs[t], w, out=a)
+            a += gi[:, t]
+            if b is not None:
+                a += b
+            a *= scale
+            xp.tanh(a, out=a)
+            a *= scale
+            a += shift
+            i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            c = cs[t + 1]
+            xp.multiply(f, cs[t], out=c)
+            c += i * g
+            xp.tanh(c, out=tcs[t])
+            xp.multiply(o, tcs[t], out=hs[t + 1])
+        self.w, self.acts, self.hs, self.cs, self.tcs = w, acts, hs, cs, tcs
+        self.has_bias = b is not None
+        return xp.ascontiguousarray(hs[1:].transpose(1, 0, 2)), hs[steps].copy(), cs[steps].copy()
+
+    def backward(self, g_out, g_hT, g_cT):
+        xp = backend.xp_of(g_out)
+        w, acts, hs, cs, tcs = self.w, self.acts, self.hs, self.cs, self.tcs
+        steps, batch, width = acts.shape
+        hidden = width // 4
+        g_acts = xp.empty_like(acts)          # gradient of each step's pre-activation a
+        dh = g_hT.copy()
+        dc = g_cT.copy()
+        for t in range(steps - 1, -1, -1):
+            kernels.lstm_backward_step(g_out[:, t], dh, dc, acts[t], tcs[t], cs[t], g_acts[t], self.impl)
+            xp.matmul(g_acts[t], w.T, out=dh)
+        needs = self.needs_input_grad
+        flat = g_acts.reshape(steps * batch, width)
+        g_w = hs[:steps].reshape(steps * batch, hidden).T @ flat if needs[1] else None
+        g_b = flat.sum(axis=0) if self.has_bias and needs[2] else None
+        g_gi = xp.ascontiguousarray(g_acts.transpose(1, 0, 2)) if needs[0] else None
+        return g_gi, g_w, g_b, dh, dc
+
+
+class GRUSequence(_SequenceOp):
+    """(out (B, T, H), h_T) from the projected inputs gi (B, T, 3H), the hidden weight
+    w (H, 3H), its bias b (3H,) or None, and the initial state h0 (B, H).
+
+    Each step: gh = h w + b; r = s(gi_r + gh_r), z = s(gi_z + gh_z),
+    n = tanh(gi_n + r gh_n), h' = n + z (h - n) (PyTorch's equations).
+    """
+
+    def forward(self, gi, w, b, h0):
+        xp = backend.xp_of(gi)
+        batch, steps, width = gi.shape
+        hidden = width // 3
+        b = b if b.size else None
+        gates = xp.empty((steps, batch, width), dtype=gi.dtype)      # r, z, n after activation
+        gh_n = xp.empty((steps, batch, hidden), dtype=gi.dtype)      # the hidden part of n's input
+        hs = xp.empty((steps + 1, batch, hidden), dtype=gi.dtype)
+        gh = xp.empty((batch, width), dtype=gi.dtype)
+        hs[0] = h0
+        for t in range(steps):
+            xp.matmul(hs[t], w, out=gh)
+            if b is not None:
+                gh += b
+            a = gates[t]
+            xp.add(gi[:, t, :2 * hidden], gh[:, :2 * hidden], out=a[:, :2 * hidden])
+            _sigmoid_(xp, a[:, :2 * hidden])
+            r, z, n = (a[:, k * hidden:(k + 1) * hidden] for k in range(3))
+            gh_n[t] = gh[:, 2 * hidden:]
+            xp.multiply(r, gh_n[t], out=n)
+            n += gi[:, t, 2 * hidden:]
+            xp.tanh(n, out=n)
+            h = hs[t + 1]
+            xp.subtract(hs[t], n, out=h)
+            h *= z
+            h += n
+        self.w, self.gates, self.gh_n, self.hs = w, gates, gh_n, hs
+        self.has_bias = b is not None
+        return xp.ascontiguousarray(hs[1:].transpose(1, 0, 2)), hs[steps].copy()
+
+    def backward(self, g_out, g_hT):
+        xp = backend.xp_of(g_out)
+        w, gates, gh_n, hs = self.w, self.gates, self.gh_n, self.hs
+        steps, batch, width = gates.shape
+        hidden = width // 3
+        g_gi = xp.empty_like(gates)           # gradient of gi_t (the n part: of gi_n alone)
+        g_gh = xp.empty_like(gates)           # gradient of gh_t = h_t w + b
+        dh = g_hT.copy()
+        for t in range(steps - 1, -1, -1):
+            kernels.gru_backward_step(g_out[:, t], dh, gates[t], gh_n[t], hs[t], g_gi[t], g_gh[t], self.impl)
+            dh += g_gh[t] @ w.T
+        needs = self.needs_input_grad
+        flat = g_gh.reshape(steps * batch, width)
+        g_w = hs[:steps].reshape(steps * batch, hidden).T @ flat if needs[1] else None
+        g_b = flat.sum(axis=0) if self.has_bias and needs[2] else None
+        g_in = xp.ascontiguousarray(g_gi.transpose(1, 0, 2)) if needs[0] else None
+        return g_in, g_w, g_b, dh
+
+
+def _sequence_args(name, gi, w, b, states, gates):
+    gi, w = as_tensor(gi), as_tensor(w, like=gi)
+    if gi.ndim != 3 or gi.shape[2] % gates:
+        raise ValueError(f"{name}: projected input must be (batch, steps, {gates} * hidden), got {gi.shape}")
+    batch, hidden = gi.shape[0], gi.shape[2] // gates
+    if w.shape != (hidden, gates * hidden):
+        raise ValueError(f"{name}: hidden weight must be ({hidden}, {gates * hidden}), got {w.shape}")
+    if b is not None:
+        b = as_tensor(b, like=gi)
+        if b.shape != (gates * hidden,):
+            raise ValueError(f"{name}: hidden bias must be ({gates * hidden},), got {b.shape}")
+    xp = backend.xp_of(gi.data)
+    out = []
+    for what, s in states:
+        if s is None:
+            s = Tensor(xp.zeros((batch, hidden), dtype=gi.dtype))
+        s = as_tensor(s, like=gi)
+        if s.shape != (batch, hidden):
+            raise ValueError(f"{name}: {what} must be ({batch}, {hidden}), got {s.shape}")
+        out.append(s)
+    # a missing bias travels as an empty array, so the op's inputs keep fixed positions
+    return gi, w, (b if b is not None else Tensor(xp.zeros(0, dtype=gi.dtype))), out
+
+
+def lstm_sequence(gi, w, b=None, h0=None, c0=None, impl=None):
+    """A whole LSTM layer over time: gi (B, T, 4H) = x W_ih + b_ih, w (H, 4H), b (4H,) or None,
+    h0, c0 (B, H) or None (zeros) -> (out (B, T, H), h_T, c_T). impl picks the backward step
+    kernel ('numpy', 'numba'; None: Numba when available)."""
+    gi, w, b, (h0, c0) = _sequence_args("lstm_sequence", gi, w, b, [("h0", h0), ("c0", c0)], 4)
+    return LSTMSequence(impl)(gi, w, b, h0, c0)
+
+
+def gru_sequence(gi, w, b=None, h0=None, impl=None):
+    """A whole GRU layer over time: gi (B, T, 3H) = x W_ih + b_ih, w (H, 3H), b (3H,) or None,
+    h0 (B, H) or None (zeros) -> (out (B, T, H), h_T). impl as for lstm_sequence."""
+    gi, w, b, (h0,) = _sequence_args("gru_sequence", gi, w, b, [("h0", h0)], 3)
+    return GRUSequence(impl)(gi, w, b, h0)
