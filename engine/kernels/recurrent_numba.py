@@ -1,44 +1,53 @@
-"""Numba CPU kernels for one backward time step of an LSTM/GRU layer (see kernels/recurrent.py)."""
+"""Numba CPU kernels for one backward time step of an LSTM/GRU layer (see kernels/recurrent.py).
+
+Each inner loop writes one array: with several outputs (which might alias the inputs, as far as
+LLVM knows) the loop stayed scalar, 3x slower at hidden 128. `one` comes in typed like the
+arrays, so float32 math is not promoted to float64 by an integer literal.
+"""
 import numba
 
 
 @numba.njit(cache=True)
-def lstm_backward_step(g_out, dh, dc, acts, tc, c_prev, ga):
-    """ga <- d(loss)/d(pre-activations) of one step; dc <- the gradient reaching c_prev.
+def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, ga, one):
+    """ga <- d(loss)/d(pre-activations) of step t; dc <- the gradient reaching c_prev.
 
-    dh holds the gradient from later steps; g_out the output's own gradient at this step.
+    dh holds the gradient from later steps; g_out (B, T, H) the outputs' own gradient.
     """
     batch, hidden = dh.shape
     for b in range(batch):
+        a, g_a, d_c, th, d_h, g_o, c_p = acts[b], ga[b], dc[b], tc[b], dh[b], g_out[b, t], c_prev[b]
+        for j in range(hidden):          # d_c <- the whole gradient of this step's c
+            d_c[j] = d_c[j] + (d_h[j] + g_o[j]) * a[3 * hidden + j] * (one - th[j] * th[j])
+        for j in range(hidden):          # input gate
+            g_a[j] = d_c[j] * a[2 * hidden + j] * a[j] * (one - a[j])
+        for j in range(hidden):          # forget gate
+            g_a[hidden + j] = d_c[j] * c_p[j] * a[hidden + j] * (one - a[hidden + j])
+        for j in range(hidden):          # cell gate
+            g_a[2 * hidden + j] = d_c[j] * a[j] * (one - a[2 * hidden + j] * a[2 * hidden + j])
+        for j in range(hidden):          # output gate
+            g_a[3 * hidden + j] = (d_h[j] + g_o[j]) * th[j] * a[3 * hidden + j] * (one - a[3 * hidden + j])
         for j in range(hidden):
-            i, f = acts[b, j], acts[b, hidden + j]
-            g, o = acts[b, 2 * hidden + j], acts[b, 3 * hidden + j]
-            t = tc[b, j]
-            d_h = dh[b, j] + g_out[b, j]
-            d_c = dc[b, j] + d_h * o * (1 - t * t)
-            ga[b, j] = d_c * g * i * (1 - i)
-            ga[b, hidden + j] = d_c * c_prev[b, j] * f * (1 - f)
-            ga[b, 2 * hidden + j] = d_c * i * (1 - g * g)
-            ga[b, 3 * hidden + j] = d_h * t * o * (1 - o)
-            dc[b, j] = d_c * f
+            d_c[j] = d_c[j] * a[hidden + j]
 
 
 @numba.njit(cache=True)
-def gru_backward_step(g_out, dh, gates, gh_n, h_prev, g_gi, g_gh):
-    """g_gi, g_gh <- gradients of the step's input and hidden projections; dh <- the direct
-    part (through z) of the gradient reaching h_prev (the caller adds g_gh @ w.T)."""
+def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, one):
+    """g_gi, g_gh <- gradients of step t's input and hidden projections; dh <- the direct
+    part (through z) of the gradient reaching h_prev (the caller adds g_gh @ w.T); g_out whole."""
     batch, hidden = dh.shape
     for b in range(batch):
+        a, gi, gh, d_h, g_o, hp, ghn = gates[b], g_gi[b], g_gh[b], dh[b], g_out[b, t], h_prev[b], gh_n[b]
+        for j in range(hidden):          # d_h <- the whole gradient of this step's output
+            d_h[j] = d_h[j] + g_o[j]
+        for j in range(hidden):          # n's pre-activation
+            gi[2 * hidden + j] = d_h[j] * (one - a[hidden + j]) * (one - a[2 * hidden + j] * a[2 * hidden + j])
+        for j in range(hidden):          # update gate
+            gi[hidden + j] = d_h[j] * (hp[j] - a[2 * hidden + j]) * a[hidden + j] * (one - a[hidden + j])
+        for j in range(hidden):          # reset gate
+            gi[j] = gi[2 * hidden + j] * ghn[j] * a[j] * (one - a[j])
+        for j in range(2 * hidden):
+            gh[j] = gi[j]
         for j in range(hidden):
-            r, z, n = gates[b, j], gates[b, hidden + j], gates[b, 2 * hidden + j]
-            d_h = dh[b, j] + g_out[b, j]
-            da_n = d_h * (1 - z) * (1 - n * n)
-            da_z = d_h * (h_prev[b, j] - n) * z * (1 - z)
-            da_r = da_n * gh_n[b, j] * r * (1 - r)
-            g_gi[b, j] = da_r
-            g_gi[b, hidden + j] = da_z
-            g_gi[b, 2 * hidden + j] = da_n
-            g_gh[b, j] = da_r
-            g_gh[b, hidden + j] = da_z
-            g_gh[b, 2 * hidden + j] = da_n * r
-            dh[b, j] = d_h * z
+            gh[2 * hidden + j] = gi[2 * hidden + j] * a[j]
+        for j in range(hidden):
+            d_h[j] = d_h[j] * a[hidden + j]
