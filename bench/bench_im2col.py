@@ -28,7 +28,7 @@ def main():
           f"load average {os.getloadavg()[0]:.1f}")
     print("| input | direction | numpy | numba serial | numba parallel | serial/numpy | parallel/numpy |")
     print("|---|---|---|---|---|---|---|")
-    nb = K._numba_module
+    nb = K.numba_kernels()
     for c, side, k in LENET5_CONVS:
         x = rng.standard_normal((args.batch, c, side, side)).astype(np.float32)
         out = side - k + 1

@@ -183,8 +183,11 @@ class LSTMCell(_RecurrentCell):
 class _RecurrentLayer(Module):
     """Stacked cells over batch-first sequences (B, T, n_in) -> (outputs (B, T, H), final state).
 
-    Each layer projects its whole input sequence with one matmul (the cell's `ih`),
-    then steps through time calling the cell on the projected slice.
+    Each layer projects its whole input sequence with one matmul (the cell's `ih`), then
+    runs the time loop: as one whole-sequence op (F.lstm_sequence / F.gru_sequence) when the
+    cell is a plain GRUCell/LSTMCell without hooks whose hh_* transforms fuse into one weight,
+    else by calling the cell on each projected slice (replaced hh modules, hooks such as the
+    FLOP report's). Both compute the same thing.
     """
 
     cell_class = None

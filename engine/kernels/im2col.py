@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from .. import backend
+from . import load_numba_module
 
 
 def conv_output_size(size, k, stride, pad, dilation):
@@ -77,9 +78,6 @@ def im2col_cm_numpy(x, kh, kw, stride, padding, dilation):
 
 # ---- Numba CPU version (engine/kernels/im2col_numba.py) and the dispatcher ----------
 
-_numba_module = None
-_numba_checked = False
-
 # The implementation the dispatcher uses on CPU arrays when Numba is available, per direction.
 # bench/bench_im2col.py at LeNet-5 shapes (batch 128, float32) on a shared 2-core machine: the
 # one-thread Numba kernels took 0.36-0.62x the NumPy time for im2col and 0.13-0.23x for col2im,
@@ -99,30 +97,40 @@ def _pays_to_thread(batch, entries_per_image):
 
 def numba_enabled():
     """True when Numba imports and COMPACTNET_DISABLE_NUMBA is not set to 1."""
-    global _numba_module, _numba_checked
-    if os.environ.get("COMPACTNET_DISABLE_NUMBA", "") == "1":
-        return False
-    if not _numba_checked:
-        _numba_checked = True
-        try:
-            from . import im2col_numba
-            _numba_module = im2col_numba
-        except Exception:  # Numba missing or unusable: the NumPy reference runs
-            _numba_module = None
-    return _numba_module is not None
+    return numba_kernels() is not None
 
 
-def im2col_nb(x, kh, kw, stride, padding, dilation, parallel=None):
-    """The Numba version of im2col_numpy (same result); parallel None picks threads by _pays_to_thread."""
+def numba_kernels():
+    """The compiled module engine.kernels.im2col_numba, or None (Numba missing or disabled)."""
+    return load_numba_module("im2col_numba")
+
+
+def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_major):
     if not numba_enabled():
-        raise RuntimeError("im2col_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
+        raise RuntimeError(f"{name}: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
+    kernels = numba_kernels()
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh = conv_output_size(x.shape[2], kh, sh, ph, dh)
     ow = conv_output_size(x.shape[3], kw, sw, pw, dw)
     if parallel is None:
         parallel = _pays_to_thread(x.shape[0], x.shape[1] * kh * kw * oh * ow)
-    kernel = _numba_module.im2col_parallel if parallel else _numba_module.im2col_serial
-    return kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    if not channel_major:
+        kernel = kernels.im2col_parallel if parallel else kernels.im2col_serial
+        return kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    if ph or pw:   # padding first keeps the kernel's copy loop free of bounds tests
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    kernel = kernels.im2col_cm_parallel if parallel else kernels.im2col_cm_serial
+    return kernel(x, kh, kw, sh, sw, dh, dw, oh, ow)
+
+
+def im2col_nb(x, kh, kw, stride, padding, dilation, parallel=None):
+    """The Numba version of im2col_numpy (same result); parallel None picks threads by _pays_to_thread."""
+    return _patches_nb("im2col_nb", x, kh, kw, stride, padding, dilation, parallel, channel_major=False)
+
+
+def im2col_cm_nb(x, kh, kw, stride, padding, dilation, parallel=None):
+    """The Numba version of im2col_cm_numpy (same result); parallel None picks threads by _pays_to_thread."""
+    return _patches_nb("im2col_cm_nb", x, kh, kw, stride, padding, dilation, parallel, channel_major=True)
 
 
 def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None):
@@ -132,23 +140,9 @@ def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     if parallel is None:
         parallel = _pays_to_thread(cols.shape[0], cols[0].size)
-    kernel = _numba_module.col2im_parallel if parallel else _numba_module.col2im_serial
+    kernels = numba_kernels()
+    kernel = kernels.col2im_parallel if parallel else kernels.col2im_serial
     return kernel(cols, x_shape[2], x_shape[3], sh, sw, ph, pw, dh, dw)
-
-
-def im2col_cm_nb(x, kh, kw, stride, padding, dilation, parallel=None):
-    """The Numba version of im2col_cm_numpy (same result); parallel None picks threads by _pays_to_thread."""
-    if not numba_enabled():
-        raise RuntimeError("im2col_cm_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    oh = conv_output_size(x.shape[2], kh, sh, ph, dh)
-    ow = conv_output_size(x.shape[3], kw, sw, pw, dw)
-    if parallel is None:
-        parallel = _pays_to_thread(x.shape[0], x.shape[1] * kh * kw * oh * ow)
-    if ph or pw:   # padding first keeps the kernel's copy loop free of bounds tests
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    kernel = _numba_module.im2col_cm_parallel if parallel else _numba_module.im2col_cm_serial
-    return kernel(x, kh, kw, sh, sw, dh, dw, oh, ow)
 
 
 def _use_numba(array, direction):
