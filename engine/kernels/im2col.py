@@ -14,12 +14,9 @@ def conv_output_size(size, k, stride, pad, dilation):
 
 # ---- NumPy reference (also the CuPy path: the same code with xp = cupy) ----------
 
-def im2col_numpy(x, kh, kw, stride, padding, dilation):
-    """Patches of x (B, C, H, W) as cols (B, C, kh, kw, OH, OW).
-
-    Built by kh*kw strided copies (one per kernel tap), each a whole-batch
-    slice: fast in NumPy and identical on CuPy.
-    """
+def _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major):
+    """Built by kh*kw strided copies (one per kernel tap), each a whole-batch slice: fast in
+    NumPy and identical on CuPy."""
     xp = backend.xp_of(x)
     b, c, h, w = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -27,13 +24,35 @@ def im2col_numpy(x, kh, kw, stride, padding, dilation):
     ow = conv_output_size(w, kw, sw, pw, dw)
     if ph or pw:
         x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    cols = xp.empty((b, c, kh, kw, oh, ow), dtype=x.dtype)
+    if channel_major:
+        x = x.transpose(1, 0, 2, 3)
+        cols = xp.empty((c, kh, kw, b, oh, ow), dtype=x.dtype)
+    else:
+        cols = xp.empty((b, c, kh, kw, oh, ow), dtype=x.dtype)
     for i in range(kh):
         i0 = i * dh
         for j in range(kw):
             j0 = j * dw
-            cols[:, :, i, j] = x[:, :, i0:i0 + sh * (oh - 1) + 1:sh, j0:j0 + sw * (ow - 1) + 1:sw]
+            tap = x[:, :, i0:i0 + sh * (oh - 1) + 1:sh, j0:j0 + sw * (ow - 1) + 1:sw]
+            if channel_major:
+                cols[:, i, j] = tap
+            else:
+                cols[:, :, i, j] = tap
     return cols
+
+
+def im2col_numpy(x, kh, kw, stride, padding, dilation):
+    """Patches of x (B, C, H, W) as cols (B, C, kh, kw, OH, OW)."""
+    return _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major=False)
+
+
+def im2col_cm_numpy(x, kh, kw, stride, padding, dilation):
+    """Patches of x (B, C, H, W) in channel-major order, cols (C, kh, kw, B, OH, OW).
+
+    cols.reshape(C*kh*kw, B*OH*OW) is then the whole batch's patch matrix, so a
+    convolution's forward and weight gradient are each one matrix product.
+    """
+    return _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major=True)
 
 
 def col2im_numpy(cols, x_shape, stride, padding, dilation):
@@ -51,29 +70,6 @@ def col2im_numpy(cols, x_shape, stride, padding, dilation):
     if ph or pw:
         img = img[:, :, ph:ph + h, pw:pw + w]
     return img
-
-
-def im2col_cm_numpy(x, kh, kw, stride, padding, dilation):
-    """Patches of x (B, C, H, W) in channel-major order, cols (C, kh, kw, B, OH, OW).
-
-    cols.reshape(C*kh*kw, B*OH*OW) is then the whole batch's patch matrix, so a
-    convolution's forward and weight gradient are each one matrix product.
-    """
-    xp = backend.xp_of(x)
-    b, c, h, w = x.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    oh = conv_output_size(h, kh, sh, ph, dh)
-    ow = conv_output_size(w, kw, sw, pw, dw)
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    x = x.transpose(1, 0, 2, 3)
-    cols = xp.empty((c, kh, kw, b, oh, ow), dtype=x.dtype)
-    for i in range(kh):
-        i0 = i * dh
-        for j in range(kw):
-            j0 = j * dw
-            cols[:, i, j] = x[:, :, i0:i0 + sh * (oh - 1) + 1:sh, j0:j0 + sw * (ow - 1) + 1:sw]
-    return cols
 
 
 # ---- Numba CPU version (engine/kernels/im2col_numba.py) and the dispatcher ----------
