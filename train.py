@@ -38,10 +38,13 @@ import engine
 from engine import backend, optim
 from engine.argconfig import (ConfigError, HelpFormatter, check_values, explicit_dests, flatten_tables,
                               load_toml, nonnegative_float, nonnegative_int, option_actions, positive_float,
-                              positive_int, write_toml)
+                              positive_int, unit_float, write_toml)
 from engine import io as engine_io
+from engine.memory import retain_freed_memory
+from engine.ops import distillation_loss
 from engine import random as engine_random
 from engine.progress import progress
+from tasks.augment import random_shift
 
 EXIT_USAGE, EXIT_NONFINITE = 2, 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -190,6 +193,19 @@ def build_parser():
     g.add_argument("--no-progress", action="store_true", help="no progress bar; a line every --log-every steps")
     g.add_argument("--log-every", type=nonnegative_int, default=50,
                    help="steps between progress lines when there is no bar (0: none)")
+    g = p.add_argument_group("knowledge distillation (the student still starts from its own init)")
+    g.add_argument("--distill-from", default=None, metavar="RUN",
+                   help="a trained dense run (folder or checkpoint.npz) of the same --model, used as teacher: "
+                        "the training objective becomes (1 - alpha) x task loss + alpha x T^2 x "
+                        "KL(softmax(teacher / T) || softmax(student / T)); the logged train loss stays the task loss")
+    g.add_argument("--distill-temp", type=positive_float, default=4.0, metavar="T",
+                   help="softmax temperature of the soft targets (default 4)")
+    g.add_argument("--distill-alpha", type=unit_float, default=0.5, metavar="A",
+                   help="weight of the soft-target term in [0, 1] (default 0.5; 0 = plain task loss)")
+    g = p.add_argument_group("data augmentation")
+    g.add_argument("--augment-shift", type=nonnegative_int, default=0, metavar="PX",
+                   help="move each training image by a random (dy, dx) in [-PX, PX] pixels, the uncovered "
+                        "border filled with the image's minimum (its background); image tasks only; 0 = off")
     failed = _add_compressor_arguments(p)
     if failed:
         p.epilog = "compressors not available: " + "; ".join(f"{k} ({v})" for k, v in failed.items())
@@ -504,6 +520,7 @@ class Run:
         self.history = []
         self.seconds = 0.0
         self.global_step = 0
+        self.teacher = None
 
     # ---- setup -------------------------------------------------------
     def setup(self):
@@ -529,6 +546,9 @@ class Run:
             raise UserError(f"--eval-batch-size {args.eval_batch_size}: {e}") from None
         self.steps_per_epoch = args.steps or natural
         self.example = self._example_input()
+        if args.augment_shift and np.ndim(self.example) != 4:
+            raise UserError(f"--augment-shift needs image batches (B, C, H, W); task {args.task!r} gives "
+                            f"inputs of shape {np.shape(self.example)}")
         self.compressor = build_compressor(args)
         self.out = self._out_dir()
         self.train_rng = np.random.default_rng(args.seed)
@@ -590,7 +610,43 @@ class Run:
             raise UserError(f"--compress {args.compress}: {e}") from None
         model = _place(model, args)
         self._check_fits(model)
+        if args.distill_from:
+            self.teacher = self._build_teacher()
         return model
+
+    def _build_teacher(self):
+        """--distill-from: the dense --model with a trained run's weights, in eval mode (the engine's
+        random state is restored afterwards, so the student's run is otherwise unchanged)."""
+        args = self.args
+        path = args.distill_from
+        if getattr(self.task, "metric_name", None) != "accuracy":
+            raise UserError(f"--distill-from needs a classification task (soft targets over classes); "
+                            f"task {args.task!r} reports {getattr(self.task, 'metric_name', None)!r}")
+        try:
+            arrays, meta = engine_io.load(_checkpoint_path(path))
+        except (FileNotFoundError, ValueError) as e:
+            raise UserError(f"--distill-from: cannot read the teacher's checkpoint: {e}") from None
+        saved = (meta or {}).get("config", {})
+        if saved.get("compress", "none") != "none":
+            raise UserError(f"--distill-from {path}: the teacher must be a dense run (--compress none); "
+                            f"it was trained with --compress {saved.get('compress')}")
+        if saved.get("model") not in (None, self.model_name):
+            raise UserError(f"--distill-from {path}: the teacher is a --model {saved.get('model')} run; "
+                            f"this run trains --model {self.model_name}")
+        state = engine_random.get_state()
+        try:
+            teacher = build_model(self.model_name, self.model_kwargs, args)
+        finally:
+            engine_random.set_state(state)
+        weights, _ = _split_checkpoint(arrays)
+        try:
+            teacher.load_state_dict(weights)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"--distill-from {path}: the weights do not fit a dense --model {self.model_name} "
+                            f"({e})") from None
+        teacher = _place(teacher, args)
+        teacher.eval()
+        return teacher
 
     def _check_fits(self, model):
         """One forward pass and loss on two test examples (eval mode, no graph): a model whose output
@@ -655,11 +711,21 @@ class Run:
         return engine.Tensor(x), y
 
     def train_step(self, model, optimizer, inputs, targets, where):
+        if self.args.augment_shift:
+            # shifts drawn from (seed, global step): the same on an exact resume, independent of batch order
+            rng = np.random.default_rng([self.args.seed, self.global_step, 0xA6])
+            inputs = random_shift(inputs, self.args.augment_shift, rng)
         x, y = self.to_batch(inputs, targets)
         output = model(x)
         loss = self.task.loss(output, y)
+        objective = loss
+        if self.teacher is not None:
+            with engine.no_grad():
+                teacher_output = self.teacher(x)
+            objective = distillation_loss(output, teacher_output, loss, self.args.distill_temp,
+                                          self.args.distill_alpha)
         extra = self.compressor.extra_loss(model)
-        total = loss if extra is None else loss + extra
+        total = objective if extra is None else objective + extra
         loss_value = float(loss.item())
         extra_value = float(extra.item()) if extra is not None else 0.0
         if not (math.isfinite(loss_value) and math.isfinite(extra_value)):
@@ -962,6 +1028,7 @@ def main(argv=None):
             args = parse_args(argv)
         except SystemExit as e:       # argparse: --help (0) or a usage error (2), already printed
             return e.code if isinstance(e.code, int) else EXIT_USAGE
+        retain_freed_memory()   # large per-step temporaries reuse heap pages (engine/memory.py)
         run = Run(args)
         run.guard = SignalGuard()
         try:

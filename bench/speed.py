@@ -250,10 +250,13 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     p.add_argument("--only", default="", help="comma list of: mlp,rnn,wavelet,tucker,layers")
+    p.add_argument("--malloc-defaults", action="store_true",
+                   help="leave glibc's allocator as it is (default: keep freed heap for reuse, as train.py does)")
     args = p.parse_args(argv)
     pin_threads(args.threads)
     from engine.memory import retain_freed_memory
-    heap_retained = retain_freed_memory()   # as train.py does; applies to both sides (one process)
+    # as train.py does; it applies to both sides (one process), PyTorch's allocations too
+    heap_retained = False if args.malloc_defaults else retain_freed_memory()
     torch = _try_import("torch")
     if torch is not None:
         torch.set_num_threads(args.threads)

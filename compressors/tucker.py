@@ -23,8 +23,11 @@ Choices of ours where the paper is silent:
   stored value, so small layers are not left with min_rank cores); reshape "aligned" (a weight's
   first index and the rest in separate modes) or "paired" (a permuted reshape in which every mode
   holds a part of both indices, as TT-matrix layers do; the rebuilt tensor is permuted back to the
-  weight, so the counts are unchanged); an order per layer (ADA only). On MNIST "paired" with
-  D = 3 and "greedy" trained far better (RESULTS.md, Issue 5).
+  weight, so the counts are unchanged); reshape "spatial" (a Dense layer fed by an image or feature
+  map through a Flatten: the i-th row, column and channel digits and an output digit share mode i,
+  coarse to fine; dense_input_shapes finds the input shapes with one traced forward pass); an order
+  per layer (ADA only). On MNIST "paired" with D = 3 and "greedy" trained far better than the
+  paper's reshape; "spatial" did not beat "paired" (RESULTS.md, Issue 5).
 - Init (from scratch): factors with orthonormal columns (rows when m_i < k_i) and a
   Gaussian core scaled so that the rebuilt W has the variance of the dense layer's
   default init, 1 / (3 fan_in) (U(-1/sqrt(fan_in), 1/sqrt(fan_in))). With a shared
@@ -40,6 +43,7 @@ Choices of ours where the paper is silent:
   a training step's forward; an eval-mode cached call does only the dense part).
 """
 import argparse
+import itertools
 import math
 
 import numpy as np
@@ -59,7 +63,7 @@ from .plugin import Compressor
 # the shape and rank functions stay importable from here (public names since issue 5)
 from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
                             balanced_shape, paired_shape, prime_factors, solve_ranks,
-                            solve_ranks_greedy, solve_shared_k, tucker_params)
+                            solve_ranks_greedy, solve_shared_k, spatial_shape, tucker_params)
 
 
 # ---------------------------------------------------------------- the layers
@@ -123,40 +127,49 @@ class _TuckerWeight(Module):
         self.bias = Parameter(init.fan_in_uniform((n_bias,), fan_in, dtype)) if bias else None
         self.invalidate_cache()
 
-    def set_pairing(self, first_sizes, second_sizes):
-        """Store the weight with a permuted reshape: mode i = (first_sizes[i], second_sizes[i]).
+    def set_pairing(self, *groups):
+        """Store the weight with a permuted reshape: mode i = prod over groups g of groups[g][i].
 
-        The weight's (first index, rest) = (prod first_sizes, prod second_sizes), e.g. Dense
-        (n_in, n_out), Conv2d (out, in kh kw); see paired_shape.
+        The weight's flat index (C order) is read as the digits of groups[0], then groups[1], ...
+        (each group the D digit sizes of one index, e.g. Dense (n_in, n_out) for paired_shape, or
+        (rows, columns, n_out) for spatial_shape; Conv2d (out, in kh kw)); the leading groups
+        must cover the weight's first axis exactly.
         """
-        first_sizes, second_sizes = tuple(map(int, first_sizes)), tuple(map(int, second_sizes))
-        n_first = self.weight_shape[0]
-        expected = tuple(a * b for a, b in zip(first_sizes, second_sizes))
-        if (len(first_sizes) != len(self.modes) or expected != self.modes or math.prod(first_sizes) != n_first):
-            raise ValueError(f"{type(self).__name__}: pairing {first_sizes} x {second_sizes} does not give modes "
-                             f"{self.modes} with first index {n_first}")
+        groups = tuple(tuple(int(v) for v in g) for g in groups)
         order = len(self.modes)
-        # tensor axes (p_1, q_1, ..., p_D, q_D) -> (p_1..p_D, q_1..q_D) and back
-        to_weight = tuple(range(0, 2 * order, 2)) + tuple(range(1, 2 * order, 2))
-        object.__setattr__(self, "_pairing", (first_sizes, second_sizes, to_weight))
+        where = type(self).__name__
+        if len(groups) < 2 or any(len(g) != order for g in groups):
+            raise ValueError(f"{where}: a pairing needs >= 2 groups of {order} sizes (one per mode of "
+                             f"{self.modes}), got {groups}")
+        expected = tuple(math.prod(g[i] for g in groups) for i in range(order))
+        leading = list(itertools.accumulate((math.prod(g) for g in groups), lambda a, b: a * b))
+        if expected != self.modes or self.weight_shape[0] not in leading:
+            raise ValueError(f"{where}: pairing {' x '.join(map(str, groups))} does not give modes "
+                             f"{self.modes} with first index {self.weight_shape[0]}")
+        n_groups = len(groups)
+        # tensor axes (g_0[0], g_1[0], ..., g_0[1], g_1[1], ...) -> (g_0[0..D-1], g_1[0..D-1], ...) and back
+        to_weight = tuple(i * n_groups + g for g in range(n_groups) for i in range(order))
+        object.__setattr__(self, "_pairing", (groups, to_weight))
         self.invalidate_cache()
 
     @property
     def pairing(self):
+        """(groups, axes) of a permuted reshape (set_pairing), or None for the plain reshape."""
         return getattr(self, "_pairing", None)
 
     def _tensor_to_weight(self, tensor):
         """The rebuilt Tucker tensor (modes) as the layer's weight (weight_shape), undoing any pairing."""
         if self.pairing is not None:
-            p, q, axes = self.pairing
-            tensor = F.transpose(F.reshape(tensor, tuple(x for pair_ in zip(p, q) for x in pair_)), axes)
+            groups, axes = self.pairing
+            interleaved = tuple(g[i] for i in range(len(self.modes)) for g in groups)
+            tensor = F.transpose(F.reshape(tensor, interleaved), axes)
         return F.reshape(tensor, self.weight_shape)
 
     def _weight_to_tensor(self, weight):
         """Inverse of _tensor_to_weight for a NumPy weight array (used by the HOSVD init)."""
         if self.pairing is not None:
-            p, q, axes = self.pairing
-            weight = weight.reshape(p + q).transpose(np.argsort(axes))
+            groups, axes = self.pairing
+            weight = weight.reshape(tuple(v for g in groups for v in g)).transpose(np.argsort(axes))
         return weight.reshape(self.modes)
 
     @property
@@ -251,7 +264,7 @@ class TuckerDense(_TuckerWeight):
                    min_rank=1, bias=None, pairing=None):
         """A TuckerDense replacing `dense` (same sizes; bias if it had one, or as `bias` says; HOSVD if asked).
 
-        pairing: optional (first_sizes, second_sizes) for a permuted reshape (set_pairing)."""
+        pairing: optional digit groups, e.g. (first_sizes, second_sizes), for a permuted reshape (set_pairing)."""
         bias = dense.bias is not None if bias is None else bool(bias) and dense.bias is not None
         layer = cls(dense.n_in, dense.n_out, ranks, ratio, order, shape, bias, core, min_rank, dense.weight.dtype)
         layer.to(dense.weight.device)
@@ -307,7 +320,7 @@ class TuckerConv2d(_TuckerWeight):
                   min_rank=1, bias=None, pairing=None):
         """A TuckerConv2d with `conv`'s geometry (bias as `conv`'s unless `bias` is False; HOSVD if asked).
 
-        pairing: optional (first_sizes, second_sizes) for a permuted reshape (set_pairing)."""
+        pairing: optional digit groups, e.g. (first_sizes, second_sizes), for a permuted reshape (set_pairing)."""
         bias = conv.bias is not None if bias is None else bool(bias) and conv.bias is not None
         layer = cls(conv.in_ch, conv.out_ch, conv.kernel_size, ranks, ratio, order, shape, conv.stride,
                     conv.padding, conv.dilation, conv.groups, bias, core, min_rank, conv.weight.dtype)
@@ -374,9 +387,51 @@ def _per_layer_ranks(ranks, names, where):
     return {n: ranks for n in names}
 
 
+def dense_input_shapes(model, example):
+    """name -> per-example input shape before flattening, for each Dense layer fed by a Flatten.
+
+    Runs `example` (a small input batch) through `model` in eval mode without a graph and
+    watches its Flatten and Dense calls: LeNet-300-100's first layer gives (1, 28, 28) on MNIST
+    images, LeNet-5's fc1 (50, 4, 4). Layers fed otherwise are left out. The training flag is
+    restored afterwards.
+    """
+    from layers.activation import Flatten
+    dense_type, _ = _layer_types()
+    found, last = {}, [None]
+
+    def after_flatten(module, args, output):
+        last[0] = tuple(int(v) for v in args[0].shape[module.start_axis:])
+
+    def before_dense(name):
+        def hook(module, args):
+            shape = last[0]
+            if shape is not None and math.prod(shape) == module.n_in:
+                found[name] = shape
+            last[0] = None
+        return hook
+
+    removers = []
+    for name, module in model.named_modules():
+        if isinstance(module, Flatten):
+            removers.append(module.register_forward_hook(after_flatten))
+        elif name and isinstance(module, dense_type):
+            removers.append(module.register_forward_pre_hook(before_dense(name)))
+    modes = {name: module.training for name, module in model.named_modules()}
+    try:
+        model.eval()
+        with engine.no_grad():
+            model(example)
+    finally:
+        for remove in removers:
+            remove()
+        for name, module in model.named_modules():
+            object.__setattr__(module, "training", modes[name])
+    return found
+
+
 def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_weights=False, layers=None,
              per_layer=False, min_rank=1, k=None, shapes=None, bias=True, allocation="uniform",
-             reshape="balanced"):
+             reshape="balanced", input_shapes=None, spatial_coarse="small"):
     """Replace the Dense/Conv2d layers of `model` (or the named `layers`) by Tucker layers, in place.
 
     ratio: target dense params / compressed params over the whole network (every stored
@@ -390,8 +445,12 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     allocation: how a ratio becomes core sizes: "uniform" (solve_ranks: one fraction of every mode
     size) or "greedy" (solve_ranks_greedy: the most log core size per stored value).
     reshape: "balanced" (balanced_shape of the element count, the paper's dimension adjustment),
-    "aligned" (aligned_shape: input and output indices in separate modes) or "paired"
-    (paired_shape: a permuted reshape, each mode a part of both); shapes override it.
+    "aligned" (aligned_shape: input and output indices in separate modes), "paired"
+    (paired_shape: a permuted reshape, each mode a part of both) or "spatial" (spatial_shape for a
+    Dense layer whose entry in `input_shapes` (name -> per-example input shape before flattening,
+    see dense_input_shapes) has >= 2 axes, e.g. (1, 28, 28) pixels; "paired" for every other
+    layer; spatial_coarse "small" / "large": whether an image axis's coarsest digit is its smallest
+    or its largest factor, 28 = 2 x 2 x 7 or 7 x 2 x 2); shapes override it.
     Returns a report dict (per-layer modes, ranks, params; dense and compressed totals, ratio).
     """
     where = "tucker.compress" if not shared_core else "scada.compress"
@@ -407,6 +466,9 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     solve = ALLOCATIONS[allocation]
     if reshape not in RESHAPES:
         raise ValueError(f"{where}: reshape must be one of {RESHAPES}, got {reshape!r}")
+    if reshape == "spatial" and not isinstance(input_shapes, dict):
+        raise ValueError(f"{where}: reshape='spatial' needs input_shapes, a dict layer name -> input shape "
+                         f"before flattening (dense_input_shapes(model, example) finds them), got {input_shapes!r}")
     dense_total = model.num_parameters()
     names = [n for n, _ in targets]
     shapes = dict(shapes or {})
@@ -417,13 +479,21 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
         layer_orders = dict(zip(names, order))
     else:
         layer_orders = {n: order for n in names}
+    dense_type, _ = _layer_types()
     pairings = {}
     for n, m in targets:
         if reshape != "balanced" and n not in shapes:
             # Dense weight (n_in, n_out); Conv2d weight (out, in/groups, kh, kw): first index, the rest
             first = m.weight.shape[0]
+            geometry = tuple(input_shapes.get(n) or ()) if reshape == "spatial" else ()
             if reshape == "aligned":
                 shapes[n] = aligned_shape(first, counts[n] // first, layer_orders[n], f"{where} ({n})")
+            elif isinstance(m, dense_type) and sum(int(a) > 1 for a in geometry) >= 2:
+                if math.prod(geometry) != first:
+                    raise ValueError(f"{where} ({n}): input shape {geometry} has {math.prod(geometry)} values, "
+                                     f"the layer takes {first}")
+                shapes[n], pairings[n] = spatial_shape(geometry, counts[n] // first, layer_orders[n],
+                                                       f"{where} ({n})", coarse=spatial_coarse)
             else:
                 shapes[n], *pairings[n] = paired_shape(first, counts[n] // first, layer_orders[n],
                                                        f"{where} ({n})")
@@ -431,7 +501,6 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     dense_biases = sum(m.bias.size for _, m in targets if m.bias is not None)
     others = dense_total - sum(counts.values()) - dense_biases     # unconverted params kept as they are
     biases = dense_biases if bias else 0
-    dense_type, _ = _layer_types()
     dtype = targets[0][1].weight.dtype
     device = targets[0][1].weight.device
 
@@ -562,7 +631,12 @@ def _add_tucker_arguments(parser):
     _add(parser, "--tucker-reshape", choices=RESHAPES, default="balanced",
          help="mode sizes: balanced (the paper's dimension adjustment of the element count, default), "
               "aligned (separate modes for a weight's first index and the rest, e.g. 784 -> 28 x 28 inputs) "
-              "or paired (a permuted reshape: every mode pairs a part of each index, as TT-matrices do)")
+              "paired (a permuted reshape: every mode pairs a part of each index, as TT-matrices do) or "
+              "spatial (a Dense layer fed by an image or feature map pairs the i-th row, column (and "
+              "channel) digit with an output digit in mode i, coarse to fine; paired for the other layers)")
+    _add(parser, "--tucker-spatial-coarse", choices=("small", "large"), default="small",
+         help="with --tucker-reshape spatial: an image axis's coarsest digit is its smallest factor "
+              "(28 = 2 x 2 x 7, default) or its largest (7 x 2 x 2)")
     _add(parser, "--tucker-layers", default=None,
          help="comma-separated names of the Dense/Conv2d layers to convert (default all)")
 
@@ -593,16 +667,26 @@ class TuckerCompressor(Compressor):
         self.layers = get("tucker_layers")
         self.allocation = get("tucker_alloc", "uniform") or "uniform"
         self.reshape = get("tucker_reshape", "balanced") or "balanced"
+        self.spatial_coarse = get("tucker_spatial_coarse", "small") or "small"
         self.k = get("scada_k") if self.shared else None
         if self.ratio is None and self.ranks is None and self.k is None:
             self.ratio = 50.0
         self.report = None
 
     def apply(self, model, task):
+        input_shapes = None
+        if self.reshape == "spatial":
+            try:
+                example = next(iter(task.test_batches(2)))[0]
+            except (AttributeError, StopIteration, TypeError) as error:
+                raise ValueError(f"--tucker-reshape spatial: could not draw an example input from task "
+                                 f"{task!r} to find the layers' input shapes: {error}") from None
+            input_shapes = dense_input_shapes(model, example)
         self.report = compress(model, ratio=self.ratio, order=self.order, shared_core=self.shared,
                                ranks=self.ranks, from_weights=self.from_weights, layers=self.layers,
                                per_layer=self.per_layer, min_rank=self.min_rank, k=self.k, bias=self.bias,
-                               allocation=self.allocation, reshape=self.reshape)
+                               allocation=self.allocation, reshape=self.reshape, input_shapes=input_shapes,
+                               spatial_coarse=self.spatial_coarse)
         return model
 
     def config(self):
@@ -610,6 +694,8 @@ class TuckerCompressor(Compressor):
                "from_weights": self.from_weights, "per_layer": self.per_layer, "min_rank": self.min_rank,
                "bias": self.bias, "layers": self.layers, "allocation": self.allocation,
                "reshape": self.reshape}
+        if self.reshape == "spatial":
+            out["spatial_coarse"] = self.spatial_coarse
         if self.shared:
             out["k"] = self.k
         if self.report is not None:

@@ -1,4 +1,4 @@
-"""Tucker shapes and core sizes: dimension adjustment, the aligned/paired reshapes, parameter counts, rank solvers."""
+"""Tucker shapes and core sizes: dimension adjustment, the aligned/paired/spatial reshapes, parameter counts, rank solvers."""
 import math
 
 import numpy as np
@@ -128,6 +128,46 @@ def paired_shape(n_first, n_second, order, where="tucker"):
     return modes, p, q
 
 
+def spatial_shape(input_axes, n_out, order, where="tucker", coarse="small"):
+    """Mode sizes for a Dense weight whose input index is a multi-index, e.g. an image (rows, columns).
+
+    input_axes: the per-example shape of the layer's input before flattening, e.g. (28, 28) pixels
+    or (50, 4, 4) feature maps (channels, height, width); size-1 axes are dropped. Each axis is
+    split into D digits (balanced, 1s where it has too few prime factors), coarse to fine: row
+    r = r_1 (r_2 ... r_D) in mixed radix, r_1 the coarsest. Mode i holds the i-th digit of every
+    input axis and one digit of the output, so a core of 1s is a Kronecker product of coarse and
+    fine spatial maps (as QTT image compression does). Axes before the last two (channels, no
+    spatial order) take their digits largest first, to even out the modes. The output digits go
+    largest to the mode with the smallest input part. Returns (modes, groups): groups[j] = the
+    digit sizes of input axis j, groups[-1] those of the output; mode i = prod_j groups[j][i].
+    """
+    axes = tuple(int(a) for a in input_axes if int(a) > 1)
+    if len(axes) < 2 or isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 2:
+        raise ValueError(f"{where}: spatial reshaping needs an input of >= 2 axes of size > 1 and order >= 2, "
+                         f"got input axes {tuple(input_axes)} and order {order!r}")
+    if n_out < 1:
+        raise ValueError(f"{where}: n_out must be >= 1, got {n_out!r}")
+    if coarse not in ("large", "small"):
+        raise ValueError(f"{where}: coarse must be 'large' or 'small', got {coarse!r}")
+    order = int(order)
+    groups = []
+    for j, size in enumerate(axes):
+        digits = _sizes_with_ones(size, order)
+        spatial_small_first = coarse == "small"
+        groups.append(digits if (j >= len(axes) - 2) == spatial_small_first else digits[::-1])
+    input_parts = [math.prod(g[i] for g in groups) for i in range(order)]
+    out_digits = sorted(_sizes_with_ones(int(n_out), order), reverse=True)
+    out = [0] * order
+    for digit, i in zip(out_digits, sorted(range(order), key=lambda i: (input_parts[i], i))):
+        out[i] = digit
+    groups.append(tuple(out))
+    modes = tuple(part * o for part, o in zip(input_parts, out))
+    if any(m < 2 for m in modes):
+        raise ValueError(f"{where}: input {axes} x {n_out} outputs gives a mode of size 1 at order {order} "
+                         f"(modes {modes}); use a lower order")
+    return modes, [tuple(g) for g in groups]
+
+
 # ---------------------------------------------------------------- parameter counts and rank solving
 def tucker_params(modes, ranks, core=True):
     """Stored values of a Tucker weight: prod(k_i) (the core, unless shared) + sum(m_i k_i)."""
@@ -224,7 +264,7 @@ def solve_ranks_greedy(layer_modes, budget, min_rank=1, where="tucker", gain=_lo
 
 
 ALLOCATIONS = {"uniform": solve_ranks, "greedy": solve_ranks_greedy}
-RESHAPES = ("balanced", "aligned", "paired")
+RESHAPES = ("balanced", "aligned", "paired", "spatial")
 
 
 def solve_shared_k(layer_modes, budget, where="scada"):

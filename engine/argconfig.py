@@ -37,6 +37,13 @@ def nonnegative_float(text):
     return value
 
 
+def unit_float(text):
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 INTEGER_TYPES = (int, positive_int, nonnegative_int)
 
 

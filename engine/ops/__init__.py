@@ -7,7 +7,7 @@ from .shape import (reshape, transpose, swapaxes, broadcast_to, expand_dims, squ
                     getitem, concat, stack, split, pad)
 from .reduce import sum, mean, max, min
 from .activation import softmax, log_softmax
-from .loss import cross_entropy, mse_loss
+from .loss import cross_entropy, mse_loss, distillation_loss
 from .nn import dropout, embedding
 from .conv import conv2d
 from .pool import max_pool2d, avg_pool2d

@@ -1,8 +1,11 @@
-"""Losses: cross-entropy on integer labels and mean squared error."""
+"""Losses: cross-entropy on integer labels, mean squared error, knowledge distillation."""
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor, as_tensor
-from .activation import log_softmax_array
+from ..config import no_grad
+from .activation import log_softmax, log_softmax_array
+from .math import exp
+from .reduce import mean, sum as sum_
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -108,3 +111,29 @@ def mse_loss(pred, target, reduction="mean"):
     if pred.size == 0:
         raise ValueError("mse_loss: empty batch")
     return MSE(reduction)(pred, target)
+
+
+def distillation_loss(student_logits, teacher_logits, hard_loss, temperature, alpha):
+    """(1 - alpha) hard_loss + alpha T^2 mean KL(softmax(teacher / T) || softmax(student / T)) (Hinton et al.).
+
+    Classes on the last axis; the KL is summed over classes and averaged over the other axes.
+    The teacher's logits are constants (no gradient); T^2 keeps the soft term's gradient scale
+    independent of T. alpha = 0 gives hard_loss exactly.
+    """
+    if tuple(student_logits.shape) != tuple(teacher_logits.shape):
+        raise ValueError(f"distillation_loss: teacher logits have shape {tuple(teacher_logits.shape)}, "
+                         f"the student's {tuple(student_logits.shape)}; the teacher must be the same task's model")
+    if not temperature > 0:
+        raise ValueError(f"distillation_loss: temperature must be > 0, got {temperature!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"distillation_loss: alpha must be in [0, 1], got {alpha!r}")
+    if alpha == 0:
+        return hard_loss
+    with no_grad():
+        teacher = Tensor(teacher_logits.data if isinstance(teacher_logits, Tensor) else teacher_logits)
+        teacher_log_p = log_softmax(teacher / temperature, axis=-1)
+        teacher_p = exp(teacher_log_p)
+    student_log_q = log_softmax(student_logits / temperature, axis=-1)
+    kl = mean(sum_(teacher_p * (teacher_log_p - student_log_q), axis=-1))
+    soft = kl * (temperature * temperature)
+    return soft if alpha == 1 else hard_loss * (1.0 - alpha) + soft * alpha
