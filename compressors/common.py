@@ -67,9 +67,11 @@ def replace_module(model, dotted_name, new_module):
     setattr(parent, last, new_module)    # Module.__setattr__ keeps an existing key's place (Sequential order)
 
 
-def find_layers(model, layer_type, names=None, where="compress"):
-    """[(dotted name, module)] of every `layer_type` in model, or of the named subset (checked)."""
-    found = [(n, m) for n, m in model.named_modules() if isinstance(m, layer_type) and n]
+def find_layers(model, layer_type, names=None, where="compress", exclude=()):
+    """[(dotted name, module)] of every `layer_type` (but no `exclude` type) in model, or of the
+    named subset (checked)."""
+    found = [(n, m) for n, m in model.named_modules()
+             if n and isinstance(m, layer_type) and not isinstance(m, exclude)]
     if names is not None:
         if isinstance(names, str):
             names = [s for s in names.split(",") if s]
@@ -78,7 +80,7 @@ def find_layers(model, layer_type, names=None, where="compress"):
         if missing:
             types = layer_type if isinstance(layer_type, tuple) else (layer_type,)
             kind = "/".join(t.__name__ for t in types)
-            raise ValueError(f"{where}: no {kind} named {missing}; available: {available}")
+            raise ValueError(f"{where}: no {kind} layer named {missing}; available: {available}")
         found = [(n, m) for n, m in found if n in names]
     return found
 

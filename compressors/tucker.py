@@ -58,7 +58,7 @@ from layers import init
 from layers._checks import check_input
 from layers.module import Module, Parameter
 
-from .common import replace_module
+from .common import find_layers, replace_module
 from .plugin import Compressor
 # the shape and rank functions stay importable from here (public names since issue 5)
 from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
@@ -356,21 +356,6 @@ def _layer_types():
     return Dense, Conv2d
 
 
-def _find_layers(model, names):
-    dense_type, conv_type = _layer_types()
-    found = [(n, m) for n, m in model.named_modules()
-             if n and isinstance(m, (dense_type, conv_type)) and not isinstance(m, _TuckerWeight)]
-    if names is not None:
-        if isinstance(names, str):
-            names = [s for s in names.split(",") if s]
-        available = [n for n, _ in found]
-        missing = [n for n in names if n not in available]
-        if missing:
-            raise ValueError(f"tucker.compress: no Dense/Conv2d layer named {missing}; available: {available}")
-        found = [(n, m) for n, m in found if n in names]
-    return found
-
-
 def _per_layer_ranks(ranks, names, where):
     """ranks as given: an int, one list for every layer, a list of lists, or a dict name -> ranks."""
     if ranks is None:
@@ -454,7 +439,7 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     Returns a report dict (per-layer modes, ranks, params; dense and compressed totals, ratio).
     """
     where = "tucker.compress" if not shared_core else "scada.compress"
-    targets = _find_layers(model, layers)
+    targets = find_layers(model, _layer_types(), layers, "tucker.compress", exclude=_TuckerWeight)
     if not targets:
         raise ValueError(f"{where}: the model has no Dense or Conv2d layer to convert")
     if ratio is None and ranks is None and k is None:

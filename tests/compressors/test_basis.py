@@ -192,7 +192,7 @@ def test_bad_inputs_are_clear_errors(seeded):
         basis.compress(tiny_net(), energy="high")
     with pytest.raises(ValueError, match="one per layer"):
         basis.compress(tiny_net(), energy=[0.9, 0.9, 0.9])
-    with pytest.raises(ValueError, match="no Conv2d named"):
+    with pytest.raises(ValueError, match="no Conv2d layer named"):
         basis.compress(tiny_net(), layers=["nope"])
     with pytest.raises(ValueError, match="groups"):
         BasisConv2d.from_conv(Conv2d(4, 4, 3, groups=2), energy=0.9)

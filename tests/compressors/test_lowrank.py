@@ -289,5 +289,5 @@ def test_compressor_plugin_trains_logs_and_truncates(seeded):
 def test_truncate_names_a_missing_layer():
     from compressors import lowrank
     from layers.models import lenet300
-    with pytest.raises(ValueError, match=r"no Dense/Conv2d named \['nope'\]"):
+    with pytest.raises(ValueError, match=r"no Dense/Conv2d layer named \['nope'\]"):
         lowrank.truncate(lenet300(), rank=5, layers=["nope"])
