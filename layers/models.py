@@ -37,10 +37,15 @@ def lenet300(n_in=784, n_classes=10):
                        Dense(100, n_classes))
 
 
-def lenet5(n_classes=10):
-    """LeNet-5 in Caffe's form for (B, 1, 28, 28) input: 431,080 parameters with 10 classes."""
-    return FeedForward(Conv2d(1, 20, 5), MaxPool2d(2), Conv2d(20, 50, 5), MaxPool2d(2), Flatten(),
-                       Dense(800, 500), ReLU(), Dense(500, n_classes))
+def lenet5(n_classes=10, conv_relu=False):
+    """LeNet-5 in Caffe's form for (B, 1, 28, 28) input: 431,080 parameters with 10 classes.
+
+    conv_relu=True adds a ReLU after each convolution (as many later LeNet-5 versions do; no
+    parameters): Caffe's convolutions and pools feed the first dense layer linearly.
+    """
+    relu = (lambda: [ReLU()]) if conv_relu else (lambda: [])
+    return FeedForward(Conv2d(1, 20, 5), *relu(), MaxPool2d(2), Conv2d(20, 50, 5), *relu(), MaxPool2d(2),
+                       Flatten(), Dense(800, 500), ReLU(), Dense(500, n_classes))
 
 
 def widecnn(n_classes=10):

@@ -41,6 +41,19 @@ def test_image_models_accept_flat_and_image_input(rng):
         lenet300()(x.reshape(3, 784)[:, :100])
 
 
+def test_lenet5_conv_relu_adds_relus_and_no_parameters(rng):
+    engine.manual_seed(5)
+    plain = lenet5()
+    engine.manual_seed(5)
+    with_relu = lenet5(conv_relu=True)
+    assert with_relu.num_parameters() == plain.num_parameters() == 431_080
+    names = [type(m).__name__ for m in with_relu.modules()][1:]
+    assert names[:6] == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d"]
+    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    # same weights, and the ReLUs change the function (some conv outputs are negative)
+    assert not np.allclose(plain(x).data, with_relu(x).data)
+
+
 def test_widecnn_shapes_for_basis_conv():
     convs = [m for m in widecnn().modules() if type(m).__name__ == "Conv2d"]
     assert [(c.in_ch, c.out_ch, c.kernel_size, c.padding) for c in convs] == [
