@@ -60,9 +60,9 @@ class MaxPool2d(Function):
     """Maximum over each window; backward sends each output's gradient to the first tap
     holding the maximum (as argmax would).
 
-    Numba path (2x2 windows, stride 2): one pass that keeps each window's arg-max for backward. NumPy/CuPy path: a
-    running maximum over the kernel taps, each tap a strided view of the input (no window
-    copy), the arg-max found again in backward by comparison.
+    Numba path (2x2 windows, stride 2): one pass that keeps each window's arg-max for backward.
+    NumPy/CuPy path: a running maximum over the kernel taps, each tap a strided view of the
+    input (no window copy), the arg-max found again in backward by comparison.
     """
 
     def __init__(self, k, stride, padding):
