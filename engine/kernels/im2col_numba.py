@@ -2,6 +2,8 @@
 import numba
 import numpy as np
 
+from .numba_twins import serial_and_parallel
+
 
 @numba.njit(cache=True)
 def _im2col_image(x, cols, sh, sw, ph, pw, dh, dw):
@@ -40,40 +42,26 @@ def _col2im_image(cols, img, sh, sw, ph, pw, dh, dw):
                             img[ch, r, s] += cols[ch, i, j, p, q]
 
 
-@numba.njit(parallel=True, cache=True)
-def im2col_parallel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """cols (B, C, kh, kw, OH, OW) from x (B, C, H, W), images in parallel threads."""
+def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """cols (B, C, kh, kw, OH, OW) from x (B, C, H, W); the parallel copy shares out the images.
+    (The serial copy suits small inputs, where waking threads costs more than it saves.)"""
     cols = np.empty((x.shape[0], x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
     for n in numba.prange(x.shape[0]):
         _im2col_image(x[n], cols[n], sh, sw, ph, pw, dh, dw)
     return cols
 
 
-@numba.njit(cache=True)
-def im2col_serial(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    """im2col_parallel in one thread (small inputs, where waking threads costs more than it saves)."""
-    cols = np.empty((x.shape[0], x.shape[1], kh, kw, oh, ow), dtype=x.dtype)
-    for n in range(x.shape[0]):
-        _im2col_image(x[n], cols[n], sh, sw, ph, pw, dh, dw)
-    return cols
-
-
-@numba.njit(parallel=True, cache=True)
-def col2im_parallel(cols, h, w, sh, sw, ph, pw, dh, dw):
-    """Adjoint of im2col: image (B, C, h, w) summing every patch entry; images in parallel threads."""
+def _col2im(cols, h, w, sh, sw, ph, pw, dh, dw):
+    """Adjoint of im2col: image (B, C, h, w) summing every patch entry; the parallel copy shares
+    out the images."""
     img = np.zeros((cols.shape[0], cols.shape[1], h, w), dtype=cols.dtype)
     for n in numba.prange(cols.shape[0]):
         _col2im_image(cols[n], img[n], sh, sw, ph, pw, dh, dw)
     return img
 
 
-@numba.njit(cache=True)
-def col2im_serial(cols, h, w, sh, sw, ph, pw, dh, dw):
-    """col2im_parallel in one thread."""
-    img = np.zeros((cols.shape[0], cols.shape[1], h, w), dtype=cols.dtype)
-    for n in range(cols.shape[0]):
-        _col2im_image(cols[n], img[n], sh, sw, ph, pw, dh, dw)
-    return img
+im2col_serial, im2col_parallel = serial_and_parallel(_im2col, "im2col")
+col2im_serial, col2im_parallel = serial_and_parallel(_col2im, "col2im")
 
 
 # ---- channel-major patches (C, kh, kw, B, OH, OW): one GEMM over the whole batch -------------
@@ -96,24 +84,15 @@ def _im2col_cm_tap(x, cols, ch, i, j, sh, sw, dh, dw):
                 cols[ch, i, j, n, p, q] = x[n, ch, r, np.uint64(q) * usw + col0]
 
 
-@numba.njit(cache=True)
-def im2col_cm_serial(x, kh, kw, sh, sw, dh, dw, oh, ow):
-    """cols (C, kh, kw, B, OH, OW) from a padded x (B, C, H, W), in one thread."""
-    c = x.shape[1]
-    cols = np.empty((c, kh, kw, x.shape[0], oh, ow), dtype=x.dtype)
-    for ch in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                _im2col_cm_tap(x, cols, ch, i, j, sh, sw, dh, dw)
-    return cols
-
-
-@numba.njit(parallel=True, cache=True)
-def im2col_cm_parallel(x, kh, kw, sh, sw, dh, dw, oh, ow):
-    """im2col_cm_serial with the (channel, tap) triples shared among threads."""
+def _im2col_cm(x, kh, kw, sh, sw, dh, dw, oh, ow):
+    """cols (C, kh, kw, B, OH, OW) from a padded x (B, C, H, W); the parallel copy shares out the
+    (channel, tap) triples."""
     c = x.shape[1]
     cols = np.empty((c, kh, kw, x.shape[0], oh, ow), dtype=x.dtype)
     for t in numba.prange(c * kh * kw):
         ch, rest = t // (kh * kw), t % (kh * kw)
         _im2col_cm_tap(x, cols, ch, rest // kw, rest % kw, sh, sw, dh, dw)
     return cols
+
+
+im2col_cm_serial, im2col_cm_parallel = serial_and_parallel(_im2col_cm, "im2col_cm")

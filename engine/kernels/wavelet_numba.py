@@ -3,10 +3,10 @@
 Each body is compiled twice, single-threaded and parallel over the batch; wavelet.py picks one
 by the amount of work. The copies get their own names so Numba's on-disk cache keeps them apart.
 """
-import types
-
 import numba
 import numpy as np
+
+from .numba_twins import serial_and_parallel
 
 
 def _analyze(x, filters, out):
@@ -60,19 +60,9 @@ def _filter_grad(x, grad_c, out):
                 out[k, j] += partial[b, k, j]
 
 
-def _compile(fn, name, parallel):
-    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    copy.__qualname__ = name
-    copy.__doc__ = fn.__doc__
-    return numba.njit(parallel=parallel, cache=True)(copy)
-
-
-analyze_serial = _compile(_analyze, "analyze_serial", False)
-analyze_parallel = _compile(_analyze, "analyze_parallel", True)
-synthesize_serial = _compile(_synthesize, "synthesize_serial", False)
-synthesize_parallel = _compile(_synthesize, "synthesize_parallel", True)
-filter_grad_serial = _compile(_filter_grad, "filter_grad_serial", False)
-filter_grad_parallel = _compile(_filter_grad, "filter_grad_parallel", True)
+analyze_serial, analyze_parallel = serial_and_parallel(_analyze, "analyze")
+synthesize_serial, synthesize_parallel = serial_and_parallel(_synthesize, "synthesize")
+filter_grad_serial, filter_grad_parallel = serial_and_parallel(_filter_grad, "filter_grad")
 
 
 # ---------------------------------------------------------------- fused multi-level kernels
@@ -311,11 +301,9 @@ def _ifwt_fused_backward(gy, c, stored, lo_reversed, hi_reversed, m, detail_at, 
                            grad_c[b], grad_filters[b], need_filters)
 
 
-fwt_fused_serial = _compile(_fwt_fused, "fwt_fused_serial", False)
-fwt_fused_parallel = _compile(_fwt_fused, "fwt_fused_parallel", True)
-fwt_fused_backward_serial = _compile(_fwt_fused_backward, "fwt_fused_backward_serial", False)
-fwt_fused_backward_parallel = _compile(_fwt_fused_backward, "fwt_fused_backward_parallel", True)
-ifwt_fused_serial = _compile(_ifwt_fused, "ifwt_fused_serial", False)
-ifwt_fused_parallel = _compile(_ifwt_fused, "ifwt_fused_parallel", True)
-ifwt_fused_backward_serial = _compile(_ifwt_fused_backward, "ifwt_fused_backward_serial", False)
-ifwt_fused_backward_parallel = _compile(_ifwt_fused_backward, "ifwt_fused_backward_parallel", True)
+fwt_fused_serial, fwt_fused_parallel = serial_and_parallel(_fwt_fused, "fwt_fused")
+fwt_fused_backward_serial, fwt_fused_backward_parallel = serial_and_parallel(_fwt_fused_backward,
+                                                                             "fwt_fused_backward")
+ifwt_fused_serial, ifwt_fused_parallel = serial_and_parallel(_ifwt_fused, "ifwt_fused")
+ifwt_fused_backward_serial, ifwt_fused_backward_parallel = serial_and_parallel(_ifwt_fused_backward,
+                                                                               "ifwt_fused_backward")
