@@ -188,6 +188,10 @@ def build_parser():
                    help="continue a run from its checkpoint (a run folder or checkpoint.npz)")
     g.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="load dense weights from a checkpoint before compressing")
+    g.add_argument("--quantize-bits", type=int, choices=range(1, 9), default=None, metavar="BITS",
+                   help="after training, also store every parameter as BITS-bit codes (1..8) with a per-tensor "
+                        "range (compressors.quantize): writes quantized.npz and the quantized model's test "
+                        "metrics, bytes and byte ratio under 'quantized' in metrics.json")
     g.add_argument("--plot", action="store_true", help="write training curves (needs matplotlib)")
     g.add_argument("--detect-anomaly", action="store_true", help="stop at the first op producing NaN/Inf")
     g.add_argument("--no-progress", action="store_true", help="no progress bar; a line every --log-every steps")
@@ -941,6 +945,16 @@ class Run:
             "history": self.history,
             "command": "python train.py " + " ".join(args.argv),
         }
+        quantized_line = ""
+        if args.quantize_bits:
+            from compressors import quantize
+            quantized = quantize.quantized_evaluation(
+                model, args.quantize_bits, lambda m: self.task.evaluate(m, args.eval_batch_size, split="test"),
+                dense_bytes=comparison["bytes"]["dense"], path=os.path.join(self.out, "quantized.npz"))
+            metrics["quantized"] = quantized
+            quantized_line = (f"\n{args.quantize_bits}-bit storage: {quantized['bytes']:,} bytes "
+                              f"({quantized['ratio']:.1f}x), test {metric_name} "
+                              f"{float(quantized['test'][metric_name]):.4g}")
         _write_text(os.path.join(self.out, "metrics.json"), json.dumps(metrics, indent=2, default=_json_default))
         table = report.format_summary(rows)
         versus = report.format_compare(comparison)
@@ -949,7 +963,7 @@ class Run:
         if isinstance(base_value, (int, float)):
             better = value > base_value if self.task.higher_is_better else value < base_value
             verdict = f"  (trivial baseline {base_value:.4g}: {'beaten' if better else 'NOT beaten'})"
-        headline = f"test {metric_name} {value:.4g}{verdict}"
+        headline = f"test {metric_name} {value:.4g}{verdict}{quantized_line}"
         _write_text(os.path.join(self.out, "summary.md"),
                     f"# {args.task} / {self.model_name} / {args.compress}\n\n{headline}\n\n"
                     f"## Layers\n\n{table}\n\n## Dense vs compressed\n\n{versus}\n")

@@ -26,7 +26,8 @@ Choices of ours where the paper is silent:
   weight, so the counts are unchanged); reshape "spatial" (a Dense layer fed by an image or feature
   map through a Flatten: the i-th row, column and channel digits and an output digit share mode i,
   coarse to fine; dense_input_shapes finds the input shapes with one traced forward pass); an order
-  per layer (ADA only). On MNIST "paired" with D = 3 and "greedy" trained far better than the
+  per layer (ADA only); a layout per layer (--tucker-layout, parse_layouts: the digits of each
+  index and optionally the core sizes, so that a searched allocation is a train.py command). On MNIST "paired" with D = 3 and "greedy" trained far better than the
   paper's reshape; "spatial" did not beat "paired" (RESULTS.md, Issue 5).
 - Init (from scratch): factors with orthonormal columns (rows when m_i < k_i) and a
   Gaussian core scaled so that the rebuilt W has the variance of the dense layer's
@@ -416,7 +417,7 @@ def dense_input_shapes(model, example):
 
 def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_weights=False, layers=None,
              per_layer=False, min_rank=1, k=None, shapes=None, bias=True, allocation="uniform",
-             reshape="balanced", input_shapes=None, spatial_coarse="small"):
+             reshape="balanced", input_shapes=None, spatial_coarse="small", layouts=None):
     """Replace the Dense/Conv2d layers of `model` (or the named `layers`) by Tucker layers, in place.
 
     ratio: target dense params / compressed params over the whole network (every stored
@@ -436,14 +437,17 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     see dense_input_shapes) has >= 2 axes, e.g. (1, 28, 28) pixels; "paired" for every other
     layer; spatial_coarse "small" / "large": whether an image axis's coarsest digit is its smallest
     or its largest factor, 28 = 2 x 2 x 7 or 7 x 2 x 2); shapes override it.
+    layouts: optional dict name -> {"digits": groups, "ranks": ranks or None} (parse_layouts reads
+    train.py's --tucker-layout text): the layer's permuted reshape given digit by digit (groups as
+    in set_pairing, e.g. ((7, 8, 14), (10, 6, 5)) for a 784 x 300 weight: modes 70 x 48 x 70) and,
+    optionally, its core sizes; it overrides reshape, shapes and order for that layer. Layers with
+    layout ranks keep them; the others share what is left of the ratio's budget (or take `ranks`).
     Returns a report dict (per-layer modes, ranks, params; dense and compressed totals, ratio).
     """
     where = "tucker.compress" if not shared_core else "scada.compress"
     targets = find_layers(model, _layer_types(), layers, "tucker.compress", exclude=_TuckerWeight)
     if not targets:
         raise ValueError(f"{where}: the model has no Dense or Conv2d layer to convert")
-    if ratio is None and ranks is None and k is None:
-        raise ValueError(f"{where}: give a target ratio, explicit ranks or (shared core) k")
     if ratio is not None and not ratio > 0:
         raise ValueError(f"{where}: ratio must be > 0, got {ratio!r}")
     if allocation not in ALLOCATIONS:
@@ -465,7 +469,17 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     else:
         layer_orders = {n: order for n in names}
     dense_type, _ = _layer_types()
-    pairings = {}
+    pairings, fixed_ranks = {}, {}
+    for n, layout in _check_layouts(layouts, names, shared_core, where).items():
+        shapes[n] = tuple(math.prod(g[i] for g in layout["digits"]) for i in range(len(layout["digits"][0])))
+        pairings[n] = layout["digits"]
+        layer_orders[n] = len(shapes[n])
+        if layout.get("ranks") is not None:
+            fixed_ranks[n] = _check_ranks(layout["ranks"], shapes[n], f"{where} ({n})")
+    if ratio is None and ranks is None and k is None and len(fixed_ranks) != len(names):
+        missing = [n for n in names if n not in fixed_ranks]
+        raise ValueError(f"{where}: give a target ratio, explicit ranks or (shared core) k"
+                         + (f" for layers {missing}, whose layouts give no ranks" if fixed_ranks else ""))
     for n, m in targets:
         if reshape != "balanced" and n not in shapes:
             # Dense weight (n_in, n_out); Conv2d weight (out, in/groups, kh, kw): first index, the rest
@@ -507,18 +521,26 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
         core = Parameter(erandom.get_rng().standard_normal((int(k),) * d).astype(dtype))
         layer_ranks = {n: None for n in names}
     elif ranks is not None:
-        layer_ranks = _per_layer_ranks(ranks, names, where)
+        layer_ranks = _per_layer_ranks(ranks, [n for n in names if n not in fixed_ranks], where)
+        layer_ranks.update(fixed_ranks)
+    elif len(fixed_ranks) == len(names):
+        layer_ranks = dict(fixed_ranks)
     elif per_layer:
-        layer_ranks = {}
+        layer_ranks = dict(fixed_ranks)
         for n, m in targets:
+            if n in fixed_ranks:
+                continue
             dense_bias = m.bias.size if m.bias is not None else 0
             kept = dense_bias if bias else 0
             layer_ranks[n] = solve([modes[n]], (counts[n] + dense_bias) / ratio - kept, min_rank,
                                    f"{where} ({n})")[0]
     else:
-        budget = dense_total / ratio - biases - others
-        solved = solve([modes[n] for n in names], budget, min_rank, where)
-        layer_ranks = dict(zip(names, solved))
+        free = [n for n in names if n not in fixed_ranks]
+        budget = (dense_total / ratio - biases - others
+                  - sum(tucker_params(modes[n], fixed_ranks[n]) for n in fixed_ranks))
+        solved = solve([modes[n] for n in free], budget, min_rank, where)
+        layer_ranks = dict(zip(free, solved))
+        layer_ranks.update(fixed_ranks)
 
     rows, projected = [], []
     for n, m in targets:
@@ -544,6 +566,66 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
             "shared_core": None if core is None else list(core.shape),
             "ratio": dense_total / compressed_total,
             "bytes": sum(p.size * p.dtype.itemsize for p in model.parameters())}
+
+
+def _check_layouts(layouts, names, shared_core, where):
+    """Validate compress()'s layouts (name -> {"digits": groups, "ranks": ...}); returns them with int tuples."""
+    if not layouts:
+        return {}
+    if not isinstance(layouts, dict):
+        raise ValueError(f"{where}: layouts must be a dict layer name -> {{'digits': ..., 'ranks': ...}}, "
+                         f"got {type(layouts).__name__}")
+    unknown = [n for n in layouts if n not in names]
+    if unknown:
+        raise ValueError(f"{where}: layouts name layers {unknown} that are not converted; converted: {names}")
+    checked = {}
+    for n, layout in layouts.items():
+        digits = layout.get("digits") if isinstance(layout, dict) else None
+        if not digits or len(digits) < 2 or len({len(g) for g in digits}) != 1:
+            raise ValueError(f"{where} ({n}): a layout needs 'digits', >= 2 groups of equal length (one "
+                             f"size per mode), got {layout!r}")
+        if shared_core and layout.get("ranks") is not None:
+            raise ValueError(f"{where} ({n}): a shared core fixes every layer's core sizes; give k, not "
+                             f"layout ranks")
+        groups = tuple(tuple(int(v) for v in g) for g in digits)
+        if any(v < 1 for g in groups for v in g):
+            raise ValueError(f"{where} ({n}): layout digits must be positive ints, got {digits!r}")
+        checked[n] = {"digits": groups, "ranks": layout.get("ranks")}
+    return checked
+
+
+def _sizes(text, what):
+    values = [v for v in text.strip().lower().split("x")]
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise ValueError(f"{what}: expected sizes like 7x8x14, got {text!r}") from None
+
+
+def parse_layouts(text):
+    """--tucker-layout text -> compress()'s layouts.
+
+    Comma-separated entries NAME=DIGITS/DIGITS[@RANKS], e.g. '1=7x8x14/10x6x5@2x4x2,3=5x6x10/5x5x4'
+    (layer 1's 784 inputs read as digits 7 x 8 x 14 and its 300 outputs as 10 x 6 x 5, modes
+    70 x 48 x 70, core 2 x 4 x 2; layer 3's core sizes solved from the ratio).
+    """
+    layouts = {}
+    for entry in filter(None, (e.strip() for e in str(text).split(","))):
+        name, sep, rest = entry.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--tucker-layout: expected NAME=DIGITS/DIGITS[@RANKS], got {entry!r}")
+        digits_text, _, ranks_text = rest.partition("@")
+        groups = tuple(_sizes(g, f"--tucker-layout ({name.strip()})") for g in digits_text.split("/"))
+        if len(groups) < 2 or len({len(g) for g in groups}) != 1:
+            raise ValueError(f"--tucker-layout ({name.strip()}): expected >= 2 digit groups of one length "
+                             f"(one digit per mode), e.g. 7x8x14/10x6x5, got {digits_text!r}")
+        ranks = _sizes(ranks_text, f"--tucker-layout ({name.strip()})") if ranks_text.strip() else None
+        if name.strip() in layouts:
+            raise ValueError(f"--tucker-layout: layer {name.strip()!r} is given twice")
+        layouts[name.strip()] = {"digits": groups, "ranks": ranks}
+    if not layouts:
+        raise ValueError(f"--tucker-layout: no entries in {text!r}")
+    return layouts
 
 
 # ---------------------------------------------------------------- train.py plugins
@@ -584,6 +666,15 @@ def _orders_arg(text):
     return _as_flag_value(values)
 
 
+def _layout_arg(text):
+    """--tucker-layout: checked here so a typo fails at parse time; kept as text for config.toml."""
+    try:
+        parse_layouts(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return str(text)
+
+
 def _add(parser, *names, **kwargs):
     """add_argument unless a sibling compressor (tucker/scada) already added the flag."""
     try:
@@ -622,6 +713,11 @@ def _add_tucker_arguments(parser):
     _add(parser, "--tucker-spatial-coarse", choices=("small", "large"), default="small",
          help="with --tucker-reshape spatial: an image axis's coarsest digit is its smallest factor "
               "(28 = 2 x 2 x 7, default) or its largest (7 x 2 x 2)")
+    _add(parser, "--tucker-layout", type=_layout_arg, default=None,
+         help="per-layer digits and core sizes, NAME=IN/OUT[@RANKS] comma-separated, e.g. "
+              "'1=7x8x14/10x6x5@2x4x2' (layer 1: inputs read as 7x8x14, outputs as 10x6x5, modes "
+              "70x48x70, core 2x4x2); overrides --tucker-reshape and --tucker-order for those layers; "
+              "layers without @RANKS share what is left of --tucker-ratio")
     _add(parser, "--tucker-layers", default=None,
          help="comma-separated names of the Dense/Conv2d layers to convert (default all)")
 
@@ -654,7 +750,10 @@ class TuckerCompressor(Compressor):
         self.reshape = get("tucker_reshape", "balanced") or "balanced"
         self.spatial_coarse = get("tucker_spatial_coarse", "small") or "small"
         self.k = get("scada_k") if self.shared else None
-        if self.ratio is None and self.ranks is None and self.k is None:
+        self.layout = get("tucker_layout")
+        every_rank_given = self.layout is not None and all(
+            v["ranks"] is not None for v in parse_layouts(self.layout).values())
+        if self.ratio is None and self.ranks is None and self.k is None and not every_rank_given:
             self.ratio = 50.0
         self.report = None
 
@@ -671,7 +770,8 @@ class TuckerCompressor(Compressor):
                                ranks=self.ranks, from_weights=self.from_weights, layers=self.layers,
                                per_layer=self.per_layer, min_rank=self.min_rank, k=self.k, bias=self.bias,
                                allocation=self.allocation, reshape=self.reshape, input_shapes=input_shapes,
-                               spatial_coarse=self.spatial_coarse)
+                               spatial_coarse=self.spatial_coarse,
+                               layouts=None if self.layout is None else parse_layouts(self.layout))
         return model
 
     def config(self):
@@ -681,6 +781,8 @@ class TuckerCompressor(Compressor):
                "reshape": self.reshape}
         if self.reshape == "spatial":
             out["spatial_coarse"] = self.spatial_coarse
+        if self.layout is not None:
+            out["layout"] = self.layout
         if self.shared:
             out["k"] = self.k
         if self.report is not None:
