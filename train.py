@@ -488,10 +488,14 @@ def load_init_weights(model, path):
 # the run
 # ---------------------------------------------------------------------------------------------
 class SignalGuard:
-    """First SIGINT/SIGTERM: remember it (training finishes the step, saves, exits); second: abort."""
+    """First SIGINT/SIGTERM: remember it (training finishes the step, saves, exits); second: abort.
+
+    Once the run is on its way out (checkpoint saved or abort begun), further signals are ignored
+    until main() returns, so a late Ctrl-C cannot turn a clean exit into a traceback."""
 
     def __init__(self):
         self.received = None
+        self.exiting = False
         self.previous = {}
 
     def __enter__(self):
@@ -503,16 +507,29 @@ class SignalGuard:
         return self
 
     def _handle(self, signum, frame):
+        if self.exiting:
+            return
         if self.received is not None:
+            self.exiting = True
             raise KeyboardInterrupt
         self.received = signum
         print(f"\n{signal.Signals(signum).name} received: finishing the current step, then saving a "
               "checkpoint (send it again to abort without saving)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+        if self.received is None:
+            self.restore()
+        else:
+            self.exiting = True      # main() restores the handlers once the exit is reported
         return False
+
+    def restore(self, process_ending=False):
+        """Put back the handlers found on entry. When the process is about to exit after a signal,
+        ignore repeats instead: Python resets its own handlers to the default during shutdown, so a
+        late Ctrl-C would otherwise kill the process (status -2) instead of letting it exit 130."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_IGN if process_ending and self.exiting else handler)
+        self.previous = {}
 
 
 class Run:
@@ -787,6 +804,7 @@ class Run:
             save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
                             self.meta(phase, epoch, 0, self.train_rng.bit_generator.state, None))
             if self.guard.received is not None:
+                self.guard.exiting = True
                 raise Interrupted(self.guard.received)
             if done == 0:
                 raise UserError(f"task {args.task!r} produced no training batches")
@@ -809,6 +827,7 @@ class Run:
         self.seconds += time.perf_counter() - started
         save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
                         self.meta(phase, epoch, done, epoch_state, sums))
+        self.guard.exiting = True
         raise Interrupted(self.guard.received)
 
     def _log_epoch(self, phase, epoch, epochs, sums, evaluation, lr, model):
@@ -1034,7 +1053,8 @@ def _user_message(error):
 
 
 def main(argv=None):
-    """Run train.py; returns the process exit status."""
+    """Run train.py; returns the process exit status. argv None means the command line (train.py or the
+    compactnet-train script): main() then owns the process, which exits when it returns."""
     debug = os.environ.get("COMPACTNET_TRACEBACK") == "1"
     run = None
     try:
@@ -1076,6 +1096,9 @@ def main(argv=None):
         print(f"train.py: interrupted; resumable checkpoint saved: "
               f"python train.py --resume {os.path.join(run.out, CHECKPOINT)}", file=sys.stderr)
         return EXIT_SIGNAL.get(e.signum, 130)
+    finally:
+        if run is not None and getattr(run, "guard", None) is not None:
+            run.guard.restore(process_ending=argv is None)
 
 
 class _null_context:

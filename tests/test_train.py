@@ -122,8 +122,10 @@ def test_resume_mid_epoch_matches_uninterrupted(tmp_path, monkeypatch):
         return result
 
     monkeypatch.setattr(train.Run, "train_step", interrupting_step)
+    before = signal.getsignal(signal.SIGINT)
     code, out = run(tmp_path, *extra, name="split")
     assert code == 130
+    assert signal.getsignal(signal.SIGINT) is before, "main() left its SIGINT handler installed"
     _, meta = model_arrays(out)
     assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (1, 2, 5)
     monkeypatch.setattr(train.Run, "train_step", original)
@@ -400,3 +402,49 @@ def test_plot_writes_curves(tmp_path):
     code, out = run(tmp_path, "--plot")
     assert code == 0
     assert (out / "training_curves.png").stat().st_size > 1000
+
+
+def test_signal_guard_ignores_signals_once_exiting_and_restores_handlers():
+    """A late repeat signal (after the interrupt checkpoint is saved) must not raise: exit stays clean."""
+    before = signal.getsignal(signal.SIGINT)
+    guard = train.SignalGuard()
+    with guard:
+        assert signal.getsignal(signal.SIGINT) == guard._handle
+        guard._handle(signal.SIGINT, None)                  # first: remembered
+        assert guard.received == signal.SIGINT
+    assert guard.exiting and signal.getsignal(signal.SIGINT) == guard._handle
+    guard._handle(signal.SIGINT, None)                      # late repeat: ignored, no KeyboardInterrupt
+    guard.restore()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_signal_guard_ignores_signals_while_the_process_ends():
+    """train.py as a process: after an interrupt exit, repeats are ignored through interpreter shutdown."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    guard = train.SignalGuard()
+    try:
+        with guard:
+            guard._handle(signal.SIGTERM, None)
+        guard.restore(process_ending=True)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def test_signal_guard_second_signal_aborts_while_running():
+    guard = train.SignalGuard()
+    with pytest.raises(KeyboardInterrupt):
+        with guard:
+            guard._handle(signal.SIGINT, None)
+            guard._handle(signal.SIGINT, None)
+    guard.restore()
+    assert guard.exiting
+
+
+def test_signal_guard_restores_handlers_when_no_signal_came():
+    before = signal.getsignal(signal.SIGTERM)
+    with train.SignalGuard():
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
