@@ -1,11 +1,11 @@
 """Tests of per-layer Tucker layouts (--tucker-layout): digits, core sizes, the shared budget, errors."""
 import argparse
-import math
 
 import numpy as np
 import pytest
 
 import engine
+from engine.kernels import tucker as tucker_kernels
 from layers.models import lenet300, lenet5
 from compressors import tucker
 from compressors.tucker import TuckerCompressor
@@ -56,7 +56,7 @@ def test_layout_weight_is_the_permuted_tucker_tensor(seeded):
     tucker.compress(model, bias=False, layouts={"1": {"digits": [[7, 8, 14], [10, 6, 5]], "ranks": [2, 3, 2]}},
                     ranks=2, order=3, reshape="paired")
     layer = dict(model.named_modules())["1"]
-    tensor = tucker.kernels.tucker_rebuild(layer.core.data, [f.data for f in layer.factors])
+    tensor = tucker_kernels.tucker_rebuild(layer.core.data, [f.data for f in layer.factors])
     weight = layer.rebuilt_weight().data
     rng = np.random.default_rng(1)
     for _ in range(20):
