@@ -523,6 +523,11 @@ class SignalGuard:
             self.exiting = True      # main() restores the handlers once the exit is reported
         return False
 
+    def interrupted(self):
+        """The Interrupted exception to raise once the interrupt checkpoint is saved (repeats now ignored)."""
+        self.exiting = True
+        return Interrupted(self.received)
+
     def restore(self, process_ending=False):
         """Put back the handlers found on entry. When the process is about to exit after a signal,
         ignore repeats instead: Python resets its own handlers to the default during shutdown, so a
@@ -804,8 +809,7 @@ class Run:
             save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
                             self.meta(phase, epoch, 0, self.train_rng.bit_generator.state, None))
             if self.guard.received is not None:
-                self.guard.exiting = True
-                raise Interrupted(self.guard.received)
+                raise self.guard.interrupted()
             if done == 0:
                 raise UserError(f"task {args.task!r} produced no training batches")
 
@@ -827,8 +831,7 @@ class Run:
         self.seconds += time.perf_counter() - started
         save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
                         self.meta(phase, epoch, done, epoch_state, sums))
-        self.guard.exiting = True
-        raise Interrupted(self.guard.received)
+        raise self.guard.interrupted()
 
     def _log_epoch(self, phase, epoch, epochs, sums, evaluation, lr, model):
         metric_name = self.task.metric_name
@@ -1056,7 +1059,7 @@ def main(argv=None):
     """Run train.py; returns the process exit status. argv None means the command line (train.py or the
     compactnet-train script): main() then owns the process, which exits when it returns."""
     debug = os.environ.get("COMPACTNET_TRACEBACK") == "1"
-    run = None
+    run = guard = None
     try:
         try:
             args = parse_args(argv)
@@ -1064,7 +1067,7 @@ def main(argv=None):
             return e.code if isinstance(e.code, int) else EXIT_USAGE
         retain_freed_memory()   # large per-step temporaries reuse heap pages (engine/memory.py)
         run = Run(args)
-        run.guard = SignalGuard()
+        run.guard = guard = SignalGuard()
         try:
             run.setup()
         except (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError) as e:
@@ -1097,8 +1100,8 @@ def main(argv=None):
               f"python train.py --resume {os.path.join(run.out, CHECKPOINT)}", file=sys.stderr)
         return EXIT_SIGNAL.get(e.signum, 130)
     finally:
-        if run is not None and getattr(run, "guard", None) is not None:
-            run.guard.restore(process_ending=argv is None)
+        if guard is not None:
+            guard.restore(process_ending=argv is None)
 
 
 class _null_context:

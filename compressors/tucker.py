@@ -3,12 +3,9 @@
 Zhong et al. 2019. A layer's weight (Dense (n_in, n_out) or Conv2d (N, C, kh, kw))
 is flattened in C order, reshaped to D balanced mode sizes m_1..m_D ("dimension
 adjustment") and stored as W = C x_1 M_1 ... x_D M_D with core C (k_1..k_D) and
-factors M_i (m_i, k_i) (the layers: compressors/tucker_layers.py; this module converts whole
-models and holds train.py's plugins). Every forward pass in training mode rebuilds W with
-``F.tucker_to_tensor``; in eval mode the rebuilt W is cached (detached, so eval-mode
-calls give no gradient to the core and factors) until a parameter array is
-replaced (load_state_dict, to(), astype()) or the layer goes back to training mode.
-Call ``invalidate_cache()`` after changing parameter values in place in eval mode.
+factors M_i (m_i, k_i). The layers (compressors/tucker_layers.py, which also says how the
+rebuilt W is cached in eval mode) rebuild W every training forward pass; this module converts
+whole models and holds train.py's plugins.
 
 Choices of ours where the paper is silent:
 - Dimension adjustment: of all ways to write the count as a product of D sizes >= 2,
@@ -56,7 +53,8 @@ from layers.module import Parameter
 
 from .common import find_layers, replace_module
 from .plugin import Compressor
-from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeight  # noqa: F401 (public here)
+# the layers stay importable from here too (public names since issue 5)
+from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeight  # noqa: F401
 # the shape and rank functions stay importable from here (public names since issue 5)
 from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
                             balanced_shape, paired_shape, prime_factors, solve_ranks,

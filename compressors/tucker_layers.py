@@ -1,9 +1,9 @@
 """Tucker-form Dense and Conv2d layers: core + factors (+ bias), the weight rebuilt each forward pass.
 
 W = C x_1 M_1 ... x_D M_D is rebuilt with ``F.tucker_to_tensor`` in training mode; in eval mode the
-rebuilt W is cached (detached) until a parameter array is replaced (load_state_dict, to(), astype())
-or the layer goes back to training mode; call ``invalidate_cache()`` after changing parameter values
-in place in eval mode. Init, shapes and the choices behind them: compressors/tucker.py's docstring.
+rebuilt W is cached (detached: eval-mode calls give the core and factors no gradient) until a
+parameter array is replaced (load_state_dict, to(), astype()) or the layer goes back to training
+mode; call ``invalidate_cache()`` after changing parameter values in place in eval mode. Init, shapes and the choices behind them: compressors/tucker.py's docstring.
 """
 import itertools
 import math
