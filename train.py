@@ -42,7 +42,7 @@ from engine.argconfig import (ConfigError, HelpFormatter, check_values, explicit
 from engine import io as engine_io
 from engine.memory import retain_freed_memory
 from engine.ops import distillation_loss
-from engine import random as engine_random
+from engine import rng as engine_random
 from engine.progress import progress
 from tasks.augment import random_shift
 

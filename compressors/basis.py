@@ -26,14 +26,14 @@ import numpy as np
 
 import engine.ops as F
 from engine import backend
-from engine import random as erandom
+from engine import rng as erandom
 from engine.ops.conv import pair
 from layers import init
-from layers._checks import check_input
+from layers.validation import check_input
 from layers.module import Module, Parameter
 
-from .common import (check_energy, check_rank, find_layers, number_list as _number_list,
-                     per_layer, rank_for_energy, replace_module)
+from .layer_swap import find_layers, replace_module
+from .settings import check_energy, check_rank, number_list as _number_list, per_layer, rank_for_energy
 from .plugin import Compressor
 
 

@@ -34,8 +34,8 @@ from layers.dense import Dense
 from layers.module import Module, Sequential
 
 from .basis import output_positions
-from .common import (check_energy, check_rank, find_layers, number_list as _number_list, per_layer,
-                     rank_for_energy, replace_module)
+from .layer_swap import find_layers, replace_module
+from .settings import check_energy, check_rank, number_list as _number_list, per_layer, rank_for_energy
 from .plugin import Compressor
 
 CONV_RESHAPES = ("filters", "spatial")

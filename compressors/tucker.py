@@ -48,10 +48,10 @@ import numpy as np
 
 import engine
 from engine import backend
-from engine import random as erandom
+from engine import rng as erandom
 from layers.module import Parameter
 
-from .common import find_layers, replace_module
+from .layer_swap import find_layers, replace_module
 from .plugin import Compressor
 # the layers stay importable from here too (public names since issue 5)
 from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeight  # noqa: F401

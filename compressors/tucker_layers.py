@@ -13,11 +13,11 @@ import numpy as np
 import engine
 import engine.ops as F
 from engine import backend
-from engine import random as erandom
+from engine import rng as erandom
 from engine.kernels import tucker as kernels
 from engine.ops.conv import pair
 from layers import init
-from layers._checks import check_input
+from layers.validation import check_input
 from layers.module import Module, Parameter
 
 from .tucker_shapes import adjust_dimensions, solve_ranks, tucker_params

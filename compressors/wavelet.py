@@ -14,13 +14,13 @@ import numpy as np
 
 from engine import backend
 from engine.tensor import Tensor
-from engine import random as erandom
+from engine import rng as erandom
 from engine.kernels.wavelet import band_length, coefficient_lengths, signal_lengths
 from engine.ops.wavelet import fwt_packed, ifwt_packed, permute_last
 from layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from layers.module import Module, Parameter
 from layers.recurrent import GRUCell, LSTMCell
-from layers._checks import check_input
+from layers.validation import check_input
 
 from .plugin import Compressor
 from .wavelet_filters import alias_cancellation_loss, filter_bank, perfect_reconstruction_loss

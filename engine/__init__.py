@@ -1,12 +1,12 @@
 """compactnet's autograd engine: Tensor, Function, ops, gradient checking, optimisers, I/O."""
 from . import backend
-from .config import no_grad, enable_grad, is_grad_enabled, detect_anomaly
+from .grad_mode import no_grad, enable_grad, is_grad_enabled, detect_anomaly
 from .tensor import Tensor, as_tensor
 from .function import Function
 from . import ops
 from .gradcheck import gradcheck, GradcheckError
 from .graph import walk, format_graph
-from .random import manual_seed
+from .rng import manual_seed
 from .hooks import FunctionHook
 
 __version__ = "0.1.0"

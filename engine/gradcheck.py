@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import backend
-from .config import no_grad
+from .grad_mode import no_grad
 from .tensor import Tensor
 
 

@@ -1,7 +1,7 @@
 """Function hooks: observe every operation's forward and backward (Chainer-style), as a context."""
 import time
 
-from .config import state
+from .grad_mode import state
 
 
 class FunctionHook:

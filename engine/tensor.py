@@ -2,7 +2,7 @@
 import heapq
 
 from . import backend
-from .config import state
+from .grad_mode import state
 
 
 class Tensor:

@@ -3,7 +3,7 @@ import engine.ops as F
 from engine.ops.conv import pair
 
 from . import init
-from ._checks import check_input
+from .validation import check_input
 from .module import Module, Parameter
 
 

@@ -2,7 +2,7 @@
 import engine.ops as F
 
 from . import init
-from ._checks import check_input
+from .validation import check_input
 from .module import Module, Parameter
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from engine import backend
-from engine import random as erandom
+from engine import rng as erandom
 
 
 def uniform(shape, bound, dtype=None):

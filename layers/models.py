@@ -3,7 +3,7 @@ import engine.ops as F
 from engine import backend
 from engine.tensor import Tensor
 
-from ._checks import check_input
+from .validation import check_input
 from .activation import Dropout, Flatten, ReLU
 from .conv import Conv2d
 from .dense import Dense

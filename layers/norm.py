@@ -5,7 +5,7 @@ import engine.ops as F
 from engine import backend
 from engine.tensor import Tensor
 
-from ._checks import check_input
+from .validation import check_input
 from .module import Module, Parameter
 
 

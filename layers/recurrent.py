@@ -6,7 +6,7 @@ from engine import backend
 from engine.tensor import Tensor, as_tensor
 
 from . import init
-from ._checks import check_input
+from .validation import check_input
 from .dense import Dense
 from .module import Module, ModuleList
 

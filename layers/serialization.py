@@ -24,7 +24,7 @@ import numpy as np
 
 from engine import backend
 from engine import io as engine_io
-from engine import random as engine_random
+from engine import rng as engine_random
 from engine import safetensors as st
 
 from .conv import Conv2d

@@ -2,7 +2,7 @@
 import numba
 import numpy as np
 
-from .numba_twins import serial_and_parallel
+from .serial_and_parallel import serial_and_parallel
 
 
 @numba.njit(cache=True)

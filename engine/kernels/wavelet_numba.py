@@ -6,7 +6,7 @@ by the amount of work. The copies get their own names so Numba's on-disk cache k
 import numba
 import numpy as np
 
-from .numba_twins import serial_and_parallel
+from .serial_and_parallel import serial_and_parallel
 
 
 def _analyze(x, filters, out):

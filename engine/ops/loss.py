@@ -2,7 +2,7 @@
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor, as_tensor
-from ..config import no_grad
+from ..grad_mode import no_grad
 from .activation import log_softmax, log_softmax_array
 from .math import exp
 from .reduce import mean, sum as sum_

@@ -1,9 +1,9 @@
 """Elementwise arithmetic, unary math, comparisons-as-selection and matrix products."""
 from .. import backend
-from ..config import no_grad
+from ..grad_mode import no_grad
 from ..function import Function
 from ..tensor import Tensor, as_tensor
-from ._util import sum_to, cast_like
+from .broadcasting import sum_to, cast_like
 
 
 class _Binary(Function):

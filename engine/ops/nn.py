@@ -1,6 +1,6 @@
 """Neural-network helpers: dropout and embedding lookup."""
 from .. import backend
-from .. import random as erandom
+from .. import rng as erandom
 from ..function import Function
 from ..tensor import Tensor, as_tensor
 from .shape import scatter_add

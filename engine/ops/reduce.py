@@ -1,7 +1,7 @@
 """Reductions over axes: sum, mean, max, min (keepdims as in NumPy)."""
 from .. import backend
 from ..function import Function
-from ._util import normalize_axes, expand_reduced
+from .broadcasting import normalize_axes, expand_reduced
 
 
 class Sum(Function):

@@ -2,7 +2,7 @@
 from .. import backend
 from ..function import Function
 from ..tensor import Tensor, as_tensor
-from ._util import sum_to, normalize_axis
+from .broadcasting import sum_to, normalize_axis
 
 
 class Reshape(Function):

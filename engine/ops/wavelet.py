@@ -1,6 +1,6 @@
 """Differentiable fast wavelet analysis/synthesis (zero padding) and the packed forms a layer uses."""
 from .. import backend
-from ..config import is_grad_enabled
+from ..grad_mode import is_grad_enabled
 from ..function import Function
 from ..kernels import wavelet as kernels
 from ..tensor import Tensor, as_tensor

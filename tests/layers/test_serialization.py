@@ -9,7 +9,7 @@ import pytest
 
 import engine
 from engine import io as engine_io
-from engine import random as engine_random
+from engine import rng as engine_random
 from engine import safetensors as st
 from layers import serialization as S
 from layers.models import lenet300, lenet5, sequence_model

@@ -1,4 +1,4 @@
-"""Helpers the compression methods share: finding and replacing layers, per-layer settings, checks."""
+"""Settings the compression methods share: energy and rank checks, per-layer values, number-list flags."""
 import argparse
 
 import numpy as np
@@ -56,33 +56,6 @@ def per_layer(value, names, what, where):
                              f"({len(names)}: {list(names)})")
         return dict(zip(names, value))
     raise TypeError(f"{where}: {what} must be a number, a list or a dict, got {type(value).__name__}")
-
-
-def replace_module(model, dotted_name, new_module):
-    """Put new_module where model.<dotted_name> was."""
-    parent = model
-    *path, last = dotted_name.split(".")
-    for part in path:
-        parent = parent._modules[part]
-    setattr(parent, last, new_module)    # Module.__setattr__ keeps an existing key's place (Sequential order)
-
-
-def find_layers(model, layer_type, names=None, where="compress", exclude=()):
-    """[(dotted name, module)] of every `layer_type` (but no `exclude` type) in model, or of the
-    named subset (checked)."""
-    found = [(n, m) for n, m in model.named_modules()
-             if n and isinstance(m, layer_type) and not isinstance(m, exclude)]
-    if names is not None:
-        if isinstance(names, str):
-            names = [s for s in names.split(",") if s]
-        available = [n for n, _ in found]
-        missing = [n for n in names if n not in available]
-        if missing:
-            types = layer_type if isinstance(layer_type, tuple) else (layer_type,)
-            kind = "/".join(t.__name__ for t in types)
-            raise ValueError(f"{where}: no {kind} layer named {missing}; available: {available}")
-        found = [(n, m) for n, m in found if n in names]
-    return found
 
 
 def number_list(kind, what):
