@@ -2,7 +2,9 @@
 import weakref
 
 from . import backend
+from .anomaly import check_finite
 from .grad_mode import state
+from .tensor import Tensor
 
 
 class Function:
@@ -28,7 +30,7 @@ class Function:
         if single:
             ys = (ys,)
         if state.anomaly:
-            _check_finite(self, ys, "forward", [t.data for t in tensors])
+            check_finite(self, ys, "forward", [t.data for t in tensors])
         record = state.grad_enabled and any(t.requires_grad for t in tensors)
         outputs = [Tensor(y, requires_grad=record) for y in ys]
         if record:
@@ -55,26 +57,3 @@ class Function:
     def backward(self, *gys):
         raise NotImplementedError
 
-
-def _check_finite(function, arrays, phase, inputs=None):
-    """Raise FloatingPointError naming `function` when any float array holds NaN/Inf."""
-    for i, a in enumerate(arrays):
-        if a is None or a.dtype.kind not in "fc":
-            continue
-        xp = backend.xp_of(a)
-        if not bool(xp.isfinite(a).all()):
-            what = "NaN" if bool(xp.isnan(a).any()) else "Inf"
-            where = f"output {i}" if phase == "forward" else f"gradient for input {i}"
-            note = ""
-            if inputs is not None:
-                bad_in = [j for j, x in enumerate(inputs)
-                          if x is not None and x.dtype.kind in "fc"
-                          and not bool(backend.xp_of(x).isfinite(x).all())]
-                note = (f"; inputs {bad_in} were already non-finite" if bad_in
-                        else "; all its inputs were finite")
-            raise FloatingPointError(
-                f"detect_anomaly: {function.name} produced {what} in {phase} ({where}, "
-                f"shape {tuple(a.shape)}){note}")
-
-
-from .tensor import Tensor  # noqa: E402  (Tensor needs Function's module loaded first)

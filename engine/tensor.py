@@ -2,6 +2,7 @@
 import heapq
 
 from . import backend
+from .anomaly import check_finite
 from .grad_mode import state
 
 
@@ -84,10 +85,6 @@ class Tensor:
         """A new leaf tensor sharing this data, cut from the graph."""
         return Tensor(self.data)
 
-    def astype(self, dtype):
-        from .ops import cast
-        return cast(self, dtype)
-
     def to(self, device):
         """A copy on `device` ('cpu' or 'gpu'); the same tensor when already there."""
         data = backend.to_device(self.data, device)
@@ -165,33 +162,10 @@ class Tensor:
                 raise RuntimeError(
                     f"backward through {f.name} a second time: the graph was freed; "
                     "pass retain_graph=True to the first backward")
-            gys = []
-            any_grad = False
-            for ref, (shape, dtype) in zip(f.outputs, f.output_meta):
-                out = ref()
-                g = None if out is None else grads.pop(id(out), None)
-                if g is not None:
-                    any_grad = True
-                    if out._hooks:
-                        g = out._apply_hooks(g)
-                    if out._retain:
-                        out.grad = g if out.grad is None else out.grad + g
-                gys.append(g)
-            if not any_grad:
+            gys = _output_grads(f, grads)
+            if gys is None:
                 continue
-            if len(gys) > 1 and any(g is None for g in gys):
-                xp = backend.xp_of(next(g for g in gys if g is not None))
-                gys = [xp.zeros(s, d) if g is None else g for g, (s, d) in zip(gys, f.output_meta)]
-            for hook in state.function_hooks:
-                hook.backward_preprocess(f, gys)
-            gxs = f.backward(*gys)
-            if not isinstance(gxs, tuple):
-                gxs = (gxs,)
-            if anomaly:
-                from .function import _check_finite
-                _check_finite(f, gxs, "backward")
-            for hook in state.function_hooks:
-                hook.backward_postprocess(f, gys, gxs)
+            gxs = _run_backward(f, gys, anomaly)
             for x, gx in zip(f.inputs, gxs):
                 if gx is None or not x.requires_grad:
                     continue
@@ -218,6 +192,43 @@ class Tensor:
         _finish_leaves(leaves)
 
     # ---- Python operators (bodies installed by engine.ops) ------------
+
+
+def _output_grads(function, grads):
+    """The gradients of `function`'s outputs, popped from `grads` (zeros for an output without one);
+    None when no output received a gradient. Hooks and retain_grad see each gradient here."""
+    gys = []
+    any_grad = False
+    for ref, (shape, dtype) in zip(function.outputs, function.output_meta):
+        out = ref()
+        g = None if out is None else grads.pop(id(out), None)
+        if g is not None:
+            any_grad = True
+            if out._hooks:
+                g = out._apply_hooks(g)
+            if out._retain:
+                out.grad = g if out.grad is None else out.grad + g
+        gys.append(g)
+    if not any_grad:
+        return None
+    if len(gys) > 1 and any(g is None for g in gys):
+        xp = backend.xp_of(next(g for g in gys if g is not None))
+        gys = [xp.zeros(s, d) if g is None else g for g, (s, d) in zip(gys, function.output_meta)]
+    return gys
+
+
+def _run_backward(function, gys, anomaly):
+    """function.backward(*gys) as a tuple, between the function hooks (and the anomaly check)."""
+    for hook in state.function_hooks:
+        hook.backward_preprocess(function, gys)
+    gxs = function.backward(*gys)
+    if not isinstance(gxs, tuple):
+        gxs = (gxs,)
+    if anomaly:
+        check_finite(function, gxs, "backward")
+    for hook in state.function_hooks:
+        hook.backward_postprocess(function, gys, gxs)
+    return gxs
 
 
 def _finish_leaves(leaves):

@@ -55,6 +55,7 @@ def _install_operators():
     T.__le__ = lambda a, b: a.data <= (b.data if isinstance(b, Tensor) else b)
     T.__gt__ = lambda a, b: a.data > (b.data if isinstance(b, Tensor) else b)
     T.__ge__ = lambda a, b: a.data >= (b.data if isinstance(b, Tensor) else b)
+    T.astype = lambda a, dtype: cast(a, dtype)
     T.reshape = lambda a, *shape: reshape(a, *shape)
     T.transpose = lambda a, *axes: transpose(a, *axes)
     T.T = property(lambda a: transpose(a))
