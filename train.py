@@ -40,6 +40,7 @@ from engine.argconfig import (ConfigError, HelpFormatter, check_values, explicit
                               load_toml, nonnegative_float, nonnegative_int, option_actions, positive_float,
                               positive_int, unit_float, write_toml)
 from engine import io as engine_io
+from engine.kernels import numba_disabled
 from engine.memory import retain_freed_memory
 from engine.ops import distillation_loss
 from engine import rng as engine_random
@@ -1069,6 +1070,7 @@ def main(argv=None):
         run = Run(args)
         run.guard = guard = SignalGuard()
         try:
+            numba_disabled()   # a bad COMPACTNET_DISABLE_NUMBA value is a usage error, before any kernel runs
             run.setup()
         except (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError) as e:
             if debug:

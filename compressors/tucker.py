@@ -48,10 +48,8 @@ import numpy as np
 
 import engine
 from engine import backend
-from engine import rng as erandom
-from layers.module import Parameter
 
-from .layer_swap import find_layers, replace_module
+from .layer_swap import replace_module
 from .plugin import Compressor
 # the layers stay importable from here too (public names since issue 5)
 from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeight  # noqa: F401
@@ -59,31 +57,11 @@ from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeigh
 from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
                             balanced_shape, paired_shape, prime_factors, solve_ranks,
                             solve_ranks_greedy, solve_shared_k, spatial_shape, tucker_params)
+from .tucker_plan import (Conversion, _layer_types, allocate, apply_layouts, check_options, layer_orders,
+                          reshape_layers)
 
 
 # ---------------------------------------------------------------- whole models
-def _layer_types():
-    from layers.conv import Conv2d
-    from layers.dense import Dense
-    return Dense, Conv2d
-
-
-def _per_layer_ranks(ranks, names, where):
-    """ranks as given: an int, one list for every layer, a list of lists, or a dict name -> ranks."""
-    if ranks is None:
-        return {n: None for n in names}
-    if isinstance(ranks, dict):
-        missing = [n for n in names if n not in ranks]
-        if missing:
-            raise ValueError(f"{where}: ranks has no entry for layers {missing}")
-        return {n: ranks[n] for n in names}
-    if isinstance(ranks, (list, tuple)) and ranks and isinstance(ranks[0], (list, tuple)):
-        if len(ranks) != len(names):
-            raise ValueError(f"{where}: {len(ranks)} rank lists for {len(names)} layers {names}")
-        return dict(zip(names, ranks))
-    return {n: ranks for n in names}
-
-
 def dense_input_shapes(model, example):
     """name -> per-example input shape before flattening, for each Dense layer fed by a Flatten.
 
@@ -156,107 +134,40 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
     Returns a report dict (per-layer modes, ranks, params; dense and compressed totals, ratio).
     """
     where = "tucker.compress" if not shared_core else "scada.compress"
-    targets = find_layers(model, _layer_types(), layers, "tucker.compress", exclude=_TuckerWeight)
-    if not targets:
-        raise ValueError(f"{where}: the model has no Dense or Conv2d layer to convert")
-    if ratio is not None and not ratio > 0:
-        raise ValueError(f"{where}: ratio must be > 0, got {ratio!r}")
-    if allocation not in ALLOCATIONS:
-        raise ValueError(f"{where}: allocation must be one of {sorted(ALLOCATIONS)}, got {allocation!r}")
-    solve = ALLOCATIONS[allocation]
-    if reshape not in RESHAPES:
-        raise ValueError(f"{where}: reshape must be one of {RESHAPES}, got {reshape!r}")
-    if reshape == "spatial" and not isinstance(input_shapes, dict):
-        raise ValueError(f"{where}: reshape='spatial' needs input_shapes, a dict layer name -> input shape "
-                         f"before flattening (dense_input_shapes(model, example) finds them), got {input_shapes!r}")
+    targets = check_options(model, layers, ratio, allocation, reshape, input_shapes, where)
     dense_total = model.num_parameters()
     names = [n for n, _ in targets]
     shapes = dict(shapes or {})
     counts = {n: m.weight.size for n, m in targets}
-    if isinstance(order, (list, tuple)):
-        if len(order) != len(names):
-            raise ValueError(f"{where}: {len(order)} orders for {len(names)} layers {names}")
-        layer_orders = dict(zip(names, order))
-    else:
-        layer_orders = {n: order for n in names}
-    dense_type, _ = _layer_types()
-    pairings, fixed_ranks = {}, {}
-    for n, layout in _check_layouts(layouts, names, shared_core, where).items():
-        shapes[n] = tuple(math.prod(g[i] for g in layout["digits"]) for i in range(len(layout["digits"][0])))
-        pairings[n] = layout["digits"]
-        layer_orders[n] = len(shapes[n])
-        if layout.get("ranks") is not None:
-            fixed_ranks[n] = _check_ranks(layout["ranks"], shapes[n], f"{where} ({n})")
+    orders = layer_orders(order, names, where)
+    pairings, fixed_ranks = apply_layouts(layouts, names, shared_core, shapes, orders, where)
     if ratio is None and ranks is None and k is None and len(fixed_ranks) != len(names):
         missing = [n for n in names if n not in fixed_ranks]
         raise ValueError(f"{where}: give a target ratio, explicit ranks or (shared core) k"
                          + (f" for layers {missing}, whose layouts give no ranks" if fixed_ranks else ""))
-    for n, m in targets:
-        if reshape != "balanced" and n not in shapes:
-            # Dense weight (n_in, n_out); Conv2d weight (out, in/groups, kh, kw): first index, the rest
-            first = m.weight.shape[0]
-            geometry = tuple(input_shapes.get(n) or ()) if reshape == "spatial" else ()
-            if reshape == "aligned":
-                shapes[n] = aligned_shape(first, counts[n] // first, layer_orders[n], f"{where} ({n})")
-            elif isinstance(m, dense_type) and sum(int(a) > 1 for a in geometry) >= 2:
-                if math.prod(geometry) != first:
-                    raise ValueError(f"{where} ({n}): input shape {geometry} has {math.prod(geometry)} values, "
-                                     f"the layer takes {first}")
-                shapes[n], pairings[n] = spatial_shape(geometry, counts[n] // first, layer_orders[n],
-                                                       f"{where} ({n})", coarse=spatial_coarse)
-            else:
-                shapes[n], *pairings[n] = paired_shape(first, counts[n] // first, layer_orders[n],
-                                                       f"{where} ({n})")
-    modes = {n: adjust_dimensions(counts[n], layer_orders[n], shapes.get(n), f"{where} ({n})") for n in names}
+    modes = reshape_layers(targets, counts, shapes, pairings, orders, reshape, input_shapes, spatial_coarse,
+                           where)
     dense_biases = sum(m.bias.size for _, m in targets if m.bias is not None)
-    others = dense_total - sum(counts.values()) - dense_biases     # unconverted params kept as they are
-    biases = dense_biases if bias else 0
-    dtype = targets[0][1].weight.dtype
-    device = targets[0][1].weight.device
+    plan = Conversion(targets, modes, counts, fixed_ranks, dense_total, biases=dense_biases if bias else 0,
+                      others=dense_total - sum(counts.values()) - dense_biases, bias=bias,
+                      min_rank=min_rank, solve=ALLOCATIONS[allocation], where=where)
+    core, layer_ranks = allocate(plan, ratio, ranks, k, shared_core, per_layer, targets[0][1].weight.dtype)
+    rows = _convert_layers(model, plan, layer_ranks, core, pairings, from_weights)
+    compressed_total = model.num_parameters()
+    return {"layers": rows, "dense_params": dense_total, "params": compressed_total,
+            "shared_core": None if core is None else list(core.shape),
+            "ratio": dense_total / compressed_total,
+            "bytes": sum(p.size * p.dtype.itemsize for p in model.parameters())}
 
-    core = None
-    if shared_core:
-        orders = {len(m) for m in modes.values()}
-        if len(orders) != 1:
-            raise ValueError(f"{where}: a shared core needs one order for every layer, got modes {modes}")
-        if k is None and ranks is not None:
-            if not isinstance(ranks, (int, np.integer)):
-                raise ValueError(f"{where}: a shared core takes one int k (core k^D), got ranks={ranks!r}")
-            k = int(ranks)
-        if k is None:
-            budget = dense_total / ratio - biases - others
-            k = solve_shared_k([modes[n] for n in names], budget, where)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"{where}: k must be a positive int, got {k!r}")
-        d = orders.pop()
-        core = Parameter(erandom.get_rng().standard_normal((int(k),) * d).astype(dtype))
-        layer_ranks = {n: None for n in names}
-    elif ranks is not None:
-        layer_ranks = _per_layer_ranks(ranks, [n for n in names if n not in fixed_ranks], where)
-        layer_ranks.update(fixed_ranks)
-    elif len(fixed_ranks) == len(names):
-        layer_ranks = dict(fixed_ranks)
-    elif per_layer:
-        layer_ranks = dict(fixed_ranks)
-        for n, m in targets:
-            if n in fixed_ranks:
-                continue
-            dense_bias = m.bias.size if m.bias is not None else 0
-            kept = dense_bias if bias else 0
-            layer_ranks[n] = solve([modes[n]], (counts[n] + dense_bias) / ratio - kept, min_rank,
-                                   f"{where} ({n})")[0]
-    else:
-        free = [n for n in names if n not in fixed_ranks]
-        budget = (dense_total / ratio - biases - others
-                  - sum(tucker_params(modes[n], fixed_ranks[n]) for n in fixed_ranks))
-        solved = solve([modes[n] for n in free], budget, min_rank, where)
-        layer_ranks = dict(zip(free, solved))
-        layer_ranks.update(fixed_ranks)
 
+def _convert_layers(model, plan, layer_ranks, core, pairings, from_weights):
+    """Swap each target for its Tucker layer (sharing `core` if given); one report row per layer."""
+    dense_type, _ = _layer_types()
     rows, projected = [], []
-    for n, m in targets:
-        kwargs = dict(ranks=layer_ranks[n], order=len(modes[n]), shape=modes[n], core=core,
-                      from_weights=from_weights, min_rank=min_rank, bias=bias, pairing=pairings.get(n))
+    for n, m in plan.targets:
+        kwargs = dict(ranks=layer_ranks[n], order=len(plan.modes[n]), shape=plan.modes[n], core=core,
+                      from_weights=from_weights, min_rank=plan.min_rank, bias=plan.bias,
+                      pairing=pairings.get(n))
         new = (TuckerDense.from_dense(m, **kwargs) if isinstance(m, dense_type)
                else TuckerConv2d.from_conv(m, **kwargs))
         if core is not None:
@@ -266,43 +177,14 @@ def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_wei
         replace_module(model, n, new)
         rows.append({"name": n, "type": type(new).__name__, "weight_shape": list(new.weight_shape),
                      "modes": list(new.modes), "ranks": list(new.ranks),
-                     "dense_params": counts[n] + (m.bias.size if m.bias is not None else 0),
+                     "dense_params": plan.counts[n] + (m.bias.size if m.bias is not None else 0),
                      "params": new.tucker_params(count_core=core is None)})
     if core is not None:
+        device = plan.targets[0][1].weight.device
         core.data = backend.to_device(core.data, device)
         if from_weights:
-            core.data = backend.to_device(np.mean(projected, axis=0).astype(dtype), device)
-    compressed_total = model.num_parameters()
-    return {"layers": rows, "dense_params": dense_total, "params": compressed_total,
-            "shared_core": None if core is None else list(core.shape),
-            "ratio": dense_total / compressed_total,
-            "bytes": sum(p.size * p.dtype.itemsize for p in model.parameters())}
-
-
-def _check_layouts(layouts, names, shared_core, where):
-    """Validate compress()'s layouts (name -> {"digits": groups, "ranks": ...}); returns them with int tuples."""
-    if not layouts:
-        return {}
-    if not isinstance(layouts, dict):
-        raise ValueError(f"{where}: layouts must be a dict layer name -> {{'digits': ..., 'ranks': ...}}, "
-                         f"got {type(layouts).__name__}")
-    unknown = [n for n in layouts if n not in names]
-    if unknown:
-        raise ValueError(f"{where}: layouts name layers {unknown} that are not converted; converted: {names}")
-    checked = {}
-    for n, layout in layouts.items():
-        digits = layout.get("digits") if isinstance(layout, dict) else None
-        if not digits or len(digits) < 2 or len({len(g) for g in digits}) != 1:
-            raise ValueError(f"{where} ({n}): a layout needs 'digits', >= 2 groups of equal length (one "
-                             f"size per mode), got {layout!r}")
-        if shared_core and layout.get("ranks") is not None:
-            raise ValueError(f"{where} ({n}): a shared core fixes every layer's core sizes; give k, not "
-                             f"layout ranks")
-        groups = tuple(tuple(int(v) for v in g) for g in digits)
-        if any(v < 1 for g in groups for v in g):
-            raise ValueError(f"{where} ({n}): layout digits must be positive ints, got {digits!r}")
-        checked[n] = {"digits": groups, "ranks": layout.get("ranks")}
-    return checked
+            core.data = backend.to_device(np.mean(projected, axis=0).astype(plan.targets[0][1].weight.dtype), device)
+    return rows
 
 
 def _sizes(text, what):

@@ -20,7 +20,7 @@ from layers import init
 from layers.validation import check_input
 from layers.module import Module, Parameter
 
-from .tucker_shapes import adjust_dimensions, solve_ranks, tucker_params
+from .tucker_shapes import adjust_dimensions, ratio_budget, solve_ranks, tucker_params
 
 
 def _check_ranks(ranks, modes, where):
@@ -60,9 +60,8 @@ class _TuckerWeight(Module):
         elif ranks is not None:
             ranks = _check_ranks(ranks, modes, where)
         elif ratio is not None:
-            if not ratio > 0:
-                raise ValueError(f"{where}: ratio must be > 0, got {ratio!r}")
-            budget = (count + (n_bias if bias else 0)) / ratio - (n_bias if bias else 0)
+            kept = n_bias if bias else 0
+            budget = ratio_budget(count + kept, ratio, kept, where=where)
             ranks = solve_ranks([modes], budget, min_rank, where)[0]
         else:
             raise ValueError(f"{where}: give ranks (core sizes), a target ratio or a shared core")

@@ -169,6 +169,23 @@ def spatial_shape(input_axes, n_out, order, where="tucker", coarse="small"):
 
 
 # ---------------------------------------------------------------- parameter counts and rank solving
+def check_ratio(ratio, where="tucker"):
+    """ratio itself when it is > 0; otherwise a ValueError naming it."""
+    if not ratio > 0:
+        raise ValueError(f"{where}: ratio must be > 0, got {ratio!r}")
+    return ratio
+
+
+def ratio_budget(dense_params, ratio, *kept, where="tucker"):
+    """The values Tucker cores and factors may store so that `dense_params` dense values shrink
+    `ratio` times: dense_params / ratio less each count in `kept` (biases, unconverted layers,
+    layers whose core sizes are fixed: values stored as they are), subtracted in the order given."""
+    budget = dense_params / check_ratio(ratio, where)
+    for count in kept:
+        budget -= count
+    return budget
+
+
 def tucker_params(modes, ranks, core=True):
     """Stored values of a Tucker weight: prod(k_i) (the core, unless shared) + sum(m_i k_i)."""
     return (math.prod(ranks) if core else 0) + sum(m * k for m, k in zip(modes, ranks))

@@ -1,11 +1,10 @@
 """im2col / col2im for 2-D convolution: patches as columns, and their adjoint (NumPy, Numba, CuPy)."""
 import functools
-import os
 
 import numpy as np
 
 from .. import backend
-from . import load_numba_module
+from . import PARALLEL_VARIABLE, env_flag, load_numba_module, pays_to_thread
 
 
 def conv_output_size(size, k, stride, pad, dilation):
@@ -82,17 +81,14 @@ PREFERRED = {"im2col": "numba", "col2im": "numba"}
 
 # The prange (threaded) kernels ran 2-3x faster than one thread on an idle 2-core machine but
 # 2-20x slower when the cores were shared (threads wait for each other), so they are opt-in:
-# COMPACTNET_NUMBA_PARALLEL=1, and then only for calls with at least this many column entries.
-PARALLEL_MIN_ENTRIES = 1 << 16
-
-
+# COMPACTNET_NUMBA_PARALLEL=1 (read like COMPACTNET_DISABLE_NUMBA), and then only for calls that
+# copy at least PARALLEL_MIN_WORK column entries (the threshold every kernel family shares).
 def _pays_to_thread(batch, entries_per_image):
-    return (os.environ.get("COMPACTNET_NUMBA_PARALLEL", "") == "1" and batch > 1
-            and batch * entries_per_image >= PARALLEL_MIN_ENTRIES)
+    return env_flag(PARALLEL_VARIABLE) and batch > 1 and pays_to_thread(batch * entries_per_image)
 
 
 def numba_enabled():
-    """True when Numba imports and COMPACTNET_DISABLE_NUMBA is not set to 1."""
+    """True when Numba imports and COMPACTNET_DISABLE_NUMBA does not disable it."""
     return numba_kernels() is not None
 
 
@@ -103,7 +99,7 @@ def numba_kernels():
 
 def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_major):
     if not numba_enabled():
-        raise RuntimeError(f"{name}: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
+        raise RuntimeError(f"{name}: Numba is not available (or COMPACTNET_DISABLE_NUMBA disables it)")
     kernels = numba_kernels()
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh = conv_output_size(x.shape[2], kh, sh, ph, dh)
@@ -132,7 +128,7 @@ def im2col_cm_nb(x, kh, kw, stride, padding, dilation, parallel=None):
 def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None):
     """The Numba version of col2im_numpy (same result); parallel None picks threads by _pays_to_thread."""
     if not numba_enabled():
-        raise RuntimeError("col2im_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA=1)")
+        raise RuntimeError("col2im_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA disables it)")
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     if parallel is None:
         parallel = _pays_to_thread(cols.shape[0], cols[0].size)

@@ -12,7 +12,7 @@ def _numba_kernels(array, impl):
     kernels = load_numba_module("recurrent_numba")
     if impl == "numba" and kernels is None:
         raise RuntimeError("recurrent kernels: impl='numba' requested but numba is not importable "
-                           "(or COMPACTNET_DISABLE_NUMBA=1 is set)")
+                           "(or COMPACTNET_DISABLE_NUMBA disables it)")
     return kernels
 
 

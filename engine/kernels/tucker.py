@@ -1,12 +1,12 @@
 """Mode-n products and the Tucker rebuild (core x_1 M_1 ... x_D M_D) with its backward: NumPy, Numba, CuPy."""
 import math
-import os
+
+import numpy as np
 
 from .. import backend
+from . import load_numba_module
 
 IMPLEMENTATIONS = ("numpy", "numba", "cupy")
-
-_numba_kernels = None      # (mode_product_3d,) once compiled; False when numba is unusable
 
 
 # ---------------------------------------------------------------------------
@@ -48,20 +48,8 @@ def rebuild_flops(core_shape, factor_shapes):
 # implementation choice
 # ---------------------------------------------------------------------------
 def numba_available():
-    """True when numba imports and COMPACTNET_DISABLE_NUMBA is not set to a true value."""
-    return _load_numba() is not False
-
-
-def _load_numba():
-    global _numba_kernels
-    if os.environ.get("COMPACTNET_DISABLE_NUMBA", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    if _numba_kernels is None:
-        try:
-            _numba_kernels = _compile_numba()
-        except Exception:  # ImportError, or numba present but unusable here
-            _numba_kernels = False
-    return _numba_kernels
+    """True when numba imports and COMPACTNET_DISABLE_NUMBA does not disable it."""
+    return load_numba_module("tucker_numba") is not None
 
 
 def _resolve(impl, *arrays):
@@ -81,7 +69,7 @@ def _resolve(impl, *arrays):
         raise ValueError(f"tucker kernel: implementation {impl!r} needs NumPy arrays, got CuPy arrays")
     if impl == "numba" and not numba_available():
         raise ValueError("tucker kernel: implementation 'numba' requested but numba is not importable "
-                         "or COMPACTNET_DISABLE_NUMBA is set")
+                         "or COMPACTNET_DISABLE_NUMBA disables it")
     return impl
 
 
@@ -107,40 +95,10 @@ def _mode_product_xp(tensor, matrix, mode):
     return out.reshape(out_shape)
 
 
-def _compile_numba():
-    import numba
-    import numpy as np
-
-    @numba.njit(cache=True)
-    def mode_product_3d(t, matrix):
-        """out[i, j, l] = sum_p matrix[j, p] * t[i, p, l] for t (a, k, b) and matrix (m, k)."""
-        a, k, b = t.shape
-        m = matrix.shape[0]
-        out = np.zeros((a, m, b), dtype=t.dtype)
-        if b == 1:  # contract the last axis: keep the output row contiguous in the inner loop
-            matrix_t = np.ascontiguousarray(matrix.T)
-            for i in range(a):
-                for p in range(k):
-                    c = t[i, p, 0]
-                    for j in range(m):
-                        out[i, j, 0] += c * matrix_t[p, j]
-            return out
-        for i in range(a):
-            for j in range(m):
-                for p in range(k):
-                    c = matrix[j, p]
-                    for l in range(b):
-                        out[i, j, l] += c * t[i, p, l]
-        return out
-
-    return (mode_product_3d,)
-
-
 def _mode_product_numba(tensor, matrix, mode):
-    import numpy as np
-    (kernel,) = _load_numba()
     before, k, after = _split_shape(tensor.shape, mode)
     t3 = np.ascontiguousarray(tensor).reshape(before, k, after)
+    kernel = load_numba_module("tucker_numba").mode_product_3d
     out = kernel(t3, np.ascontiguousarray(matrix, dtype=tensor.dtype))
     return out.reshape(tensor.shape[:mode] + (matrix.shape[0],) + tensor.shape[mode + 1:])
 

@@ -13,26 +13,22 @@ The adjoint of analysis with f is synthesis with f reversed and vice versa, so
 the backward passes reuse the same three primitives: ``analyze``, ``synthesize``
 and ``analyze_filter_grad``. Each primitive has a NumPy/CuPy version (gather +
 matmul, xp taken from the input) and a Numba CPU version, chosen by
-``implementation``; setting COMPACTNET_DISABLE_NUMBA=1 forces the NumPy path. The packed
+``implementation``; COMPACTNET_DISABLE_NUMBA=1 (see engine.kernels) forces the NumPy path. The packed
 transforms at the end (bands concatenated, as WaveletLinear uses them) run every level in one
 fused Numba call per direction when Numba is active.
 """
-import os
-
 import numpy as np
 
 from .. import backend
+from . import load_numba_module, pays_to_thread
 
 IMPLEMENTATIONS = ("numpy", "numba")
-
-_numba_kernels = None
-_numba_checked = False
 
 
 # ---------------------------------------------------------------- dispatch
 def numba_available():
-    """True when numba imports and COMPACTNET_DISABLE_NUMBA is not set."""
-    return _load_numba() is not None
+    """True when numba imports and COMPACTNET_DISABLE_NUMBA does not disable it."""
+    return load_numba_module("wavelet_numba") is not None
 
 
 def available_implementations():
@@ -50,7 +46,7 @@ def implementation(x, impl=None):
         raise ValueError(f"wavelet kernels: impl must be one of {IMPLEMENTATIONS} or None, got {impl!r}")
     if impl == "numba" and not numba_available():
         raise RuntimeError("wavelet kernels: impl='numba' requested but numba is not importable "
-                           "(or COMPACTNET_DISABLE_NUMBA=1 is set)")
+                           "(or COMPACTNET_DISABLE_NUMBA disables it)")
     return impl
 
 
@@ -324,27 +320,10 @@ def _synthesize_xp(c, filters, n_out):
 
 
 # ---------------------------------------------------------------- Numba primitives
-def _load_numba():
-    """The Numba kernel module (compiled lazily, cached on disk); None without numba or when disabled."""
-    global _numba_kernels, _numba_checked
-    if os.environ.get("COMPACTNET_DISABLE_NUMBA", "") not in ("", "0"):
-        return None
-    if not _numba_checked:
-        _numba_checked = True
-        try:
-            from . import wavelet_numba
-            _numba_kernels = wavelet_numba
-        except ImportError:
-            _numba_kernels = None
-    return _numba_kernels
-
-
-# below this many multiply-adds a call runs single-threaded (starting threads costs more)
-PARALLEL_MIN_WORK = 200_000
-
-
 def _numba_kernel(name, work):
-    return getattr(_numba_kernels, name + ("_parallel" if work >= PARALLEL_MIN_WORK else "_serial"))
+    """The serial or parallel copy of Numba kernel `name`, by the call's multiply-adds."""
+    kernels = load_numba_module("wavelet_numba")
+    return getattr(kernels, name + ("_parallel" if pays_to_thread(work) else "_serial"))
 
 
 # ---------------------------------------------------------------- packed transforms (what the layer uses)

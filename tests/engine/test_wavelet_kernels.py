@@ -105,7 +105,7 @@ def test_numba_and_numpy_kernels_agree(dtype, tol):
 @pytest.mark.parametrize("parallel", [False, True])
 def test_fused_numba_packed_transforms_agree_with_numpy(monkeypatch, dtype, tol, n, L, levels, parallel):
     # the dispatcher picks the serial or the parallel copy of each kernel by work; force each
-    monkeypatch.setattr(K, "PARALLEL_MIN_WORK", 0 if parallel else 10 ** 12)
+    monkeypatch.setattr(engine.kernels, "PARALLEL_MIN_WORK", 0 if parallel else 10 ** 12)
     rng = np.random.default_rng(n)
     x = rng.standard_normal((2, 3, n)).astype(dtype)
     filters = [rng.standard_normal(L).astype(dtype) for _ in range(4)]
