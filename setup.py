@@ -9,7 +9,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["engine", "engine.*", "layers", "layers.*",
-                                    "compressors", "compressors.*", "tasks", "tasks.*"]),
+                                    "compressors", "compressors.*", "tasks", "tasks.*",
+                                    "training", "training.*"]),
     py_modules=["train"],
     install_requires=["numpy>=1.22"],
     extras_require={

@@ -15,19 +15,21 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import train  # noqa: E402
 from compressors import quantize, report  # noqa: E402
 from engine import io as engine_io  # noqa: E402
+from training.checkpoint import CHECKPOINT, split_checkpoint  # noqa: E402
+from training.loop import Run  # noqa: E402
+from training.options import parse_args  # noqa: E402
 
 
 def rebuild(run_dir, scratch):
     """(Run, model) of a finished run folder, its weights loaded from checkpoint.npz, in eval mode."""
-    args = train.parse_args(["--config", os.path.join(run_dir, "config.toml"), "--out", scratch, "--no-progress"])
-    run = train.Run(args)
+    args = parse_args(["--config", os.path.join(run_dir, "config.toml"), "--out", scratch, "--no-progress"])
+    run = Run(args)
     run.setup()
     model = run.build()
-    arrays, _ = engine_io.load(os.path.join(run_dir, train.CHECKPOINT))
-    state, _ = train._split_checkpoint(arrays)
+    arrays, _ = engine_io.load(os.path.join(run_dir, CHECKPOINT))
+    state, _ = split_checkpoint(arrays)
     model.load_state_dict(state)
     return run, model.eval()
 

@@ -254,7 +254,7 @@ def main(argv=None):
                    help="leave glibc's allocator as it is (default: keep freed heap for reuse, as train.py does)")
     args = p.parse_args(argv)
     pin_threads(args.threads)
-    from engine.memory import retain_freed_memory
+    from training.memory import retain_freed_memory
     # as train.py does; it applies to both sides (one process), PyTorch's allocations too
     heap_retained = False if args.malloc_defaults else retain_freed_memory()
     torch = _try_import("torch")

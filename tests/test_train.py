@@ -12,9 +12,12 @@ import pytest
 
 import engine
 import train
+from training import options
+from training.loop import Run
+from training.signals import SignalGuard
 from compressors import plugin
 from engine import io as engine_io
-from engine.progress import progress
+from training.progress import progress
 from layers import Module, Parameter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,7 +116,7 @@ def test_resume_mid_epoch_matches_uninterrupted(tmp_path, monkeypatch):
     extra = ["--epochs", "3", "--optimizer", "adam", "--lr-schedule", "step", "--lr-gamma", "0.5"]
     assert run(tmp_path, *extra, name="whole")[0] == 0
 
-    original = train.Run.train_step
+    original = Run.train_step
 
     def interrupting_step(self, *a, **kw):
         result = original(self, *a, **kw)
@@ -121,14 +124,14 @@ def test_resume_mid_epoch_matches_uninterrupted(tmp_path, monkeypatch):
             self.guard.received = signal.SIGINT
         return result
 
-    monkeypatch.setattr(train.Run, "train_step", interrupting_step)
+    monkeypatch.setattr(Run, "train_step", interrupting_step)
     before = signal.getsignal(signal.SIGINT)
     code, out = run(tmp_path, *extra, name="split")
     assert code == 130
     assert signal.getsignal(signal.SIGINT) is before, "main() left its SIGINT handler installed"
     _, meta = model_arrays(out)
     assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (1, 2, 5)
-    monkeypatch.setattr(train.Run, "train_step", original)
+    monkeypatch.setattr(Run, "train_step", original)
     assert train.main(["--resume", str(out), "--no-progress"]) == 0
 
     whole, _ = model_arrays(tmp_path / "whole")
@@ -145,7 +148,7 @@ def test_resume_mid_epoch_matches_uninterrupted(tmp_path, monkeypatch):
 def test_resume_in_finetune_phase(tmp_path, monkeypatch, diagonal_registered):
     extra = ["--compress", "diagonal", "--epochs", "1", "--finetune-epochs", "2", "--optimizer", "rmsprop"]
     assert run(tmp_path, *extra, name="whole")[0] == 0
-    original = train.Run.train_step
+    original = Run.train_step
 
     def interrupting_step(self, *a, **kw):
         result = original(self, *a, **kw)
@@ -153,12 +156,12 @@ def test_resume_in_finetune_phase(tmp_path, monkeypatch, diagonal_registered):
             self.guard.received = signal.SIGTERM
         return result
 
-    monkeypatch.setattr(train.Run, "train_step", interrupting_step)
+    monkeypatch.setattr(Run, "train_step", interrupting_step)
     code, out = run(tmp_path, *extra, name="split")
     assert code == 143
     _, meta = model_arrays(out)
     assert (meta["phase"], meta["epoch"], meta["step_in_epoch"]) == ("finetune", 0, 2)
-    monkeypatch.setattr(train.Run, "train_step", original)
+    monkeypatch.setattr(Run, "train_step", original)
     assert train.main(["--resume", str(out / "checkpoint.npz"), "--no-progress"]) == 0
     whole, _ = model_arrays(tmp_path / "whole")
     split, _ = model_arrays(out)
@@ -194,7 +197,7 @@ def test_config_file_applies_and_round_trips(tmp_path):
     argv = TINY[:at] + TINY[at + 2:] + ["--epochs", "1", "--config", str(config)]
     assert train.main([*argv, "--out", str(tmp_path / "run")]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["lr"] == 0.002 and metrics["batch_size"] == train.RECIPES["adding"]["batch_size"]
+    assert metrics["lr"] == 0.002 and metrics["batch_size"] == options.RECIPES["adding"]["batch_size"]
     assert metrics["epochs"] == 1                      # the command line wins over the file
     written = (tmp_path / "run" / "config.toml").read_text()
     assert 'lr_schedule = "step"' in written and 'model_arg = ["hh_bias=true"]' in written
@@ -407,7 +410,7 @@ def test_plot_writes_curves(tmp_path):
 def test_signal_guard_ignores_signals_once_exiting_and_restores_handlers():
     """A late repeat signal (after the interrupt checkpoint is saved) must not raise: exit stays clean."""
     before = signal.getsignal(signal.SIGINT)
-    guard = train.SignalGuard()
+    guard = SignalGuard()
     with guard:
         assert signal.getsignal(signal.SIGINT) == guard._handle
         guard._handle(signal.SIGINT, None)                  # first: remembered
@@ -421,7 +424,7 @@ def test_signal_guard_ignores_signals_once_exiting_and_restores_handlers():
 def test_signal_guard_ignores_signals_while_the_process_ends():
     """train.py as a process: after an interrupt exit, repeats are ignored through interpreter shutdown."""
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    guard = train.SignalGuard()
+    guard = SignalGuard()
     try:
         with guard:
             guard._handle(signal.SIGTERM, None)
@@ -434,7 +437,7 @@ def test_signal_guard_ignores_signals_while_the_process_ends():
 
 
 def test_signal_guard_second_signal_aborts_while_running():
-    guard = train.SignalGuard()
+    guard = SignalGuard()
     with pytest.raises(KeyboardInterrupt):
         with guard:
             guard._handle(signal.SIGINT, None)
@@ -445,6 +448,6 @@ def test_signal_guard_second_signal_aborts_while_running():
 
 def test_signal_guard_restores_handlers_when_no_signal_came():
     before = signal.getsignal(signal.SIGTERM)
-    with train.SignalGuard():
+    with SignalGuard():
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import train
+from training import options
 from tasks import mnist
 from tasks.idx import write_idx
 
@@ -32,7 +33,7 @@ def mnist_run(tmp_path, name, *extra, model="lenet300"):
 
 def test_distill_alpha_outside_0_1_is_a_usage_error():
     with pytest.raises(SystemExit):
-        train.parse_args(["--distill-alpha", "2"])
+        options.parse_args(["--distill-alpha", "2"])
 
 
 def test_distill_from_a_dense_run_trains_and_is_recorded(tmp_path, capsys):

@@ -221,11 +221,11 @@ def test_compressor_plugin_flags_and_apply(seeded):
 
 
 def test_train_py_optimiser_leaves_the_frozen_basis_out(seeded):
-    train = pytest.importorskip("train", reason="train.py is not importable here")
+    from training import builders
     net = tiny_net()
     basis.compress(net, m=2, from_scratch=True)
     args = argparse.Namespace(optimizer="momentum", weight_decay=0.1, momentum=0.9, explicit=set())
-    optimizer = train.make_optimizer(args, net.parameters(), 0.1)
+    optimizer = builders.make_optimizer(args, net.parameters(), 0.1)
     optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert id(net[0].basis) not in optimised and id(net[2].basis) not in optimised
     assert id(net[0].combination) in optimised

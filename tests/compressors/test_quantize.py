@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import engine
-import train
+from training import options
 from compressors import quantize, tucker
 from layers.models import lenet300
 from tests.test_train_distill import mnist_run, tiny_mnist
@@ -99,7 +99,7 @@ def test_train_quantize_bits_writes_the_file_and_the_metrics(tmp_path):
     assert set(quantize.load_quantized(out / "quantized.npz")) == {n for n, _ in
                                                                    _named_params_of_checkpoint(out)}
     with pytest.raises(SystemExit):
-        train.parse_args(["--quantize-bits", "9"])
+        options.parse_args(["--quantize-bits", "9"])
 
 
 def _named_params_of_checkpoint(out):

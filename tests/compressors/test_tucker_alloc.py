@@ -226,7 +226,7 @@ def test_per_layer_orders(seeded):
 
 
 def test_list_flags_survive_a_config_file_round_trip(tmp_path):
-    from engine import argconfig
+    from training import argconfig
     parser = argparse.ArgumentParser()
     TuckerCompressor.add_arguments(parser)
     args = parser.parse_args(["--tucker-order", "3,3,4", "--tucker-ranks", "2,3,2"])

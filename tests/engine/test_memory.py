@@ -1,17 +1,17 @@
-"""engine.memory: keeping freed heap blocks for reuse removes the page faults of re-allocating them."""
+"""training.memory: keeping freed heap blocks for reuse removes the page faults of re-allocating them."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from engine import memory
+from training import memory
 from tests.conftest import ROOT
 
 FAULTS_OF_A_REALLOCATION = """
 import resource, sys
 import numpy as np
-from engine.memory import retain_freed_memory
+from training.memory import retain_freed_memory
 applied = retain_freed_memory(sys.argv[1] == "retain")
 a = np.ones(4 << 20, dtype=np.float32); del a         # 16 MiB, freed
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -1,0 +1,1 @@
+"""The training run behind train.py: options, builders, the loop, checkpoints, signals and the summary."""

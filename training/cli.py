@@ -1,0 +1,45 @@
+"""main(): one train.py run from its command line to its exit status."""
+import contextlib
+import os
+
+import engine
+from engine.kernels import numba_disabled
+from training.checkpoint import CHECKPOINT
+from training.errors import ENDINGS, EXIT_USAGE, UserError, report_ending
+from training.loop import Run
+from training.memory import retain_freed_memory
+from training.options import parse_args
+from training.signals import SignalGuard
+
+
+def main(argv=None):
+    """Run train.py; returns the process exit status. argv None means the command line (train.py or the
+    compactnet-train script): main() then owns the process, which exits when it returns."""
+    debug = os.environ.get("COMPACTNET_TRACEBACK") == "1"
+    run = guard = None
+    try:
+        try:
+            args = parse_args(argv)
+        except SystemExit as e:       # argparse: --help (0) or a usage error (2), already printed
+            return e.code if isinstance(e.code, int) else EXIT_USAGE
+        retain_freed_memory()   # large per-step temporaries reuse heap pages (training/memory.py)
+        run = Run(args)
+        run.guard = guard = SignalGuard()
+        try:
+            numba_disabled()   # a bad COMPACTNET_DISABLE_NUMBA value is a usage error, before any kernel runs
+            run.setup()
+        except (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError) as e:
+            if debug:
+                raise
+            raise UserError(str(e)) from None
+        with engine.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
+            run.execute()
+        return 0
+    except ENDINGS as e:
+        if debug and isinstance(e, UserError):
+            raise
+        out = run.out if run is not None else None
+        return report_ending(e, out, os.path.join(out or "", CHECKPOINT))
+    finally:
+        if guard is not None:
+            guard.restore(process_ending=argv is None)

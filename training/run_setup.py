@@ -1,0 +1,205 @@
+"""RunSetup: a run's state and how it is built: task, model, compressor, run folder, checkpoint meta."""
+import datetime
+import os
+
+import numpy as np
+
+import engine
+from compressors import report
+from engine import backend
+from engine import rng as engine_random
+from training.builders import build_compressor, build_model, build_task, model_spec, place
+from training.checkpoint import (CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint,
+                                 split_checkpoint)
+from training.errors import UserError
+from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
+
+
+class RunSetup:
+    """What a run is made of and what its checkpoint restores; the loop is training.loop.Run."""
+
+    def __init__(self, args):
+        self.args = args
+        self.out = None
+        self.history = []
+        self.seconds = 0.0
+        self.global_step = 0
+        self.teacher = None
+        self.scheduler = None
+
+    def setup(self):
+        args = self.args
+        self.resume_meta, self.resume_arrays = None, None
+        if args.resume:
+            self.resume_arrays, self.resume_meta = read_checkpoint(args.resume, "--resume: {}")
+            self._check_resume_changes(self.resume_meta.get("config", {}))
+        self.recipe = apply_recipe(args)
+        if args.device == "gpu" and not backend.gpu_available():
+            raise UserError("--device gpu: CuPy with a CUDA device is not available "
+                            "(pip install 'compactnet[gpu]' on a machine with an NVIDIA GPU)")
+        self.task = build_task(args)
+        self.model_name, self.model_kwargs = model_spec(args, self.task)
+        natural = self.task.steps_per_epoch(args.batch_size)   # also where a task rejects the batch size
+        try:
+            next(iter(self.task.test_batches(args.eval_batch_size)), None)
+        except ValueError as e:
+            raise UserError(f"--eval-batch-size {args.eval_batch_size}: {e}") from None
+        self.steps_per_epoch = args.steps or natural
+        self.example = self._example_input()
+        if args.augment_shift and np.ndim(self.example) != 4:
+            raise UserError(f"--augment-shift needs image batches (B, C, H, W); task {args.task!r} gives "
+                            f"inputs of shape {np.shape(self.example)}")
+        self.compressor = build_compressor(args)
+        self.out = self._out_dir()
+        self.train_rng = np.random.default_rng(args.seed)
+
+    def _check_resume_changes(self, saved):
+        args = self.args
+        for key in sorted(args.explicit - RESUME_MAY_CHANGE):
+            if key in saved and saved[key] != getattr(args, key):
+                raise UserError(f"--resume: {flag(key)} was {saved[key]!r} in the saved run and cannot "
+                                f"change on resume (only {', '.join(sorted(map(flag, RESUME_MAY_CHANGE)))} can)")
+
+    def _example_input(self):
+        for inputs, targets in self.task.test_batches(2):
+            self.example_targets = report.as_example(targets, 2)
+            return report.as_example(inputs, 2)
+        raise UserError(f"task {self.args.task!r} has no test batches")
+
+    def _out_dir(self):
+        args = self.args
+        if args.out:
+            out = args.out
+        elif args.resume:
+            out = os.path.dirname(os.path.abspath(checkpoint_path(args.resume)))
+        else:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            base = os.path.join("runs", f"{args.task}-{self.model_name}-{args.compress}-{stamp}")
+            out, n = base, 1
+            while os.path.exists(out):
+                n += 1
+                out = f"{base}-{n}"
+        os.makedirs(out, exist_ok=True)
+        return out
+
+    def example_on_device(self):
+        x = backend.to_device(self.example, self.args.device)
+        if x.dtype.kind == "f":
+            x = x.astype(self.args.dtype)
+        return x
+
+    def to_batch(self, inputs, targets):
+        args = self.args
+        x = backend.to_device(np.asarray(inputs), args.device)
+        if x.dtype.kind == "f" and x.dtype != args.dtype:
+            x = x.astype(args.dtype)
+        y = backend.to_device(np.asarray(targets), args.device)
+        return engine.Tensor(x), y
+
+    def build(self):
+        """Dense model -> (--init-from) -> compressor.apply; dense counts taken before apply."""
+        args = self.args
+        engine.manual_seed(args.seed)
+        try:
+            model = build_model(self.model_name, self.model_kwargs, args)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"--model {self.model_name} {self.model_kwargs}: {e}") from None
+        try:
+            self.dense_rows = report.summary(model, self.example_on_device())
+        except (ValueError, TypeError) as e:
+            raise UserError(f"model {self.model_name!r} does not fit the input of task {args.task!r}: {e}") from None
+        if args.init_from:
+            load_init_weights(model, args.init_from)
+        try:
+            model = self.compressor.apply(model, self.task)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"--compress {args.compress}: {e}") from None
+        model = place(model, args)
+        self._check_fits(model)
+        if args.distill_from:
+            self.teacher = self._build_teacher()
+        return model
+
+    def _build_teacher(self):
+        """--distill-from: the dense --model with a trained run's weights, in eval mode (the engine's
+        random state is restored afterwards, so the student's run is otherwise unchanged)."""
+        args = self.args
+        path = args.distill_from
+        if self.task.metric_name != "accuracy":
+            raise UserError(f"--distill-from needs a classification task (soft targets over classes); "
+                            f"task {args.task!r} reports {self.task.metric_name!r}")
+        arrays, meta = read_checkpoint(path, "--distill-from: cannot read the teacher's checkpoint: {}")
+        saved = (meta or {}).get("config", {})
+        if saved.get("compress", "none") != "none":
+            raise UserError(f"--distill-from {path}: the teacher must be a dense run (--compress none); "
+                            f"it was trained with --compress {saved.get('compress')}")
+        if saved.get("model") not in (None, self.model_name):
+            raise UserError(f"--distill-from {path}: the teacher is a --model {saved.get('model')} run; "
+                            f"this run trains --model {self.model_name}")
+        state = engine_random.get_state()
+        try:
+            teacher = build_model(self.model_name, self.model_kwargs, args)
+        finally:
+            engine_random.set_state(state)
+        weights, _ = split_checkpoint(arrays)
+        try:
+            teacher.load_state_dict(weights)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"--distill-from {path}: the weights do not fit a dense --model {self.model_name} "
+                            f"({e})") from None
+        teacher = place(teacher, args)
+        teacher.eval()
+        return teacher
+
+    def _check_fits(self, model):
+        """One forward pass and loss on two test examples (eval mode, no graph): a model whose output
+        does not suit the task's loss is a user error, reported before training starts."""
+        x, y = self.to_batch(self.example, self.example_targets)
+        model.eval()
+        try:
+            with engine.no_grad():
+                self.task.loss(model(x), y)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"model {self.model_name!r} (compression {self.args.compress!r}) does not fit "
+                            f"task {self.args.task!r}: {e}") from None
+        finally:
+            model.train()
+
+    def finalize(self, model):
+        try:
+            model = self.compressor.finalize(model, self.task)
+        except (ValueError, TypeError) as e:
+            raise UserError(f"--compress {self.args.compress}: finalize failed: {e}") from None
+        return place(model, self.args)
+
+    # ---- checkpoint state --------------------------------------------
+    def meta(self, phase, epoch, step_in_epoch, epoch_rng_state, partial):
+        return {
+            "kind": CHECKPOINT_KIND,
+            "config": effective_config(self.args),
+            "architecture": {"model": self.model_name, "kwargs": self.model_kwargs},
+            "compressor": {"name": self.args.compress, "config": self.compressor.config(),
+                           "args": compressor_args(self.args)},
+            "task": self.task.config(),
+            "phase": phase, "epoch": epoch, "step_in_epoch": step_in_epoch,
+            "global_step": self.global_step, "seconds": self.seconds,
+            "train_rng": epoch_rng_state, "engine_rng": engine_random.get_state(),
+            "scheduler_epoch": self.scheduler.epoch if self.scheduler is not None else 0,
+            "partial": partial, "history": self.history,
+            "compressor_state": (self.compressor.state_dict()
+                                 if hasattr(self.compressor, "state_dict") else None),
+        }
+
+    def restore(self, model, optimizer, meta, arrays):
+        model_state, optim_arrays = split_checkpoint(arrays)
+        try:
+            model.load_state_dict(model_state)
+        except (KeyError, ValueError) as e:
+            raise UserError(f"--resume: the checkpoint does not fit the rebuilt model ({e})") from None
+        if optimizer is not None and "optimizer" in meta:
+            optimizer.load_state_dict({"arrays": optim_arrays, **meta["optimizer"]})
+        if self.scheduler is not None:
+            self.scheduler.epoch = int(meta.get("scheduler_epoch", 0))
+        engine_random.set_state(meta["engine_rng"])
+        if meta.get("compressor_state") is not None and hasattr(self.compressor, "load_state_dict"):
+            self.compressor.load_state_dict(meta["compressor_state"])

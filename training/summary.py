@@ -1,0 +1,133 @@
+"""What a run leaves behind: the epoch lines, log.csv, metrics.json, summary.md, the final report, the plots."""
+import csv
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+from compressors import plots, quantize, report
+from engine.io import atomic_write
+
+LOG_COLUMNS = ["phase", "epoch", "step", "train_loss", "extra_loss", "test_loss", "metric", "lr", "seconds"]
+
+
+def epoch_row(run, phase, epoch, epochs, sums, evaluation, lr, model):
+    """The log.csv row of one finished epoch, also printed as one line."""
+    metric_name = run.task.metric_name
+    count = max(1, sums["count"])
+    row = {"phase": phase, "epoch": epoch, "step": run.global_step,
+           "train_loss": sums["loss"] / count, "extra_loss": sums["extra"] / count,
+           "test_loss": float(evaluation.get("loss", float("nan"))),
+           "metric": float(evaluation[metric_name]), "lr": lr, "seconds": sums["seconds"]}
+    for key, value in evaluation.items():
+        if key not in ("loss", metric_name) and isinstance(value, (int, float)):
+            row[f"test_{key}"] = float(value)
+    if hasattr(run.compressor, "log_values"):
+        for key, value in (run.compressor.log_values(model) or {}).items():
+            row[key] = float(value)
+    others = "".join(f"  {k} {v:.4g}" for k, v in row.items() if k not in LOG_COLUMNS)
+    extra = f"  extra {row['extra_loss']:.4g}" if run.args.compress != "none" else ""
+    print(f"{phase} epoch {epoch}/{epochs}  step {run.global_step}  train_loss {row['train_loss']:.4g}"
+          f"{extra}  test {metric_name} {row['metric']:.4g}{others}  lr {row['lr']:.3g}  "
+          f"{row['seconds']:.1f}s", flush=True)
+    return row
+
+
+def write_log(out, history):
+    """log.csv: one row per epoch, the standard columns first, then any others in order of appearance."""
+    columns = list(LOG_COLUMNS)
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(os.path.join(out, "log.csv"), lambda fh: fh.write(text.getvalue().encode("utf-8")))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def run_metrics(run, evaluation, comparison):
+    """metrics.json's content (without the optional 'quantized' entry)."""
+    args, task = run.args, run.task
+    metric_name = task.metric_name
+    return {
+        "task": args.task, "model": run.model_name, "compressor": args.compress,
+        "seed": args.seed, "device": args.device, "dtype": args.dtype,
+        "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+        "steps": run.global_step, "steps_per_epoch": run.steps_per_epoch,
+        "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
+        "seconds": round(run.seconds, 3),
+        "params": {"dense": comparison["params"]["dense"], "compressed": comparison["params"]["compressed"],
+                   "ratio": comparison["params"]["ratio"],
+                   "learnable": comparison["learnable"]["compressed"]},
+        "flops": {"dense": comparison["flops"]["dense"], "compressed": comparison["flops"]["compressed"],
+                  "ratio": comparison["flops"]["ratio"]},
+        "bytes": {"dense": comparison["bytes"]["dense"], "compressed": comparison["bytes"]["compressed"],
+                  "ratio": comparison["bytes"]["ratio"]},
+        "metric": {"name": metric_name, "value": float(evaluation[metric_name]), "split": "test",
+                   "higher_is_better": bool(task.higher_is_better)},
+        "test": {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str))},
+        "baseline": task.trivial_baseline(),
+        "compressor_config": run.compressor.config(),
+        "task_config": task.config(),
+        "model_kwargs": run.model_kwargs,
+        "history": run.history,
+        "command": "python train.py " + " ".join(args.argv),
+    }
+
+
+def _quantized_line(run, model, metrics):
+    """--quantize-bits: quantized.npz and metrics['quantized']; the line it adds to the headline."""
+    args, metric_name = run.args, run.task.metric_name
+    quantized = quantize.quantized_evaluation(
+        model, args.quantize_bits, lambda m: run.task.evaluate(m, args.eval_batch_size, split="test"),
+        dense_bytes=metrics["bytes"]["dense"], path=os.path.join(run.out, "quantized.npz"))
+    metrics["quantized"] = quantized
+    return (f"\n{args.quantize_bits}-bit storage: {quantized['bytes']:,} bytes "
+            f"({quantized['ratio']:.1f}x), test {metric_name} {float(quantized['test'][metric_name]):.4g}")
+
+
+def write_report(run, model):
+    """Evaluate the final model; write metrics.json and summary.md, print the tables; returns the metrics."""
+    args = run.args
+    evaluation = run.task.evaluate(model, args.eval_batch_size, split="test")
+    rows = report.summary(model, run.example_on_device())
+    comparison = report.compare_rows(run.dense_rows, rows)
+    metrics = run_metrics(run, evaluation, comparison)
+    quantized_line = _quantized_line(run, model, metrics) if args.quantize_bits else ""
+    metrics_text = json.dumps(metrics, indent=2, default=_json_default)
+    atomic_write(os.path.join(run.out, "metrics.json"), lambda fh: fh.write(metrics_text.encode("utf-8")))
+    metric_name, value = run.task.metric_name, metrics["metric"]["value"]
+    table = report.format_summary(rows)
+    versus = report.format_compare(comparison)
+    base_value = metrics["baseline"].get(metric_name)
+    verdict = ""
+    if isinstance(base_value, (int, float)):
+        better = value > base_value if run.task.higher_is_better else value < base_value
+        verdict = f"  (trivial baseline {base_value:.4g}: {'beaten' if better else 'NOT beaten'})"
+    headline = f"test {metric_name} {value:.4g}{verdict}{quantized_line}"
+    summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}\n\n"
+               f"## Layers\n\n{table}\n\n## Dense vs compressed\n\n{versus}\n")
+    atomic_write(os.path.join(run.out, "summary.md"), lambda fh: fh.write(summary.encode("utf-8")))
+    print(f"\n{table}\n\n{versus}\n\n{headline}  params {comparison['params']['compressed']:,}  "
+          f"time {run.seconds:.1f}s\nrun folder: {run.out}", flush=True)
+    if args.plot:
+        plot(run, model)
+    return metrics
+
+
+def plot(run, model):
+    """--plot: every figure of compressors.plots.plot_run; a failing figure never costs the finished run."""
+    try:
+        plots.plot_run(run.out, model=model, compressor=run.compressor)
+    except Exception as e:  # a figure must never cost the finished run
+        print(f"--plot: compressors.plots.plot_run failed ({type(e).__name__}: {e})", file=sys.stderr)
