@@ -169,7 +169,8 @@ class MNISTTask(Task):
         labels = like_output(targets, outputs)
         logits = output_array(outputs)
         xp = backend.xp_of(logits)
-        return {"ce_sum": cross_entropy_sum(outputs, labels), "correct": float(xp.sum(xp.argmax(logits, axis=1) == labels)),
+        return {"ce_sum": cross_entropy_sum(outputs, labels),
+                "correct": float(xp.sum(xp.argmax(logits, axis=1) == labels)),
                 "count": float(len(labels))}
 
     def summarize(self, totals):
