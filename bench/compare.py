@@ -21,6 +21,12 @@ Budgets: for every target ratio R (dense params / stored params over the whole n
 --quick: 2,000 training and 1,000 test images (a trimmed copy of the IDX files in a
 temporary folder), one epoch of 20 steps, ratios 10 and 50: a smoke run whose accuracies
 mean nothing.
+
+Choices are made on validation only (bench.selection): every (model, method, setting) is one
+choice among its candidates (--lrs, and --lowrank-tau for lowrank); the candidate with the best
+validation accuracy is chosen and its test accuracy is the only one read and reported. A setting
+with one candidate is taken as it is. The Pareto front is drawn through the chosen points that no
+other chosen point beats on validation.
 """
 import argparse
 import datetime
@@ -35,6 +41,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.selection import chosen_test_value, choose, choose_per_group, metric_name, valid_value  # noqa: E402
 
 DENSE_SHAPES = {   # (rows, cols, bias) of each weight matrix as lowrank sees it ('filters' for convs)
     "lenet300": [(784, 300, 300), (300, 100, 100), (100, 10, 10)],
@@ -82,33 +90,51 @@ def trimmed_mnist(data_dir, train, test, folder):
 
 
 def plan(args):
-    """[(model, method, label, extra train.py flags, needs the dense checkpoint)] in run order."""
-    runs = []
+    """Candidate runs in order: dicts with model, method, setting (the choice they compete in),
+    variant (what differs between the candidates), extra train.py flags, needs_dense."""
+    settings = []
     for model in args.models:
         shapes = DENSE_SHAPES[model]
-        runs.append((model, "dense", "dense", [], False))
+        settings.append((model, "dense", "dense", [""], [[]], False))
         for ratio in args.ratios:
-            if "tucker" in args.methods:
-                runs.append((model, "tucker", f"R={ratio:g}", ["--tucker-ratio", str(ratio)], False))
-            if "scada" in args.methods:
-                runs.append((model, "scada", f"R={ratio:g}", ["--tucker-ratio", str(ratio)], False))
+            for method in ("tucker", "scada"):
+                if method in args.methods:
+                    settings.append((model, method, f"R={ratio:g}", [""], [["--tucker-ratio", str(ratio)]], False))
             if "lowrank" in args.methods:
                 rank = lowrank_rank_for(shapes, dense_params(shapes) / ratio)
-                runs.append((model, "lowrank", f"R={ratio:g}: rank {rank}",
-                             ["--lowrank-rank", str(rank), "--lowrank-tau", str(args.lowrank_tau),
-                              "--finetune-epochs", str(args.finetune_epochs)], False))
+                flags = ["--lowrank-rank", str(rank), "--finetune-epochs", str(args.finetune_epochs)]
+                settings.append((model, "lowrank", f"R={ratio:g}: rank {rank}",
+                                 [f"tau {tau:g}" for tau in args.lowrank_tau],
+                                 [flags + ["--lowrank-tau", str(tau)] for tau in args.lowrank_tau], False))
         if model == "lenet5":
             if "basis" in args.methods:
                 for energy in args.basis_energies:
-                    runs.append((model, "basis", f"t={energy:g}",
-                                 ["--basis-energy", str(energy), "--finetune-epochs", "0"], True))
+                    settings.append((model, "basis", f"t={energy:g}", [""],
+                                     [["--basis-energy", str(energy), "--finetune-epochs", "0"]], True))
             if "wavelet" in args.methods:
-                runs.append((model, "wavelet", "wavelet_cnn", ["--model", "wavelet_cnn"], False))
+                settings.append((model, "wavelet", "wavelet_cnn", [""], [["--model", "wavelet_cnn"]], False))
+    runs = []
+    for model, method, setting, variants, flag_sets, needs_dense in settings:
+        for variant, flags in zip(variants, flag_sets):
+            for lr in args.lrs or [None]:
+                lr_variant = [] if lr is None else [f"lr {lr:g}"]
+                runs.append({"model": model, "method": method, "setting": setting,
+                             "variant": ", ".join([v for v in [variant] if v] + lr_variant),
+                             "extra": flags + ([] if lr is None else ["--lr", str(lr)]),
+                             "needs_dense": needs_dense})
     return runs
 
 
-def run_one(args, data_dir, model, method, label, extra, init_from):
-    name = f"{model}-{method}-{label.split(':')[0].replace('=', '').replace('.', 'p')}"
+def run_name(model, method, setting, variant):
+    """A run folder name from the setting and the candidate's variant ('R=10', 'tau 0.001, lr 0.01')."""
+    words = [setting.split(":")[0]] + ([variant] if variant else [])
+    tag = "-".join(w.replace("=", "").replace(".", "p").replace(", ", "-").replace(" ", "") for w in words)
+    return f"{model}-{method}-{tag}"
+
+
+def run_one(args, data_dir, model, method, setting, variant, extra, init_from):
+    """Run one candidate; its row holds the validation metric, the test metric waits for the choice."""
+    name = run_name(model, method, setting, variant)
     out = os.path.join(args.runs_dir, name)
     if os.path.exists(out):
         shutil.rmtree(out)
@@ -130,7 +156,8 @@ def run_one(args, data_dir, model, method, label, extra, init_from):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "compare-stdout.txt"), "w") as log:
         proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    row = {"model": model, "method": method, "setting": label, "run": out, "status": proc.returncode,
+    row = {"model": model, "method": method, "setting": setting, "variant": variant, "run": out,
+           "status": proc.returncode,
            "wall_s": round(time.perf_counter() - started, 1),
            "command": " ".join(os.path.relpath(c, ROOT) if os.path.isabs(c) and c.startswith(ROOT) else c
                                for c in cmd[1:])}
@@ -141,12 +168,13 @@ def run_one(args, data_dir, model, method, label, extra, init_from):
         row.update(params=m["params"]["compressed"], dense_params=m["params"]["dense"],
                    ratio=m["params"]["ratio"], learnable=m["params"].get("learnable"),
                    flops=m["flops"]["compressed"], bytes=m["bytes"]["compressed"],
-                   accuracy=m["metric"]["value"], seconds=m.get("seconds"))
+                   metric=metric_name(m), valid=valid_value(m), seconds=m.get("seconds"), metrics=m)
     else:
         with open(os.path.join(out, "compare-stdout.txt")) as fh:
             row["error"] = fh.read()[-600:]
-    print(f"{model:9s} {method:8s} {label:18s} " + (
-        f"params {row['params']:>8,}  acc {row['accuracy']:.4f}  {row['wall_s']:.0f}s" if "params" in row
+    valid = "-" if row.get("valid") is None else f"{row['valid']:.4f}"
+    print(f"{model:9s} {method:8s} {setting:18s} {variant:14s} " + (
+        f"params {row['params']:>8,}  valid {valid}  {row['wall_s']:.0f}s" if "params" in row
         else f"FAILED (exit {proc.returncode}; see {out}/compare-stdout.txt)"), flush=True)
     return row
 
@@ -158,6 +186,31 @@ def not_applicable(model, methods):
             if method in methods:
                 rows.append({"model": model, "method": method, "setting": "n/a", "na": why})
     return rows
+
+
+def apply_choices(rows):
+    """Mark the chosen candidate of every (model, method, setting) and read the test accuracy of
+    those only; the choice itself sees validation metrics alone (bench.selection.choose)."""
+    finished = [r for r in rows if "metrics" in r]
+    choices = choose_per_group([((r["model"], r["method"], r["setting"]), r["metrics"]) for r in finished])
+    for index, reason in choices.values():
+        if index is not None:
+            finished[index]["chosen"] = reason
+    for r in finished:
+        if "chosen" in r:
+            r["accuracy"] = chosen_test_value(r["metrics"])
+    for r in finished:
+        if "chosen" not in r:
+            group = (r["model"], r["method"], r["setting"])
+            r["not_chosen"] = choices[group][1] if choices[group][0] is None else "another candidate"
+    return rows
+
+
+def chosen_dense_checkpoint(rows, model):
+    """The checkpoint of the dense run chosen on validation for `model` (None when none was)."""
+    dense = [r for r in rows if r["model"] == model and r["method"] == "dense" and "metrics" in r]
+    index, _ = choose([r["metrics"] for r in dense])
+    return None if index is None else os.path.join(dense[index]["run"], "checkpoint.npz")
 
 
 def pareto(points):
@@ -190,8 +243,11 @@ def write_table(rows, args, path):
              f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
              f"`python bench/compare.py {' '.join(args.argv)}`.",
              f"Training: {args.epochs} epoch(s)" + (f" of {args.steps} steps" if args.steps else "")
-             + f", seed {args.seed}; lowrank: tau {args.lowrank_tau}, then {args.finetune_epochs} fine-tune "
-             "epoch(s); basis: from the dense run's weights. Ratio = dense params / stored params "
+             + f", seed {args.seed}; lowrank: tau {', '.join(f'{t:g}' for t in args.lowrank_tau)}, then "
+             f"{args.finetune_epochs} fine-tune epoch(s); basis: from the chosen dense run's weights. "
+             "Each setting's candidates (learning rates, lowrank tau) are compared on validation accuracy "
+             "only; test accuracy is read and shown for the chosen candidate alone. "
+             "Ratio = dense params / stored params "
              "(every stored float, biases included) against the model's dense run (wavelet_cnn against "
              "LeNet-5). FLOPs per example are train.py's report of inference in eval mode (a Tucker "
              "layer's rebuilt weight is cached there, so no rebuild is counted).", ""]
@@ -199,19 +255,24 @@ def write_table(rows, args, path):
         lines += ["Quick mode: 2,000 training / 1,000 test images and a few steps - this checks the "
                   "pipeline; the accuracies are not results.", ""]
     for model in args.models:
-        lines += [f"## {model}", "", "| method | setting | stored params | ratio | learnable | FLOPs/example | "
-                  "test accuracy | train s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"## {model}", "", "| method | setting | candidate | stored params | ratio | learnable | "
+                  "FLOPs/example | valid accuracy | test accuracy (chosen only) | train s |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if r["model"] != model:
                 continue
             if "na" in r:
-                lines.append(f"| {r['method']} | n/a ({r['na']}) | | | | | | |")
+                lines.append(f"| {r['method']} | n/a ({r['na']}) | | | | | | | | |")
             elif "params" in r:
-                lines.append(f"| {r['method']} | {r['setting']} | {r['params']:,} | {r['ratio_vs_dense']:.1f}x | "
-                             f"{r['learnable']:,} | {r['flops']:,.0f} | {100 * r['accuracy']:.2f}% | "
-                             f"{r['seconds']:.0f} |")
+                valid = "-" if r.get("valid") is None else f"{100 * r['valid']:.2f}%"
+                test = (f"{100 * r['accuracy']:.2f}%" if r.get("accuracy") is not None
+                        else f"not read ({r.get('not_chosen', 'not chosen')})")
+                lines.append(f"| {r['method']} | {r['setting']} | {r.get('variant') or '-'} | {r['params']:,} | "
+                             f"{r['ratio_vs_dense']:.1f}x | {r['learnable']:,} | {r['flops']:,.0f} | {valid} | "
+                             f"{test} | {r['seconds']:.0f} |")
             else:
-                lines.append(f"| {r['method']} | {r['setting']} | failed (exit {r['status']}) | | | | | |")
+                lines.append(f"| {r['method']} | {r['setting']} | {r.get('variant') or '-'} | "
+                             f"failed (exit {r['status']}) | | | | | | |")
         lines.append("")
     lines += ["Commands (relative to the repository root):", ""]
     lines += [f"- `{_display(r['command'])}`" for r in rows if "command" in r]
@@ -230,7 +291,7 @@ def draw(rows, args, path):
         return None
     fig, axes = plt.subplots(1, len(args.models), figsize=(6 * len(args.models), 4.4), squeeze=False)
     for model, ax in zip(args.models, axes[0]):
-        done = [r for r in rows if r["model"] == model and "params" in r]
+        done = [r for r in rows if r["model"] == model and r.get("accuracy") is not None]
         for method in METHODS:
             pts = [r for r in done if r["method"] == method]
             if pts:
@@ -239,16 +300,20 @@ def draw(rows, args, path):
                 for r in pts:
                     ax.annotate(r["setting"].split(":")[0], (r["params"], 100 * r["accuracy"]), fontsize=7,
                                 textcoords="offset points", xytext=(4, 4))
-        front = pareto([(r["params"], 100 * r["accuracy"]) for r in done])
+        on_valid = set(pareto([(r["params"], r["valid"]) for r in done if r.get("valid") is not None]))
+        front = sorted((r["params"], 100 * r["accuracy"]) for r in done if (r["params"], r.get("valid")) in on_valid)
         if len(front) > 1:
-            ax.step([p for p, _ in front], [a for _, a in front], where="post", color="grey", lw=1,
-                    ls="--", label="Pareto front", zorder=2)
+            ax.plot([p for p, _ in front], [a for _, a in front], color="grey", lw=1,
+                    ls="--", label="Pareto front (on validation)", zorder=2)
         ax.set_xscale("log")
         ax.set_xlabel("stored parameters")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel("test accuracy (%), chosen settings")
         ax.set_title(f"{model}" + (" (quick smoke run)" if args.quick else ""))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no setting chosen on validation yet", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -276,7 +341,11 @@ def parse_args(argv):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=None, help="steps per epoch (default: one pass)")
     p.add_argument("--finetune-epochs", type=int, default=2, help="lowrank fine-tuning after truncation")
-    p.add_argument("--lowrank-tau", type=float, default=1e-3)
+    p.add_argument("--lowrank-tau", type=numbers(float), default=[1e-3],
+                   help="comma list; several are candidates, chosen on validation at each ratio")
+    p.add_argument("--lrs", type=numbers(float), default=[],
+                   help="comma list of learning rates, candidates for every setting, chosen on validation "
+                        "(default: train.py's recipe lr alone)")
     p.add_argument("--basis-energies", type=numbers(float), default=[0.9, 0.7])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", action="store_true", help="pass --plot to every train.py run")
@@ -322,25 +391,25 @@ def main(argv=None):
     scratch = tempfile.mkdtemp(prefix="compare-mnist-") if args.quick else None
     try:
         data_dir = trimmed_mnist(args.data_dir, 2000, 1000, scratch) if args.quick else args.data_dir
-        rows, dense_checkpoint = [], {}
-        for model, method, label, extra, needs_dense in plan(args):
-            init = dense_checkpoint.get(model) if needs_dense else None
-            if needs_dense and init is None:
-                rows.append({"model": model, "method": method, "setting": label, "status": "skipped",
-                             "error": "the dense run failed, nothing to convert"})
+        rows = []
+        for run in plan(args):
+            model, method = run["model"], run["method"]
+            init = chosen_dense_checkpoint(rows, model) if run["needs_dense"] else None
+            if run["needs_dense"] and init is None:
+                rows.append({"model": model, "method": method, "setting": run["setting"],
+                             "variant": run["variant"], "status": "skipped",
+                             "error": "no dense run was chosen (failed, or no validation metric to choose on)"})
                 continue
-            row = run_one(args, data_dir, model, method, label, extra, init)
-            if method == "dense" and "params" in row:
-                dense_checkpoint[model] = os.path.join(row["run"], "checkpoint.npz")
-            rows.append(row)
+            rows.append(run_one(args, data_dir, model, method, run["setting"], run["variant"], run["extra"], init))
         for model in args.models:
             rows.extend(not_applicable(model, args.methods))
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    rows = add_dense_ratios(rows)
+    rows = add_dense_ratios(apply_choices(rows))
+    saved = [{k: v for k, v in r.items() if k != "metrics"} for r in rows]
     with open(os.path.join(args.out, f"{stem}.json"), "w") as fh:
-        json.dump({"argv": args.argv, "rows": rows}, fh, indent=2)
+        json.dump({"argv": args.argv, "rows": saved}, fh, indent=2)
     return report(rows, args, stem)
 
 

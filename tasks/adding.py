@@ -35,9 +35,10 @@ class AddingTask(SyntheticSequenceTask):
     higher_is_better = False
     default_model = "sequence_model"
     min_T = 2
+    output_layout = "batch, 1"
 
-    def __init__(self, T=150, train_size_per_epoch=10000, test_size=1000, seed=1234):
-        super().__init__(T, train_size_per_epoch, test_size, seed)
+    def __init__(self, T=150, train_size_per_epoch=10000, test_size=1000, valid_size=1000, seed=1234):
+        super().__init__(T, train_size_per_epoch, test_size, valid_size, seed)
 
     def make_batch(self, rng, batch_size, T):
         return adding_batch(rng, batch_size, T)
@@ -45,18 +46,14 @@ class AddingTask(SyntheticSequenceTask):
     def model_kwargs(self):
         return {"n_in": 2, "n_out": 1, "output": "last"}
 
-    def _check_output(self, output, targets):
-        shape = output_array(output).shape
-        if shape != targets.shape:
-            raise ValueError(f"adding task: model output must have shape {targets.shape} "
-                             f"(batch, 1), got {shape}")
+    def output_shape(self, targets):
+        return targets.shape
 
     def loss(self, output, targets):
-        self._check_output(output, targets)
+        self.check_output(output, targets)
         return F.mse_loss(output, like_output(targets, output, cast=True))
 
-    def metrics(self, outputs, targets):
-        self._check_output(outputs, targets)
+    def batch_totals(self, outputs, targets):
         pred = output_array(outputs)
         xp = backend.xp_of(pred)
         err = pred - like_output(targets, outputs, cast=True)

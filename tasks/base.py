@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 import engine
+import engine.ops as F
 from engine import backend
 
 
@@ -49,13 +50,21 @@ def like_output(targets, output, cast=False):
     return arr.astype(ref.dtype) if cast and arr.dtype != ref.dtype else arr
 
 
+def cross_entropy_sum(outputs, labels):
+    """Summed cross-entropy of logits `outputs` against integer `labels` (already on their device)."""
+    return float(output_array(F.cross_entropy(outputs, labels, reduction="sum")))
+
+
 class Task:
     """A problem to train on: batches, a training loss, metrics and a trivial baseline.
 
     Subclasses set the class attributes and implement `train_batches`, `steps_per_epoch`,
-    `split_batches`, `loss`, `metrics`, `summarize` and `trivial_baseline`.
+    `split_batches`, `output_shape`, `batch_totals`, `summarize` and `trivial_baseline`
+    (and `loss` when it is not cross-entropy over classes).
     `metrics` returns batch *sums* (with their counts) so evaluation over many batches is exact;
     `summarize` turns the summed totals into means and the headline metric.
+    Evaluation splits: 'test' always, 'valid' when the task holds one out (never used for
+    training, disjoint from 'test'), 'train' where offered; `splits` lists them.
     """
 
     name = "task"
@@ -63,6 +72,7 @@ class Task:
     higher_is_better = False
     default_model = None
     splits = ("test",)
+    output_layout = "batch, classes"   # how the expected output shape reads, for error messages
 
     def model_kwargs(self):
         """Keyword arguments the task fixes for its model constructor (sizes, output mode)."""
@@ -95,10 +105,29 @@ class Task:
         return split
 
     # ---- loss and metrics ----------------------------------------------
-    def loss(self, output, targets):
+    def output_shape(self, targets):
+        """The model output shape these targets call for."""
         raise NotImplementedError
 
+    def check_output(self, output, targets):
+        """Raise a ValueError naming the task when the model output does not fit `targets`."""
+        expected = self.output_shape(targets)
+        shape = output_array(output).shape
+        if shape != expected:
+            raise ValueError(f"{self.name} task: model output must have shape {expected} "
+                             f"({self.output_layout}), got {shape}")
+
+    def loss(self, output, targets):
+        """Mean cross-entropy of the logits `output` against integer `targets`."""
+        self.check_output(output, targets)
+        return F.cross_entropy(output, like_output(targets, output))
+
     def metrics(self, outputs, targets):
+        """Summed metrics of one batch (see `summarize`), after checking the output shape."""
+        self.check_output(outputs, targets)
+        return self.batch_totals(outputs, targets)
+
+    def batch_totals(self, outputs, targets):
         raise NotImplementedError
 
     def summarize(self, totals):
@@ -137,26 +166,30 @@ def batch_count(n, batch_size):
 
 
 class SyntheticSequenceTask(Task):
-    """A generated sequence problem: fresh training batches from train.py's rng every step and a
-    fixed test set drawn once from the task's own seed. Subclasses give `make_batch(rng, n, T)`."""
+    """A generated sequence problem: fresh training batches from train.py's rng every step and fixed
+    validation and test sets, each drawn once from its own stream of the task's seed (never from
+    train.py's rng); no validation sequence repeats a test sequence. Subclasses give
+    `make_batch(rng, n, T)`."""
 
-    splits = ("test",)
     min_T = 1
+    VALID_STREAM = 1   # the validation set's seed is (seed, VALID_STREAM); the test set's is seed
 
-    def __init__(self, T, train_size_per_epoch=10000, test_size=1000, seed=1234):
+    def __init__(self, T, train_size_per_epoch=10000, test_size=1000, valid_size=1000, seed=1234):
         owner = f"{self.name} task"
         self.T = check_int(owner, "T", T, minimum=self.min_T)
         self.train_size_per_epoch = check_int(owner, "train_size_per_epoch", train_size_per_epoch)
         self.test_size = check_int(owner, "test_size", test_size)
+        self.valid_size = check_int(owner, "valid_size", valid_size, minimum=0)
         self.seed = check_int(owner, "seed", seed, minimum=0)
-        self._test = None
+        self.splits = ("valid", "test") if self.valid_size else ("test",)
+        self._fixed = {}
 
     def make_batch(self, rng, batch_size, T):
         raise NotImplementedError
 
     def config(self):
         return {"name": self.name, "T": self.T, "train_size_per_epoch": self.train_size_per_epoch,
-                "test_size": self.test_size, "seed": self.seed}
+                "test_size": self.test_size, "valid_size": self.valid_size, "seed": self.seed}
 
     def steps_per_epoch(self, batch_size):
         return batch_count(self.train_size_per_epoch, self.check_batch_size(batch_size))
@@ -166,14 +199,30 @@ class SyntheticSequenceTask(Task):
             yield self.make_batch(rng, batch_size, self.T)
 
     def test_set(self):
-        """The fixed test set, drawn once from the task's own seed (never from train.py's rng)."""
-        if self._test is None:
-            self._test = self.make_batch(np.random.default_rng(self.seed), self.test_size, self.T)
-        return self._test
+        """The fixed test set, drawn once from the task's seed."""
+        if "test" not in self._fixed:
+            self._fixed["test"] = self.make_batch(np.random.default_rng(self.seed), self.test_size, self.T)
+        return self._fixed["test"]
+
+    def valid_set(self):
+        """The fixed validation set, drawn once from (seed, VALID_STREAM); sequences equal to a test
+        sequence are dropped and redrawn, so the two sets share none."""
+        self.check_split("valid")
+        if "valid" not in self._fixed:
+            rng = np.random.default_rng((self.seed, self.VALID_STREAM))
+            test_rows = {row.tobytes() for row in self.test_set()[0]}
+            inputs, targets = [], []
+            while sum(len(x) for x in inputs) < self.valid_size:
+                x, y = self.make_batch(rng, self.valid_size, self.T)
+                fresh = np.array([row.tobytes() not in test_rows for row in x], dtype=bool)
+                inputs.append(x[fresh])
+                targets.append(y[fresh])
+            self._fixed["valid"] = (np.concatenate(inputs)[:self.valid_size],
+                                    np.concatenate(targets)[:self.valid_size])
+        return self._fixed["valid"]
 
     def split_batches(self, batch_size, split):
         self.check_batch_size(batch_size)
-        self.check_split(split)
-        inputs, targets = self.test_set()
+        inputs, targets = self.valid_set() if self.check_split(split) == "valid" else self.test_set()
         for start in range(0, len(inputs), batch_size):
             yield inputs[start:start + batch_size], targets[start:start + batch_size]

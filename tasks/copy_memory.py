@@ -3,10 +3,9 @@ import math
 
 import numpy as np
 
-import engine.ops as F
 from engine import backend
 
-from .base import SyntheticSequenceTask, like_output, output_array
+from .base import SyntheticSequenceTask, cross_entropy_sum, like_output, output_array
 
 N_SYMBOLS = 8          # data symbols are 1..8
 N_RECALL = 10          # how many symbols to remember
@@ -40,9 +39,10 @@ class CopyTask(SyntheticSequenceTask):
     higher_is_better = False
     default_model = "sequence_model"
     min_T = 1
+    output_layout = "batch, steps, classes"
 
-    def __init__(self, T=60, train_size_per_epoch=10000, test_size=1000, seed=1234):
-        super().__init__(T, train_size_per_epoch, test_size, seed)
+    def __init__(self, T=60, train_size_per_epoch=10000, test_size=1000, valid_size=1000, seed=1234):
+        super().__init__(T, train_size_per_epoch, test_size, valid_size, seed)
 
     def make_batch(self, rng, batch_size, T):
         return copy_batch(rng, batch_size, T)
@@ -50,24 +50,15 @@ class CopyTask(SyntheticSequenceTask):
     def model_kwargs(self):
         return {"n_in": N_CLASSES, "n_out": N_CLASSES, "output": "all"}
 
-    def _check_output(self, output, targets):
-        shape = output_array(output).shape
-        if shape != targets.shape + (N_CLASSES,):
-            raise ValueError(f"copy task: model output must have shape {targets.shape + (N_CLASSES,)} "
-                             f"(batch, steps, classes), got {shape}")
+    def output_shape(self, targets):
+        return targets.shape + (N_CLASSES,)
 
-    def loss(self, output, targets):
-        self._check_output(output, targets)
-        return F.cross_entropy(output, like_output(targets, output))
-
-    def metrics(self, outputs, targets):
-        self._check_output(outputs, targets)
+    def batch_totals(self, outputs, targets):
         labels = like_output(targets, outputs)
-        ce = F.cross_entropy(outputs, labels, reduction="sum")
         logits = output_array(outputs)
         xp = backend.xp_of(logits)
         recalled = xp.argmax(logits[:, -N_RECALL:], axis=-1) == labels[:, -N_RECALL:]
-        return {"ce_sum": float(output_array(ce)), "ce_count": float(labels.size),
+        return {"ce_sum": cross_entropy_sum(outputs, labels), "ce_count": float(labels.size),
                 "correct": float(xp.sum(recalled)), "recall_count": float(recalled.size)}
 
     def summarize(self, totals):

@@ -4,10 +4,9 @@ from collections import Counter
 
 import numpy as np
 
-import engine.ops as F
 from engine import backend
 
-from .base import Task, check_int, like_output, output_array
+from .base import Task, check_int, cross_entropy_sum, like_output
 
 
 def build_vocabulary(tokens):
@@ -49,6 +48,7 @@ class LanguageModelTask(Task):
     default_model = "language_model"
     higher_is_better = False
     level = "word"
+    output_layout = "batch, steps, vocabulary"
 
     def setup(self, streams, itos, bptt):
         self.streams = streams
@@ -95,21 +95,12 @@ class LanguageModelTask(Task):
             seq = min(self.bptt, length - 1 - i)
             yield data[:, i:i + seq], data[:, i + 1:i + 1 + seq]
 
-    def _check_output(self, output, targets):
-        shape = output_array(output).shape
-        expected = targets.shape + (self.vocab_size,)
-        if shape != expected:
-            raise ValueError(f"{self.name} task: model output must have shape {expected} "
-                             f"(batch, steps, vocabulary), got {shape}")
+    def output_shape(self, targets):
+        return targets.shape + (self.vocab_size,)
 
-    def loss(self, output, targets):
-        self._check_output(output, targets)
-        return F.cross_entropy(output, like_output(targets, output))
-
-    def metrics(self, outputs, targets):
-        self._check_output(outputs, targets)
-        ce = F.cross_entropy(outputs, like_output(targets, outputs), reduction="sum")
-        return {"ce_sum": float(output_array(ce)), "count": float(targets.size)}
+    def batch_totals(self, outputs, targets):
+        return {"ce_sum": cross_entropy_sum(outputs, like_output(targets, outputs)),
+                "count": float(targets.size)}
 
     def from_cross_entropy(self, ce):
         """Mean cross-entropy (nats per token) -> the reported metrics."""

@@ -4,11 +4,10 @@ import pathlib
 
 import numpy as np
 
-import engine.ops as F
 from engine import backend
 
 from . import download
-from .base import Task, batch_count, check_int, like_output, output_array
+from .base import Task, batch_count, check_int, cross_entropy_sum, like_output, output_array
 from .idx import read_idx
 
 FILES = {
@@ -31,6 +30,7 @@ MIRRORS = (
 )
 N_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
+VALID_SHARE = 12   # by default the last twelfth of the training file (5,000 of 60,000) is held out
 
 
 class MissingDataError(FileNotFoundError, ValueError):
@@ -101,17 +101,20 @@ def pixel_statistics(images):
 
 class MNISTTask(Task):
     """MNIST classification: images (B, 1, 28, 28) float32 normalised with the train mean/std,
-    labels int64. `subset` keeps the first n training examples; `valid_size` holds out the last
-    n of the 60,000 training images as a 'valid' split."""
+    labels int64. The last `valid_size` images of the training file form the 'valid' split
+    (default: the last twelfth, 5,000 of the 60,000; 0 trains on all of them); `subset` keeps the
+    first n of the rest for training. `split_rows` names the training-file rows of each split."""
 
     name = "mnist"
     metric_name = "accuracy"
     higher_is_better = True
     default_model = "lenet300"
 
-    def __init__(self, data_dir=None, subset=None, valid_size=0, download=True, fetch=None):
+    def __init__(self, data_dir=None, subset=None, valid_size=None, download=True, fetch=None):
         arrays = load_mnist(data_dir, download_missing=download, fetch=fetch)
         n_train = len(arrays["train_images"])
+        if valid_size is None:
+            valid_size = n_train // VALID_SHARE
         self.valid_size = check_int("mnist task", "valid_size", valid_size, minimum=0,
                                     maximum=n_train - 1)
         available = n_train - self.valid_size
@@ -124,10 +127,11 @@ class MNISTTask(Task):
         self.mean, self.std = pixel_statistics(arrays["train_images"])
         self.lookup = ((np.arange(256) / 255.0 - self.mean) / self.std).astype(np.float32)
         images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int64)
-        self.data = {"train": (images[:keep], labels[:keep]),
-                     "test": (arrays["test_images"], arrays["test_labels"].astype(np.int64))}
+        self.split_rows = {"train": range(keep), "valid": range(available, n_train)}
+        self.data = {"train": (images[:keep], labels[:keep])}
         if self.valid_size:
             self.data["valid"] = (images[available:], labels[available:])
+        self.data["test"] = (arrays["test_images"], arrays["test_labels"].astype(np.int64))
         self.splits = tuple(self.data)
 
     def config(self):
@@ -158,23 +162,15 @@ class MNISTTask(Task):
         for start in range(0, len(labels), batch_size):
             yield self.images(images[start:start + batch_size]), labels[start:start + batch_size]
 
-    def _check_output(self, output, targets):
-        shape = output_array(output).shape
-        if shape != (len(targets), N_CLASSES):
-            raise ValueError(f"mnist task: model output must have shape {(len(targets), N_CLASSES)} "
-                             f"(batch, classes), got {shape}")
+    def output_shape(self, targets):
+        return (len(targets), N_CLASSES)
 
-    def loss(self, output, targets):
-        self._check_output(output, targets)
-        return F.cross_entropy(output, like_output(targets, output))
-
-    def metrics(self, outputs, targets):
-        self._check_output(outputs, targets)
+    def batch_totals(self, outputs, targets):
         labels = like_output(targets, outputs)
         logits = output_array(outputs)
         xp = backend.xp_of(logits)
-        ce = F.cross_entropy(outputs, labels, reduction="sum")
-        return {"ce_sum": float(output_array(ce)), "correct": float(xp.sum(xp.argmax(logits, axis=1) == labels)),
+        return {"ce_sum": cross_entropy_sum(outputs, labels),
+                "correct": float(xp.sum(xp.argmax(logits, axis=1) == labels)),
                 "count": float(len(labels))}
 
     def summarize(self, totals):

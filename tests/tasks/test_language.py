@@ -136,8 +136,9 @@ def test_text_task(tmp_path):
     path.write_text(text, encoding="utf-8")
     task = get_task("text", data_file=path, bptt=5)
     assert task.itos == sorted(set(text)) and task.metric_name == "bpc"
-    assert len(task.streams["train"]) == int(len(text) * 0.9)
-    assert "".join(task.decode(np.concatenate([task.streams["train"], task.streams["test"]]))) == text
+    assert [len(task.streams[s]) for s in ("train", "valid", "test")] == [234, 13, 13]   # 90/5/5 of 260
+    parts = [task.streams[s] for s in ("train", "valid", "test")]
+    assert "".join(task.decode(np.concatenate(parts))) == text                    # in order, no overlap
     x, y = next(task.train_batches(2, np.random.default_rng(0)))
     assert x.shape == (2, 5)
     assert task.evaluate(FixedOutput(lambda x: np.zeros(x.shape + (task.vocab_size,))), 2)["bpc"] == \

@@ -54,7 +54,8 @@ def test_load_fixture(tmp_path, compress):
 
 def test_task_batches_normalised(tmp_path):
     arrays = fixture_arrays()
-    task = get_task("mnist", data_dir=write_fixture(tmp_path, arrays, True))
+    task = get_task("mnist", data_dir=write_fixture(tmp_path, arrays, True), valid_size=0)
+    assert task.splits == ("train", "test")
     pixels = arrays["train_images"] / 255.0
     assert task.mean == pytest.approx(pixels.mean(), rel=1e-12)
     assert task.std == pytest.approx(pixels.std(), rel=1e-12)
@@ -75,7 +76,7 @@ def test_task_batches_normalised(tmp_path):
 def test_subset_valid_and_evaluate(tmp_path):
     arrays = fixture_arrays()
     task = get_task("mnist", data_dir=write_fixture(tmp_path, arrays, False), subset=8, valid_size=4)
-    assert task.splits == ("train", "test", "valid")
+    assert task.splits == ("train", "valid", "test")
     assert task.steps_per_epoch(3) == 3
     np.testing.assert_array_equal(task.data["valid"][1], arrays["train_labels"][-4:])
     # a "model" that knows the test labels (one batch holds the whole test set)
@@ -193,7 +194,9 @@ def test_download_verified_rejects_wrong_bytes(tmp_path):
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"real MNIST not found in {SHARED_DATA}")
 def test_real_mnist():
     task = get_task("mnist", data_dir=SHARED_DATA / "mnist")
-    assert task.data["train"][0].shape == (60000, 28, 28)
+    assert task.data["train"][0].shape == (55000, 28, 28)            # the last 5,000 are held out
+    assert task.data["valid"][0].shape == (5000, 28, 28) and task.valid_size == 5000
+    assert task.split_rows == {"train": range(55000), "valid": range(55000, 60000)}
     assert task.data["test"][0].shape == (10000, 28, 28)
     assert round(task.mean, 4) == 0.1307 and round(task.std, 4) == 0.3081
     assert sorted(np.unique(task.data["test"][1])) == list(range(10))

@@ -98,7 +98,7 @@ def test_adding_evaluate_constant_predictor():
 
 @pytest.mark.parametrize("options, message", [
     ({"T": 1}, "T must be >= 2"), ({"T": 0}, "T must be >= 2"), ({"test_size": 0}, "test_size"),
-    ({"train_size_per_epoch": -1}, "train_size_per_epoch")])
+    ({"train_size_per_epoch": -1}, "train_size_per_epoch"), ({"valid_size": -1}, "valid_size must be >= 0")])
 def test_adding_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         get_task("adding", **options)
@@ -108,8 +108,12 @@ def test_bad_batch_size_and_split():
     task = get_task("adding", T=4)
     with pytest.raises(ValueError, match="adding task: batch_size must be >= 1, got 0"):
         task.steps_per_epoch(0)
+    with pytest.raises(ValueError, match="unknown split 'train'"):
+        list(task.split_batches(4, "train"))
+    no_valid = get_task("adding", T=4, valid_size=0)
+    assert no_valid.splits == ("test",)
     with pytest.raises(ValueError, match="unknown split 'valid'"):
-        list(task.split_batches(4, "valid"))
+        no_valid.evaluate(FixedOutput(lambda x: np.ones((len(x), 1))), split="valid")
     with pytest.raises(TypeError, match="batch_size must be an integer"):
         task.steps_per_epoch(2.5)
 
