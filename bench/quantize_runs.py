@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import train  # noqa: E402
 from compressors import quantize, report  # noqa: E402
-from engine import io as engine_io  # noqa: E402
+from compressors.checkpoints import read_run_checkpoint  # noqa: E402
 
 
 def rebuild(run_dir, scratch):
@@ -26,8 +26,7 @@ def rebuild(run_dir, scratch):
     run = train.Run(args)
     run.setup()
     model = run.build()
-    arrays, _ = engine_io.load(os.path.join(run_dir, train.CHECKPOINT))
-    state, _ = train._split_checkpoint(arrays)
+    state, _, _ = read_run_checkpoint(run_dir)
     model.load_state_dict(state)
     return run, model.eval()
 

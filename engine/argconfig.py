@@ -2,7 +2,8 @@
 import argparse
 import json
 import math
-import os
+
+from .io import atomic_write
 
 
 class ConfigError(ValueError):
@@ -189,7 +190,5 @@ def write_toml(path, values, header=""):
     """Write flat {key: value} as TOML (keys sorted, None values left out), atomically."""
     lines = [f"# {line}" for line in header.splitlines()]
     lines += [f"{key} = {toml_value(value)}" for key, value in sorted(values.items()) if value is not None]
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), suffix=".toml")
