@@ -11,6 +11,9 @@ from engine import io as engine_io
 from engine import rng as engine_random
 from engine import safetensors as st
 from compressors import checkpoints as S
+from compressors.layer_swap import module_at, replace_module
+from compressors.plugin import Compressor
+from layers.module import Module
 from layers.models import lenet300, lenet5, sequence_model
 
 
@@ -317,3 +320,42 @@ def test_every_registered_method_describes_and_rebuilds():
         dense = lenet300(n_in=8)
         assert method.describe(dense) == [], name
         assert callable(method.rebuild)
+
+
+# ---------------------------------------------------------------- a method added by registration alone
+class NegatedDense(Module):
+    """-inner(x): a layer no code outside this test knows."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * -1.0
+
+
+class NegateCompressor(Compressor):
+    name = "negate"
+
+    @staticmethod
+    def describe(model):
+        paths = [p for p, m in model.named_modules() if isinstance(m, NegatedDense)]
+        return [{"paths": paths}] if paths else []
+
+    @staticmethod
+    def rebuild(model, config, state):
+        for path in config["paths"]:
+            replace_module(model, path, NegatedDense(module_at(model, path, "negate")))
+        return model
+
+
+def test_a_method_registered_in_the_plugin_registry_saves_and_loads(tmp_path, monkeypatch):
+    from compressors import plugin
+    monkeypatch.setitem(plugin.REGISTRY, "negate", f"{__name__}:NegateCompressor")
+    engine.manual_seed(0)
+    model = lenet300(n_in=8)
+    replace_module(model, "3", NegatedDense(model[3]))
+    perturb(model)
+    assert S.describe_compression(model) == [{"method": "negate", "config": {"paths": ["3"]}}]
+    loaded = assert_round_trip(tmp_path, model, ("lenet300", {"n_in": 8}), np.ones((2, 8), np.float32))
+    assert isinstance(loaded[3], NegatedDense)
