@@ -16,8 +16,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from compressors import quantize, report  # noqa: E402
-from engine import io as engine_io  # noqa: E402
-from training.checkpoint import CHECKPOINT, split_checkpoint  # noqa: E402
+from compressors.checkpoints import read_run_checkpoint  # noqa: E402
 from training.loop import Run  # noqa: E402
 from training.options import parse_args  # noqa: E402
 
@@ -28,8 +27,7 @@ def rebuild(run_dir, scratch):
     run = Run(args)
     run.setup()
     model = run.build()
-    arrays, _ = engine_io.load(os.path.join(run_dir, CHECKPOINT))
-    state, _ = split_checkpoint(arrays)
+    state, _, _ = read_run_checkpoint(run_dir)
     model.load_state_dict(state)
     return run, model.eval()
 

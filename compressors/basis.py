@@ -190,6 +190,36 @@ class BasisConv2d(Module):
                 + (", batch_norm" if self.norm is not None else ""))
 
 
+# ---------------------------------------------------------------- checkpoints (Compressor.describe / rebuild)
+def describe(model):
+    """[config] of the model's BasisConv2d layers (per_layer_M, batch_norm, train_basis by path), or []."""
+    layers = [(p, m) for p, m in model.named_modules() if isinstance(m, BasisConv2d)]
+    if not layers:
+        return []
+    return [{"per_layer_M": {p: int(m.num_basis) for p, m in layers},
+             "batch_norm": {p: m.norm is not None for p, m in layers},
+             "train_basis": {p: bool(m.basis.requires_grad) for p, m in layers}}]
+
+
+def _per_path(value, paths, default):
+    """A bool-or-dict config value as {path: value}."""
+    if isinstance(value, dict):
+        return {p: value.get(p, default) for p in paths}
+    return {p: default if value is None else value for p in paths}
+
+
+def rebuild(model, config, state):
+    """BasisConv2d with M filters at each path of config['per_layer_M'] (compress with m=M)."""
+    per_m = config.get("per_layer_M")
+    if not per_m:
+        raise ValueError("load_model: a basis step needs per_layer_M {layer: M} (recorded after apply)")
+    norms = _per_path(config.get("batch_norm"), per_m, False)
+    trains = _per_path(config.get("train_basis"), per_m, False)
+    for path, m in per_m.items():
+        compress(model, m=int(m), layers=[path], batch_norm=bool(norms[path]), train_basis=bool(trains[path]))
+    return model
+
+
 # ---------------------------------------------------------------- whole models
 def _conv_type():
     from layers.conv import Conv2d
@@ -294,6 +324,8 @@ class BasisCompressor(Compressor):
     """train.py's --compress basis: convert the Conv2d layers (after --init-from) to BasisConv2d."""
 
     name = "basis"
+    describe = staticmethod(describe)
+    rebuild = staticmethod(rebuild)
 
     @staticmethod
     def add_arguments(parser):

@@ -26,3 +26,12 @@ def find_layers(model, layer_type, names=None, where="compress", exclude=()):
             raise ValueError(f"{where}: no {kind} layer named {missing}; available: {available}")
         found = [(n, m) for n, m in found if n in names]
     return found
+
+
+def module_at(model, dotted_name, where):
+    """model.<dotted_name>; ValueError naming `where` and some of the model's modules when it has none."""
+    modules = dict(model.named_modules())
+    if dotted_name not in modules:
+        raise ValueError(f"{where}: the model has no module {dotted_name!r}; it has "
+                         f"{[n for n in modules if n][:20]}")
+    return modules[dotted_name]

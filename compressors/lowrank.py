@@ -34,7 +34,7 @@ from layers.dense import Dense
 from layers.module import Module, Sequential
 
 from .basis import output_positions
-from .layer_swap import find_layers, replace_module
+from .layer_swap import find_layers, module_at, replace_module
 from .settings import check_energy, check_rank, number_list as _number_list, per_layer, rank_for_energy
 from .plugin import Compressor
 
@@ -302,6 +302,94 @@ class LowRankConv2d(Module):
         return f"{self.mode}, rank {self.rank}"
 
 
+# ---------------------------------------------------------------- checkpoints (Compressor.describe / rebuild)
+def describe(model):
+    """[config] of the model's LowRankDense / LowRankConv2d layers (ranks by path, conv mode), or []."""
+    layers = [(p, m) for p, m in model.named_modules() if isinstance(m, (LowRankDense, LowRankConv2d))]
+    if not layers:
+        return []
+    mode = next((m.mode for _, m in layers if isinstance(m, LowRankConv2d)), DEFAULT_CONV_RESHAPE)
+    return [{"conv_reshape": mode, "ranks": {p: int(m.rank) for p, m in layers},
+             "factored": {p: True for p, _ in layers}}]
+
+
+def _resized(layer, weight_shape):
+    """A plain Dense/Conv2d like `layer` whose weight has `weight_shape` (units removed by truncate)."""
+    bias = layer.bias is not None
+    if isinstance(layer, Dense):
+        return Dense(int(weight_shape[0]), int(weight_shape[1]), bias=bias)
+    return _conv_type()(int(weight_shape[1]) * layer.groups, int(weight_shape[0]), layer.kernel_size,
+                        stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                        groups=layer.groups, bias=bias)
+
+
+def _factored_shell(layer, rank, mode):
+    """The two-layer form of `layer` at `rank` as from_dense/from_conv lay it out, with fresh values
+    (no SVD: the saved state replaces the values anyway)."""
+    bias = layer.bias is not None
+    if isinstance(layer, Dense):
+        rank = min(rank, layer.n_in, layer.n_out)
+        return LowRankDense(Dense(layer.n_in, rank, bias=False), Dense(rank, layer.n_out, bias=bias))
+    conv = _conv_type()
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    c, n = layer.in_ch, layer.out_ch
+    if mode == "filters":
+        rank = min(rank, n, c * kh * kw)
+        first = conv(c, rank, (kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), bias=False)
+        second = conv(rank, n, 1, bias=bias)
+    else:
+        rank = min(rank, c * kh, kw * n)
+        first = conv(c, rank, (kh, 1), stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), bias=False)
+        second = conv(rank, n, (1, kw), stride=(1, sw), padding=(0, pw), dilation=(1, dw), bias=bias)
+    return LowRankConv2d(first, second, mode, rank)
+
+
+def _is_factored(layer, path, rank, config, state):
+    """Whether the layer at `path` was cut in two: the state holds '<path>.first.*' (a later step
+    may have replaced .first itself); without a state config['factored'], else truncate's rule."""
+    if state is not None:
+        return any(k.startswith(f"{path}.first.") for k in state)
+    if "factored" in config:
+        return bool(config["factored"].get(path, False))
+    rows, cols = (layer.n_in, layer.n_out) if isinstance(layer, Dense) else (
+        layer.out_ch, layer.weight.size // layer.out_ch)
+    return int(rank) * (rows + cols) < rows * cols
+
+
+def rebuild(model, config, state):
+    """Factor the layers named in config['ranks'] (describe's, or LowRankCompressor's config after a run).
+
+    Units removed by drop_dead_units are restored from the state's weight shapes.
+    """
+    ranks = config.get("ranks")
+    if not ranks:
+        return model                         # a run saved before truncation: still dense
+    plain = (Dense, _conv_type())
+    mode = config.get("conv_reshape") or DEFAULT_CONV_RESHAPE
+    if state is not None:
+        for path, m in list(model.named_modules()):
+            key = f"{path}.weight" if path else "weight"
+            if type(m) in plain and key in state and tuple(state[key].shape) != m.weight.shape:
+                replace_module(model, path, _resized(m, state[key].shape))
+    for path, rank in ranks.items():
+        layer = module_at(model, path, "load_model (lowrank)")
+        if type(layer) not in plain or not _is_factored(layer, path, rank, config, state):
+            continue
+        first = None if state is None else state.get(f"{path}.first.weight")
+        second = None if state is None else state.get(f"{path}.second.weight")
+        if first is not None and second is not None:
+            if isinstance(layer, Dense):
+                rank, shape = first.shape[1], (first.shape[0], second.shape[1])
+            else:
+                rank, shape = first.shape[0], (second.shape[0], first.shape[1]) + tuple(layer.kernel_size)
+            if tuple(shape) != layer.weight.shape:    # units removed before factoring
+                layer = _resized(layer, shape)
+            if not isinstance(layer, Dense) and first.shape[-1] == 1 and layer.kernel_size[1] > 1:
+                mode = "spatial"
+        replace_module(model, path, _factored_shell(layer, int(rank), mode))
+    return model
+
+
 def _geometry(conv):
     return (pair(getattr(conv, "stride", 1), "stride"), pair(getattr(conv, "padding", 0), "padding"),
             pair(getattr(conv, "dilation", 1), "dilation"), int(getattr(conv, "groups", 1)))
@@ -511,6 +599,8 @@ class LowRankCompressor(Compressor):
     """train.py's --compress lowrank: proximal nuclear-norm (+ group lasso) training, then truncation."""
 
     name = "lowrank"
+    describe = staticmethod(describe)
+    rebuild = staticmethod(rebuild)
 
     @staticmethod
     def add_arguments(parser):

@@ -305,21 +305,18 @@ def plot_basis_energy(model, run_dir, singular_values=None, name="basis_energy.p
 
 # ---------------------------------------------------------------- a whole run
 def _dense_state(path):
-    """The model/ arrays of a train.py checkpoint (or a save_model file), or None when unreadable."""
+    """The model arrays of a run checkpoint (or a save_model file), or None when unreadable."""
     try:
-        from engine import io as engine_io
-        arrays, _ = engine_io.load(path)
+        from .checkpoints import read_checkpoint
+        return read_checkpoint(path)[2]
     except (OSError, ValueError):
         return None
-    if any(k.startswith("model/") for k in arrays):
-        return {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    return arrays
 
 
 def _run_meta(run_dir):
     try:
-        from engine import io as engine_io
-        return engine_io.load(os.path.join(run_dir, "checkpoint.npz"))[1]
+        from .checkpoints import read_run_meta
+        return read_run_meta(run_dir)
     except (OSError, ValueError):
         return {}
 
@@ -327,7 +324,7 @@ def _run_meta(run_dir):
 def plot_run(run_dir, model=None, compressor=None, out_dir=None):
     """Every plot that applies to the run in `run_dir`; returns the PNG paths written.
 
-    model: the final model (default: layers.load_model(run_dir)). compressor: the run's
+    model: the final model (default: compressors.load_model(run_dir)). compressor: the run's
     Compressor (its conv_reshape is used for the low-rank spectra when it has one).
     out_dir: where the PNGs go (default: the run folder itself).
     """
@@ -340,7 +337,7 @@ def plot_run(run_dir, model=None, compressor=None, out_dir=None):
         written.append(plot_training_curves(out, log_path=log))
     if model is None:
         try:
-            from layers.serialization import load_model
+            from .checkpoints import load_model
             model = load_model(run_dir)
         except (OSError, ValueError, KeyError) as e:
             print(f"compressors.plots: no model plots: cannot load the run's checkpoint ({e})", file=sys.stderr)
@@ -360,8 +357,7 @@ def plot_run(run_dir, model=None, compressor=None, out_dir=None):
     if "BasisConv2d" in kinds:
         original = {}
         init_from = (_run_meta(run_dir).get("config") or {}).get("init_from")
-        dense = _dense_state(init_from if init_from and not os.path.isdir(init_from)
-                             else os.path.join(init_from, "checkpoint.npz")) if init_from else None
+        dense = _dense_state(init_from) if init_from else None
         for path, layer in _named(model, "BasisConv2d"):
             w = (dense or {}).get(f"{path}.weight")
             if w is not None and w.ndim == 4:

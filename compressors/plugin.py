@@ -1,4 +1,4 @@
-"""The interface a compression method offers train.py, and the registry of methods by name."""
+"""The interface a compression method offers train.py and checkpoints, and the registry of methods by name."""
 import importlib
 
 
@@ -39,24 +39,52 @@ class Compressor:
         """JSON-able description of the compression settings, stored in metrics and checkpoints."""
         return {"name": self.name}
 
+    # ---- checkpoints (compressors.checkpoints): no data, no training, the values come from the state
+    @staticmethod
+    def describe(model):
+        """The configs of this method's steps read off `model`'s modules: a list, empty when it has none."""
+        return []
 
-# name -> "module:Class"; imported lazily so a method's extras are only needed when it is used
+    @staticmethod
+    def rebuild(model, config, state):
+        """Re-apply one step recorded as `config` (describe's, or config() after a run) to `model`.
+
+        Only the structure matters (fresh values: the saved state replaces them); `state`, the saved
+        arrays by state_dict key or None, may settle what the config leaves open. Returns the model.
+        """
+        return model
+
+
+# name -> "module:Class"; imported lazily so a method's extras are only needed when it is used.
+# The order is the order in which checkpoints describe and re-apply steps: a method that can
+# convert another's layers (tucker on a low-rank factor) comes after it.
 REGISTRY = {
     "none": "compressors.plugin:Compressor",
-    "wavelet": "compressors.wavelet:WaveletCompressor",
+    "lowrank": "compressors.lowrank:LowRankCompressor",
+    "basis": "compressors.basis:BasisCompressor",
     "tucker": "compressors.tucker:TuckerCompressor",
     "scada": "compressors.tucker:ScadaCompressor",
-    "basis": "compressors.basis:BasisCompressor",
-    "lowrank": "compressors.lowrank:LowRankCompressor",
+    "wavelet": "compressors.wavelet:WaveletCompressor",
 }
+
+# architectures a method brings with it: name -> "module:function" (layers.models.MODELS holds the
+# others; compressors.checkpoints.model_constructor looks in both)
+MODELS = {
+    "wavelet_cnn": "compressors.wavelet:wavelet_cnn",
+}
+
+
+def resolve(reference):
+    """The object named by "module:attribute" (imported now)."""
+    module_name, attribute = reference.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def get(name):
     """The Compressor class registered under `name`; ValueError listing the valid names otherwise."""
     if name not in REGISTRY:
         raise ValueError(f"unknown compressor {name!r}; valid: {', '.join(sorted(REGISTRY))}")
-    module_name, class_name = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return resolve(REGISTRY[name])
 
 
 def available():

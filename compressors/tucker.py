@@ -53,6 +53,7 @@ from .layer_swap import replace_module
 from .plugin import Compressor
 # the layers stay importable from here too (public names since issue 5)
 from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeight  # noqa: F401
+from .tucker_layers import describe_scada, describe_tucker, rebuild_tucker
 # the shape and rank functions stay importable from here (public names since issue 5)
 from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
                             balanced_shape, paired_shape, prime_factors, solve_ranks,
@@ -320,6 +321,8 @@ class TuckerCompressor(Compressor):
 
     name = "tucker"
     shared = False
+    describe = staticmethod(describe_tucker)
+    rebuild = staticmethod(rebuild_tucker)
 
     @staticmethod
     def add_arguments(parser):
@@ -398,3 +401,4 @@ class ScadaCompressor(TuckerCompressor):
 
     name = "scada"
     shared = True
+    describe = staticmethod(describe_scada)

@@ -17,10 +17,12 @@ from engine import rng as erandom
 from engine.kernels import tucker as kernels
 from engine.ops.conv import pair
 from layers import init
+from layers.dense import Dense
 from layers.validation import check_input
 from layers.module import Module, Parameter
 
-from .tucker_shapes import adjust_dimensions, ratio_budget, solve_ranks, tucker_params
+from .layer_swap import module_at, replace_module
+from .tucker_shapes import adjust_dimensions, paired_shape, ratio_budget, solve_ranks, tucker_params
 
 
 def _check_ranks(ranks, modes, where):
@@ -301,3 +303,74 @@ class TuckerConv2d(_TuckerWeight):
     def extra_repr(self):
         return (f"{self.in_ch}, {self.out_ch}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, {self._tucker_repr()}")
+
+
+# ---------------------------------------------------------------- checkpoints (Compressor.describe / rebuild)
+def _spec(layer):
+    spec = {"modes": [int(v) for v in layer.modes], "ranks": [int(v) for v in layer.ranks],
+            "bias": layer.bias is not None}
+    if layer.pairing is not None:
+        spec["pairing"] = [list(g) for g in layer.pairing[0]]
+    return spec
+
+
+def describe_tucker(model):
+    """[config] of the model's Tucker layers with their own cores (modes, ranks, bias, pairing by path), or []."""
+    layers = {p: _spec(m) for p, m in model.named_modules() if isinstance(m, _TuckerWeight) and not m.shared_core}
+    return [{"per_layer": layers, "shared_core": None}] if layers else []
+
+
+def describe_scada(model):
+    """One config per shared core: the Tucker layers sharing it and the core's shape."""
+    cores = {}
+    for path, m in model.named_modules():
+        if isinstance(m, _TuckerWeight) and m.shared_core:
+            cores.setdefault(id(m.core), (list(m.core.shape), {}))[1][path] = _spec(m)
+    return [{"per_layer": layers, "shared_core": shape} for shape, layers in cores.values()]
+
+
+def _recorded_pairing(layer, path, spec, config):
+    """The digit groups of the layer's permuted reshape: describe records them; for a train.py config
+    they follow from its layout or its 'paired' reshape, as tucker.compress chose them."""
+    if "pairing" in spec or "bias" in spec:        # written by describe: absent means the plain reshape
+        return spec.get("pairing")
+    if config.get("layout"):
+        from .tucker import parse_layouts      # tucker.py imports this module
+        layout = parse_layouts(config["layout"]).get(path)
+        if layout is not None:
+            return layout["digits"]
+    reshape = config.get("reshape") or "balanced"
+    if reshape == "paired":
+        first = layer.weight.shape[0]
+        _, *groups = paired_shape(first, layer.weight.size // first, len(spec["modes"]), f"load_model ({path})")
+        return groups
+    if reshape == "spatial":
+        raise ValueError(f"load_model: the permuted reshape of a reshape='spatial' run is not recorded "
+                         f"(layer {path}); save the model with compressors.save_model instead")
+    return None
+
+
+def rebuild_tucker(model, config, state):
+    """Tucker layers with the recorded modes, ranks, bias and pairing; one shared core when
+    config['shared_core'] (SCADA). Works for describe's configs and Tucker/ScadaCompressor's."""
+    per_layer = config.get("per_layer")
+    if not per_layer:
+        raise ValueError("load_model: a tucker/scada step needs per_layer {layer: {modes, ranks}}")
+    targets = {path: module_at(model, path, "load_model (tucker)") for path in per_layer}
+    core = None
+    if config.get("shared_core"):
+        dtype = next(iter(targets.values())).weight.dtype
+        core = Parameter(np.ones(tuple(int(k) for k in config["shared_core"]), dtype))
+    for path, spec in per_layer.items():
+        layer, modes = targets[path], [int(v) for v in spec["modes"]]
+        bias = spec.get("bias", config.get("bias", True))
+        if state is not None:
+            bias = f"{path}.bias" in state
+        kwargs = dict(ranks=None if core is not None else [int(v) for v in spec["ranks"]], order=len(modes),
+                      shape=modes, core=core, bias=bias, pairing=_recorded_pairing(layer, path, spec, config))
+        new = (TuckerDense.from_dense(layer, **kwargs) if isinstance(layer, Dense)
+               else TuckerConv2d.from_conv(layer, **kwargs))
+        if core is not None:
+            object.__setattr__(new, "_shared", True)
+        replace_module(model, path, new)
+    return model

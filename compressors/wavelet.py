@@ -22,6 +22,7 @@ from layers.module import Module, Parameter
 from layers.recurrent import GRUCell, LSTMCell
 from layers.validation import check_input
 
+from .layer_swap import module_at, replace_module
 from .plugin import Compressor
 from .wavelet_filters import alias_cancellation_loss, filter_bank, perfect_reconstruction_loss
 
@@ -264,11 +265,48 @@ def wavelet_cnn(n_classes=10, levels=6, filter_length=6, init="haar"):
                        Dense(800, n_classes))
 
 
+# ---------------------------------------------------------------- checkpoints (Compressor.describe / rebuild)
+def describe(model):
+    """[config] of the model's WaveletLinear layers (their full settings by path), or []."""
+    layers = {p: m for p, m in model.named_modules() if isinstance(m, WaveletLinear)}
+    if not layers:
+        return []
+    return [{"per_layer": {p: {"n": m.n, "levels": m.levels, "filter_length": m.filter_length, "init": m.init,
+                               "bias": m.bias is not None, "learn_filters": bool(m.learn_filters),
+                               "permute": m.permute, "ac_variant": m.ac_variant}
+                           for p, m in layers.items()}}]
+
+
+def rebuild(model, config, state):
+    """WaveletLinear layers from describe's per-layer specs, or replaying WaveletCompressor's config."""
+    per_layer = config.get("per_layer")
+    if per_layer:
+        for path, s in per_layer.items():
+            module_at(model, path, "load_model (wavelet)")
+            replace_module(model, path, WaveletLinear(
+                int(s["n"]), int(s["levels"]), int(s["filter_length"]), init=s.get("init", "haar"),
+                bias=bool(s.get("bias")), learn_filters=bool(s.get("learn_filters", True)),
+                permute=bool(s.get("permute", True)), ac_variant=s.get("ac_variant", "modulated")))
+        return model
+    layer_kw = dict(learn_filters=not config.get("fixed", False), ac_variant=config.get("ac_variant", "modulated"))
+    args = (config.get("levels"), config.get("filter_length", 6), config.get("init", "haar"))
+    replaced = str(config.get("replaced") or "")
+    if replaced.startswith("recurrent:"):
+        compress_recurrent(model, config.get("which", "state_reset"), *args, **layer_kw)
+    elif replaced == "square dense layers":
+        compress_square_dense(model, *args, **layer_kw)
+    for layer in wavelet_layers(model):
+        layer.set_learn_filters(layer_kw["learn_filters"])
+    return model
+
+
 # ---------------------------------------------------------------- train.py plugin
 class WaveletCompressor(Compressor):
     """train.py's --compress wavelet: convert recurrent (or square dense) transforms, add the wavelet loss."""
 
     name = "wavelet"
+    describe = staticmethod(describe)
+    rebuild = staticmethod(rebuild)
 
     @staticmethod
     def add_arguments(parser):

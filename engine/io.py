@@ -45,9 +45,17 @@ def save(path, arrays, metadata=None):
     atomic_write(path, lambda fh: np.savez(fh, **arrays, **{_META_KEY: blob}), suffix=".npz")
 
 
+def _new_file_mode():
+    """The permissions open() would give a new file (0o666 less the umask); mkstemp's are 0o600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path, write, suffix=""):
     """Call ``write(fileobj)`` on a temporary file beside `path`, fsync it, then rename it over
-    `path`: a crash or kill at any moment leaves either the old file or the new one, never half."""
+    `path`: a crash or kill at any moment leaves either the old file or the new one, never half.
+    The one atomic writer of the project (model and run checkpoints, config files, downloads)."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
@@ -56,6 +64,7 @@ def atomic_write(path, write, suffix=""):
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

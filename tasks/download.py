@@ -3,7 +3,8 @@ import gzip
 import hashlib
 import os
 import pathlib
-import tempfile
+
+from engine.io import atomic_write
 
 
 def cache_dir(dataset):
@@ -27,21 +28,6 @@ def md5_hex(data):
 def decompressed(data):
     """`data` with one gzip layer removed when it has one."""
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-
-
-def write_atomic(path, data):
-    """Write bytes to `path` through a temporary file in the same folder, then rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def download_verified(filename, mirrors, md5_of_content, target_dir, fetch=None):
@@ -69,6 +55,6 @@ def download_verified(filename, mirrors, md5_of_content, target_dir, fetch=None)
                             f"expected {md5_of_content})")
             continue
         path = pathlib.Path(target_dir) / filename
-        write_atomic(path, data)
+        atomic_write(path, lambda fh: fh.write(data), suffix=".part")
         return path
     raise OSError(f"could not download {filename}:\n  " + "\n  ".join(failures))

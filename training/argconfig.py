@@ -191,4 +191,4 @@ def write_toml(path, values, header=""):
     lines = [f"# {line}" for line in header.splitlines()]
     lines += [f"{key} = {toml_value(value)}" for key, value in sorted(values.items()) if value is not None]
     text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), suffix=".toml")

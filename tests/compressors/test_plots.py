@@ -9,7 +9,7 @@ import pytest
 
 import engine
 from layers.models import lenet300, lenet5, sequence_model
-from layers.serialization import save_model
+from compressors.checkpoints import save_model
 
 plots = importlib.import_module("compressors.plots")
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,

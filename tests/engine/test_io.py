@@ -105,3 +105,15 @@ def test_bad_arguments(tmp_path):
         io.save(tmp_path / "a.npz", {"a": np.array([None, 1], dtype=object)})
     with pytest.raises(TypeError):
         io.save(tmp_path / "a.npz", {"a": np.ones(1)}, {"f": object()})   # metadata must be JSON-able
+
+
+def test_atomic_write_gives_ordinary_permissions_and_no_leftovers(tmp_path):
+    """The file gets the mode open() would give it (not mkstemp's 0o600); a failed write leaves nothing."""
+    path = tmp_path / "a.txt"
+    io.atomic_write(str(path), lambda fh: fh.write(b"hello"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_bytes() == b"hello" and (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+    with pytest.raises(RuntimeError):
+        io.atomic_write(str(tmp_path / "b.txt"), lambda fh: (_ for _ in ()).throw(RuntimeError("disk full")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
