@@ -5,10 +5,8 @@ import json
 import numpy as np
 
 import tasks
-from compressors import plugin
-from compressors.wavelet import wavelet_cnn
+from compressors import checkpoints, plugin
 from engine import optim
-from layers.models import MODELS
 from training.errors import UserError
 from training.options import DEFAULT_LR, flag
 
@@ -58,16 +56,12 @@ def _gather_options(args, table, accepted, owner):
     return options
 
 
-def model_registry():
-    """name -> constructor: layers.models.MODELS plus the wavelet paper's CNN."""
-    return {**MODELS, "wavelet_cnn": wavelet_cnn}
-
-
 def model_constructor(name):
-    registry = model_registry()
-    if name not in registry:
-        raise UserError(f"unknown model {name!r}; valid models: {', '.join(sorted(registry))}")
-    return registry[name]
+    """The constructor registered as `name` in compressors.checkpoints' one model registry."""
+    try:
+        return checkpoints.model_constructor(name)
+    except ValueError:
+        raise UserError(f"unknown model {name!r}; valid models: {', '.join(checkpoints.model_names())}") from None
 
 
 def _parse_model_arg(text):

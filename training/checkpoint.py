@@ -1,50 +1,35 @@
-"""The run checkpoint: file names, reading, writing, the model/optimizer split, and --init-from."""
+"""The run checkpoint as the loop uses it: its file names, user-facing read errors, and --init-from.
+
+The format itself (prefixes, kind, layout) belongs to compressors.checkpoints; this module only
+names the files of a run folder and turns unreadable files into one-line UserErrors."""
 import os
 
-from engine import io as engine_io
+from compressors.checkpoints import (RUN_CHECKPOINT as CHECKPOINT, TRAIN_KIND as CHECKPOINT_KIND,
+                                     read_run_checkpoint, run_checkpoint_path as checkpoint_path,
+                                     save_run_checkpoint as save_checkpoint)
 from training.errors import UserError
 
-CHECKPOINT, TRAINED = "checkpoint.npz", "trained.npz"
-CHECKPOINT_KIND = "compactnet-train-checkpoint"
-
-
-def checkpoint_path(path):
-    """The checkpoint file of `path`: a run folder's checkpoint.npz, or `path` itself."""
-    return os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
+TRAINED = "trained.npz"
+__all__ = ["CHECKPOINT", "CHECKPOINT_KIND", "TRAINED", "checkpoint_path", "save_checkpoint", "read_checkpoint",
+           "read_checkpoint_meta", "load_init_weights"]
 
 
 def read_checkpoint(path, message="cannot read checkpoint: {}"):
-    """(arrays, meta) of the checkpoint at `path`; UserError `message` (with the reason) when unreadable."""
+    """(model state, optimizer arrays, meta) of the run checkpoint at `path` (a file or a run folder);
+    UserError `message` (with the reason) when it is missing or unreadable."""
     try:
-        return engine_io.load(checkpoint_path(path))
+        return read_run_checkpoint(path)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(message.format(e)) from None
 
 
 def read_checkpoint_meta(path):
-    return read_checkpoint(path)[1]
-
-
-def save_checkpoint(path, model, optimizer, meta):
-    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
-    if optimizer is not None:
-        state = optimizer.state_dict()
-        arrays.update({f"optim/{k}": v for k, v in state["arrays"].items()})
-        meta = dict(meta, optimizer={"step_count": state["step_count"], "lrs": state["lrs"]})
-    engine_io.save(path, arrays, meta)
-
-
-def split_checkpoint(arrays):
-    """(model state, optimizer arrays) of a run checkpoint's arrays."""
-    model_state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    optim_arrays = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
-    return model_state, optim_arrays
+    return read_checkpoint(path)[2]
 
 
 def load_init_weights(model, path):
     """--init-from: copy a checkpoint's model weights into the dense model (strict)."""
-    arrays, _ = read_checkpoint(path, "--init-from: {}")
-    state, _ = split_checkpoint(arrays)
+    state, _, _ = read_checkpoint(path, "--init-from: {}")
     try:
         model.load_state_dict(state)
     except (KeyError, ValueError) as e:

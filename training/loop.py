@@ -173,9 +173,10 @@ class Run(RunSetup):
         return write_report(self, model)
 
     def _load_trained(self):
-        """(arrays, meta) of trained.npz beside the checkpoint being resumed."""
+        """((model state, optimizer arrays), meta) of trained.npz beside the checkpoint being resumed."""
         path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path(self.args.resume))), TRAINED)
-        return read_checkpoint(path, f"--resume: a checkpoint after training needs {TRAINED} beside it ({{}})")
+        *arrays, meta = read_checkpoint(path, f"--resume: a checkpoint after training needs {TRAINED} beside it ({{}})")
+        return arrays, meta
 
     def _print_header(self, model):
         args = self.args

@@ -9,8 +9,7 @@ from compressors import report
 from engine import backend
 from engine import rng as engine_random
 from training.builders import build_compressor, build_model, build_task, model_spec, place
-from training.checkpoint import (CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint,
-                                 split_checkpoint)
+from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
 
@@ -31,7 +30,7 @@ class RunSetup:
         args = self.args
         self.resume_meta, self.resume_arrays = None, None
         if args.resume:
-            self.resume_arrays, self.resume_meta = read_checkpoint(args.resume, "--resume: {}")
+            *self.resume_arrays, self.resume_meta = read_checkpoint(args.resume, "--resume: {}")
             self._check_resume_changes(self.resume_meta.get("config", {}))
         self.recipe = apply_recipe(args)
         if args.device == "gpu" and not backend.gpu_available():
@@ -128,7 +127,7 @@ class RunSetup:
         if self.task.metric_name != "accuracy":
             raise UserError(f"--distill-from needs a classification task (soft targets over classes); "
                             f"task {args.task!r} reports {self.task.metric_name!r}")
-        arrays, meta = read_checkpoint(path, "--distill-from: cannot read the teacher's checkpoint: {}")
+        weights, _, meta = read_checkpoint(path, "--distill-from: cannot read the teacher's checkpoint: {}")
         saved = (meta or {}).get("config", {})
         if saved.get("compress", "none") != "none":
             raise UserError(f"--distill-from {path}: the teacher must be a dense run (--compress none); "
@@ -141,7 +140,6 @@ class RunSetup:
             teacher = build_model(self.model_name, self.model_kwargs, args)
         finally:
             engine_random.set_state(state)
-        weights, _ = split_checkpoint(arrays)
         try:
             teacher.load_state_dict(weights)
         except (KeyError, ValueError) as e:
@@ -191,7 +189,7 @@ class RunSetup:
         }
 
     def restore(self, model, optimizer, meta, arrays):
-        model_state, optim_arrays = split_checkpoint(arrays)
+        model_state, optim_arrays = arrays
         try:
             model.load_state_dict(model_state)
         except (KeyError, ValueError) as e:
