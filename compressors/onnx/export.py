@@ -25,6 +25,8 @@ class ExportReport:
         self.param_bytes = sum(r["param_bytes"] for r in rows)
         self.buffer_bytes = sum(r["buffer_bytes"] for r in rows)
         self.graph_bytes = file_bytes - self.param_bytes - self.buffer_bytes
+        # codes of <= 4 bits are stored as packed uint4, 5..8 bits as uint8
+        self.code_bits = None if quantize_bits is None else (4 if quantize_bits <= 4 else 8)
 
     @property
     def all_kept(self):
@@ -32,7 +34,7 @@ class ExportReport:
 
     def as_dict(self):
         keys = ("path", "rows", "file_bytes", "param_bytes", "buffer_bytes", "graph_bytes",
-                "quantize_bits", "opset")
+                "quantize_bits", "code_bits", "opset")
         return {k: getattr(self, k) for k in keys}
 
     def format(self):
@@ -43,7 +45,12 @@ class ExportReport:
             kept = "yes" if r["kept"] else "no"
             lines.append(f"| {r['name']} | {r['type']} | {r['pattern']} | {r['param_bytes']:,} | "
                          f"{r['buffer_bytes']:,} | {kept + (': ' + r['note'] if r['note'] else '')} |")
-        bits = f", {self.quantize_bits}-bit codes" if self.quantize_bits else ""
+        bits = ""
+        if self.quantize_bits:
+            bits = f", {self.quantize_bits}-bit codes"
+            if self.code_bits != self.quantize_bits:
+                bits += (f" held as {self.code_bits}-bit integers (ONNX has no {self.quantize_bits}-bit "
+                         f"type: the file is larger than quantize.storage_bytes)")
         lines.append(f"\n{self.path}: {self.file_bytes:,} bytes = {self.param_bytes:,} parameters{bits} + "
                      f"{self.buffer_bytes:,} buffers + {self.graph_bytes:,} graph (opset {self.opset})")
         return "\n".join(lines)
@@ -83,6 +90,7 @@ def to_onnx(model, path, example_input, quantize_bits=None, opset=OPSET):
     in_dtype = np.int64 if x.dtype.kind in "iu" else param_dtype
     g = GraphBuilder(quantize_bits, dtype=param_dtype)
     g.input_is_integer, g.input_rank = x.dtype.kind in "iu", x.ndim
+    g.param_names = {id(p): name for name, p in model.named_parameters()}
     training = {id(m): m.training for m in model.modules()}
     model.eval()
     try:

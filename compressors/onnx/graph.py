@@ -37,6 +37,8 @@ class GraphBuilder:
         self.quantize_bits, self.dtype = quantize_bits, np.dtype(dtype)
         self.nodes, self.initializers, self.rows = [], [], []
         self._params, self._counts, self._frames = {}, {}, [_Frame("", None)]
+        self._consts = {}
+        self.param_names = {}      # id(Parameter) -> its dotted name in the model (to_onnx fills it)
 
     # ---- names and nodes -------------------------------------------------
     def fresh(self, prefix):
@@ -44,14 +46,10 @@ class GraphBuilder:
         self._counts[prefix] = count + 1
         return prefix if count == 0 else f"{prefix}_{count}"
 
-    def _scope(self):
-        return self._frames[-1].name or "model"
-
     def op(self, op_type, inputs, outputs=1, **attrs):
         """Add a node; returns its output name (or a list of `outputs` names when outputs > 1)."""
-        names = [self.fresh(f"{self._scope()}/{op_type}") for _ in range(outputs)]
-        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), names,
-                                                     name=self.fresh(f"node/{names[0]}"), **attrs))
+        names = [self.fresh("v") for _ in range(outputs)]     # short names keep the graph small
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), names, **attrs))
         self._frames[-1].ops.append(op_type)
         return names[0] if outputs == 1 else names
 
@@ -66,9 +64,14 @@ class GraphBuilder:
         if not isinstance(array, (np.ndarray, list, tuple, int, float)):
             array = backend.to_numpy(array)
         array = np.asarray(array, dtype=dtype)
-        name, nbytes = self._initializer(array, self.fresh(f"{self._scope()}/const"))
+        key = None if buffer else (array.dtype.str, array.shape, array.tobytes())
+        if key in self._consts:          # one initializer per distinct structural constant
+            return self._consts[key]
+        name, nbytes = self._initializer(array, self.fresh("c"))
         if buffer:
             self._frames[-1].buffer_bytes += nbytes
+        else:
+            self._consts[key] = name
         return name
 
     def ints(self, values):
@@ -82,7 +85,7 @@ class GraphBuilder:
         key = id(parameter)
         if key in self._params:
             return self._params[key]
-        label = label or self.fresh(f"{self._scope()}/param")
+        label = label or self.param_names.get(key) or self.fresh("param")
         values = backend.to_numpy(parameter.data)
         if self.quantize_bits is None:
             name, nbytes = self._initializer(values.astype(self.dtype), label)
@@ -118,12 +121,15 @@ class GraphBuilder:
         """Export `module` (named `name` in the model) on input value x; returns its output value name."""
         from .registry import exporter_for
         self._frames.append(_Frame(name, module))
+        place = len(self.rows)
+        self.rows.append(None)          # a layer's row comes before its sub-layers' rows
         try:
             y = exporter_for(module)(self, module, x)
         finally:
             frame = self._frames.pop()
+            del self.rows[place]
         if frame.ops or frame.param_bytes or frame.buffer_bytes:
-            self.rows.append({"name": name or "(model)", "type": type(module).__name__,
+            self.rows.insert(place, {"name": name or "(model)", "type": type(module).__name__,
                               "pattern": frame.pattern or "+".join(dict.fromkeys(frame.ops)),
                               "param_bytes": frame.param_bytes, "buffer_bytes": frame.buffer_bytes,
                               "kept": frame.kept, "note": frame.note})
