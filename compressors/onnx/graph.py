@@ -1,4 +1,6 @@
 """GraphBuilder: nodes, initializers (each parameter stored once, float or quantized) and per-layer bytes."""
+import contextlib
+
 import numpy as np
 
 from engine import backend
@@ -38,6 +40,7 @@ class GraphBuilder:
         self.nodes, self.initializers, self.rows = [], [], []
         self._params, self._counts, self._frames = {}, {}, [_Frame("", None)]
         self._consts = {}
+        self.input_is_integer, self.input_rank = False, None    # of the model's input (to_onnx sets them)
         self.param_names = {}      # id(Parameter) -> its dotted name in the model (to_onnx fills it)
 
     # ---- names and nodes -------------------------------------------------
@@ -56,7 +59,7 @@ class GraphBuilder:
     def _initializer(self, array, name):
         from onnx import numpy_helper
         self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
-        return name, array.nbytes if array.dtype.itemsize else 0
+        return name, array.nbytes
 
     def const(self, array, dtype=None, buffer=False):
         """An initializer holding `array`: a buffer (index vector, running statistic) when buffer=True,
@@ -110,10 +113,11 @@ class GraphBuilder:
         scaled = self.op("DequantizeLinear", [f"{label}/codes", f"{label}/step"])
         value = self.op("Add", [scaled, f"{label}/low"])
         if self.dtype != np.float32:
-            value = self.op("Cast", [value], to=self._elem_type(self.dtype))
+            value = self.op("Cast", [value], to=self.elem_type(self.dtype))
         return value, code_bytes + RANGE_BYTES
 
-    def _elem_type(self, dtype):
+    def elem_type(self, dtype):
+        """ONNX's TensorProto type code of a NumPy dtype."""
         return self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
     # ---- layers ------------------------------------------------------------
@@ -135,9 +139,24 @@ class GraphBuilder:
                               "kept": frame.kept, "note": frame.note})
         return y
 
+    @property
+    def layer_name(self):
+        """The dotted name of the layer being exported ('' for the model itself)."""
+        return self._frames[-1].name
+
+    @contextlib.contextmanager
+    def naming(self, name):
+        """Name sub-layers as children of `name` (e.g. a recurrent layer's 'rnn.cells.0') meanwhile."""
+        frame = self._frames[-1]
+        outer, frame.name = frame.name, name
+        try:
+            yield
+        finally:
+            frame.name = outer
+
     def child(self, module, attr, x):
         """call() for the sub-module module.<attr>, named with the current layer's prefix."""
-        prefix = self._frames[-1].name
+        prefix = self.layer_name
         return self.call(f"{prefix}.{attr}" if prefix else attr, getattr(module, attr), x)
 
     def describe(self, pattern=None, kept=True, note=""):
@@ -151,7 +170,7 @@ class GraphBuilder:
     def model_proto(self, inputs, outputs, opset, doc=""):
         """inputs/outputs: [(name, numpy dtype, shape with str for symbolic axes)]; returns a ModelProto."""
         helper = self.onnx.helper
-        info = lambda n, dt, shape: helper.make_tensor_value_info(n, self._elem_type(dt), shape)  # noqa: E731
+        info = lambda n, dt, shape: helper.make_tensor_value_info(n, self.elem_type(dt), shape)  # noqa: E731
         graph = helper.make_graph(self.nodes, "compactnet", [info(*i) for i in inputs],
                                   [info(*o) for o in outputs], initializer=self.initializers)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],

@@ -18,7 +18,7 @@ LSTM_ORDER = (0, 3, 1, 2)    # ours i, f, g, o -> ONNX i, o, f, c
 
 
 def _zeros(g, shape):
-    value = g.onnx.helper.make_tensor("zero", g._elem_type(g.dtype), [1], [0.0])
+    value = g.onnx.helper.make_tensor("zero", g.elem_type(g.dtype), [1], [0.0])
     return g.op("ConstantOfShape", [g.ints(shape)], value=value)
 
 
@@ -45,14 +45,11 @@ def _cell_weights(g, layer, index, order):
     """W, R, B value names of stacked cell `index` in ONNX's layout."""
     cells = layer.cells
     cell, hidden, k = cells[index], layer.hidden, len(order)
-    prefix = g._frames[-1].name
-    g._frames[-1].name = f"{prefix}.cells.{index}" if prefix else f"cells.{index}"
-    try:
+    prefix = g.layer_name
+    with g.naming(f"{prefix}.cells.{index}" if prefix else f"cells.{index}"):
         w_ih, b_ih = affine_form(g, cell, "ih", cell.n_in)
         ih_blocks = g.op("Split", [w_ih, g.ints([hidden] * k)], outputs=k, axis=1)
         hh = [affine_form(g, cell, gate, hidden) for gate in cell.gate_names]
-    finally:
-        g._frames[-1].name = prefix
     w = _onnx_matrix(g, ih_blocks, order)
     r = _onnx_matrix(g, [weight for weight, _ in hh], order)
     ih_biases = g.op("Split", [b_ih, g.ints([hidden] * k)], outputs=k, axis=0)

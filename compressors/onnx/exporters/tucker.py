@@ -12,7 +12,7 @@ from ..registry import register_exporter
 from .dense import conv, linear, optional_param
 
 
-def rebuilt_weight(g, layer):
+def rebuilt_weight(g, layer, applied_by):
     """The value name of the layer's weight (weight_shape) rebuilt from its core and factors."""
     order = len(layer.modes)
     core_axes, out_axes = string.ascii_lowercase[:order], string.ascii_uppercase[:order]
@@ -23,20 +23,18 @@ def rebuilt_weight(g, layer):
         interleaved = [grp[i] for i in range(order) for grp in groups]
         tensor = g.op("Transpose", [g.op("Reshape", [tensor, g.ints(interleaved)])], perm=list(axes))
     shared = " (shared core)" if layer.shared_core else ""
-    g.describe(f"Einsum rebuild of {order}-mode Tucker weight{shared}")
+    g.describe(f"Einsum rebuild of {order}-mode Tucker weight{shared} + {applied_by}")
     return g.op("Reshape", [tensor, g.ints(layer.weight_shape)])
 
 
 @register_exporter(TuckerDense)
 def export_tucker_dense(g, layer, x):
-    weight = rebuilt_weight(g, layer)
-    g.describe(g._frames[-1].pattern + " + MatMul")
+    weight = rebuilt_weight(g, layer, "MatMul")
     return linear(g, x, weight, optional_param(g, layer.bias))
 
 
 @register_exporter(TuckerConv2d)
 def export_tucker_conv(g, layer, x):
-    weight = rebuilt_weight(g, layer)
-    g.describe(g._frames[-1].pattern + " + Conv")
+    weight = rebuilt_weight(g, layer, "Conv")
     return conv(g, x, weight, optional_param(g, layer.bias), layer.stride, layer.padding, layer.dilation,
                 layer.groups)

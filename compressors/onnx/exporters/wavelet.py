@@ -62,7 +62,7 @@ def export_wavelet_linear(g, layer, x):
     coeffs = g.op("Concat", _analysis(g, layer, rows), axis=2)
     if layer.permute:
         perm = np.asarray(layer.permutation).astype(_index_dtype(layer.n_coeffs))
-        index = g.op("Cast", [g.const(perm, buffer=True)], to=g._elem_type(np.int64))
+        index = g.op("Cast", [g.const(perm, buffer=True)], to=g.elem_type(np.int64))
         coeffs = g.op("Gather", [coeffs, index], axis=2)
     coeffs = g.op("Mul", [coeffs, g.param(layer.coeff_scale)])
     bands = g.op("Split", [coeffs, g.ints(layer.band_sizes)], outputs=len(layer.band_sizes), axis=2)
