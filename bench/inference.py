@@ -49,6 +49,14 @@ def _wavelet_cnn_dense():
                        Flatten(), Dense(800, 800), ReLU(), Dense(800, 10))
 
 
+def _in_place(compress, **kw):
+    """A compressor call that changes the model in place, as a function returning the model."""
+    def apply(model):
+        compress(model, **kw)
+        return model
+    return apply
+
+
 def _cases():
     """name -> (dense builder, compress(dense) -> compressed model, input builder(batch))."""
     from compressors import basis, lowrank, tucker, wavelet
@@ -58,21 +66,19 @@ def _cases():
     def gru():
         return sequence_model("gru", n_in=2, hidden=256)
 
-    def wavelet_linear(n):
-        return lambda dense: wavelet.wavelet_from_dense(dense)
-
     return {
-        "BasisConv LeNet-5": (lenet5, lambda m: basis.compress(m, m=[6, 12]) and m, _image),
-        "BasisConv widecnn": (widecnn, lambda m: basis.compress(m, m=[8, 16, 32]) and m, _image),
-        "low-rank LeNet-300-100": (lenet300, lambda m: lowrank.truncate(m, rank=[20, 10, 10]) and m, _flat),
-        "low-rank LeNet-5": (lenet5, lambda m: lowrank.truncate(m, rank=[5, 10, 10, 10]) and m, _image),
-        "Tucker LeNet-5 (cached rebuild)": (lenet5, lambda m: tucker.compress(m, ratio=20) and m, _image),
-        "wavelet CNN": (_wavelet_cnn_dense, lambda m: wavelet.compress_square_dense(m) and m, _image),
-        "WaveletLinear n=1024": (lambda: Dense(1024, 1024), wavelet_linear(1024), _signal(1024)),
-        "WaveletLinear n=4096": (lambda: Dense(4096, 4096), wavelet_linear(4096), _signal(4096)),
-        "GRU wavelet state+reset": (gru, lambda m: wavelet.compress_recurrent(m, "state_reset"), _sequence),
-        "GRU low-rank": (gru, lambda m: lowrank.truncate(m, rank=32) and m, _sequence),
-        "GRU Tucker": (gru, lambda m: tucker.compress(m, ratio=10) and m, _sequence),
+        "BasisConv LeNet-5": (lenet5, _in_place(basis.compress, m=[6, 12]), _image),
+        "BasisConv widecnn": (widecnn, _in_place(basis.compress, m=[8, 16, 32]), _image),
+        "low-rank LeNet-300-100": (lenet300, _in_place(lowrank.truncate, rank=[20, 10, 10]), _flat),
+        "low-rank LeNet-5": (lenet5, _in_place(lowrank.truncate, rank=[5, 10, 10, 10]), _image),
+        "Tucker LeNet-5 (cached rebuild)": (lenet5, _in_place(tucker.compress, ratio=20), _image),
+        "wavelet CNN": (_wavelet_cnn_dense, _in_place(wavelet.compress_square_dense), _image),
+        "WaveletLinear n=1024": (lambda: Dense(1024, 1024), wavelet.wavelet_from_dense, _signal(1024)),
+        "WaveletLinear n=4096": (lambda: Dense(4096, 4096), wavelet.wavelet_from_dense, _signal(4096)),
+        "GRU wavelet state+reset": (gru, _in_place(wavelet.compress_recurrent, which="state_reset"),
+                                    _sequence),
+        "GRU low-rank": (gru, _in_place(lowrank.truncate, rank=32), _sequence),
+        "GRU Tucker": (gru, _in_place(tucker.compress, ratio=10), _sequence),
     }
 
 

@@ -6,8 +6,6 @@ layer's parameters. A replaced hidden-to-hidden transform (WaveletLinear, low ra
 keeps its own exporter: the graph applies it to the identity (and a zero row) to obtain its dense
 weight and bias, so the file holds the compressed form and the runtime rebuilds the matrix.
 """
-import numpy as np
-
 from layers.dense import Dense
 from layers.recurrent import GRU, LSTM
 
