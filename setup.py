@@ -18,7 +18,7 @@ setup(
         "gpu": ["cupy-cuda12x"],
         "plot": ["matplotlib"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
-        "test": ["pytest>=7", "hypothesis>=6", "pywavelets>=1.4", "tensorly>=0.8"],
+        "test": ["pytest>=7", "hypothesis>=6", "pywavelets>=1.4", "tensorly>=0.8", "matplotlib"],
     },
     entry_points={"console_scripts": ["compactnet-train=train:main"]},
 )

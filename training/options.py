@@ -30,7 +30,7 @@ DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3, 
 
 # settings a --resume may change; any other differing flag is refused (it would change the run)
 RESUME_MAY_CHANGE = {"threads", "device", "epochs", "finetune_epochs", "out", "resume", "config",
-                     "no_progress", "log_every", "plot", "eval_batch_size", "detect_anomaly"}
+                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly"}
 NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads"}
 
 
@@ -129,6 +129,9 @@ def _output_options(parser):
                         "range (compressors.quantize): writes quantized.npz and the quantized model's test "
                         "metrics, bytes and byte ratio under 'quantized' in metrics.json")
     g.add_argument("--plot", action="store_true", help="write training curves (needs matplotlib)")
+    g.add_argument("--export-onnx", action="store_true",
+                   help="also write model.onnx with the compressed structure kept (extra onnx; quantized codes "
+                        "with --quantize-bits); python -m compressors.onnx RUN exports a finished run folder")
     g.add_argument("--detect-anomaly", action="store_true", help="stop at the first op producing NaN/Inf")
     g.add_argument("--no-progress", action="store_true", help="no progress bar; a line every --log-every steps")
     g.add_argument("--log-every", type=nonnegative_int, default=50,

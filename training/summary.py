@@ -8,7 +8,9 @@ import sys
 import numpy as np
 
 from compressors import plots, quantize, report
+from engine import backend
 from engine.io import atomic_write
+from training.errors import UserError
 
 LOG_COLUMNS = ["phase", "epoch", "step", "train_loss", "extra_loss", "test_loss", "metric", "lr", "seconds"]
 
@@ -96,6 +98,19 @@ def _quantized_line(run, model, metrics):
             f"({quantized['ratio']:.1f}x), test {metric_name} {float(quantized['test'][metric_name]):.4g}")
 
 
+def _export_onnx(run, model, metrics):
+    """--export-onnx: model.onnx in the run folder (quantized when --quantize-bits is given); its sizes
+    and whether every layer kept its compression under metrics['onnx']."""
+    from compressors.onnx import to_onnx
+    try:
+        exported = to_onnx(model, os.path.join(run.out, "model.onnx"), backend.to_numpy(run.example_on_device()),
+                           quantize_bits=run.args.quantize_bits)
+    except ImportError as e:
+        raise UserError(f"--export-onnx: {e}") from None
+    metrics["onnx"] = exported.as_dict()
+    return f"\nONNX: {exported.path} ({exported.file_bytes:,} bytes)"
+
+
 def write_report(run, model):
     """Evaluate the final model; write metrics.json and summary.md, print the tables; returns the metrics."""
     args = run.args
@@ -104,6 +119,8 @@ def write_report(run, model):
     comparison = report.compare_rows(run.dense_rows, rows)
     metrics = run_metrics(run, evaluation, comparison)
     quantized_line = _quantized_line(run, model, metrics) if args.quantize_bits else ""
+    if args.export_onnx:
+        quantized_line += _export_onnx(run, model, metrics)
     metrics_text = json.dumps(metrics, indent=2, default=_json_default)
     atomic_write(os.path.join(run.out, "metrics.json"), lambda fh: fh.write(metrics_text.encode("utf-8")))
     metric_name, value = run.task.metric_name, metrics["metric"]["value"]

@@ -8,8 +8,8 @@ IMAGE_SIDE = 28     # the image task (MNIST) is 28 x 28; pass input_shape for ot
 
 def load_run(path):
     """The model saved in a run folder or checkpoint file, in eval mode (the one place that loads it)."""
-    from layers.serialization import load_model
-    return load_model(path)
+    from compressors.checkpoints import load_model
+    return load_model(path).eval()
 
 
 def example_input_for(model, input_shape=None):

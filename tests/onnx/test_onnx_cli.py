@@ -13,7 +13,7 @@ from compressors.onnx.graph import import_onnx
 from layers import Dense
 from layers.module import Module, Parameter
 from layers.models import lenet300
-from layers.serialization import build_model, save_model
+from compressors.checkpoints import build_model, save_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -96,3 +96,19 @@ def test_export_command_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main([str(tmp_path / "run.npz"), "--input-shape", "1,3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run.npz" in err
+
+
+def test_train_export_onnx_writes_the_model_and_its_sizes(tmp_path):
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    import json
+    import train
+    out = tmp_path / "run"
+    status = train.main(["--task", "adding", "--epochs", "1", "--steps", "2", "--hidden", "8", "--seq-len", "5",
+                         "--compress", "lowrank", "--no-progress", "--export-onnx", "--out", str(out)])
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["onnx"]["file_bytes"] == (out / "model.onnx").stat().st_size
+    session = ort.InferenceSession(str(out / "model.onnx"))
+    x = np.zeros((3, 5, 2), dtype=np.float32)
+    assert session.run(None, {"input": x})[0].shape[0] == 3
