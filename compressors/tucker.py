@@ -55,6 +55,7 @@ from .plugin import Compressor
 from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeight  # noqa: F401
 from .tucker_layers import describe_scada, describe_tucker, rebuild_tucker
 # the shape and rank functions stay importable from here (public names since issue 5)
+from .tucker_shapes import parse_layouts  # noqa: F401  (public here since issue 5)
 from .tucker_shapes import (ALLOCATIONS, RESHAPES, adjust_dimensions, aligned_shape,  # noqa: F401
                             balanced_shape, paired_shape, prime_factors, solve_ranks,
                             solve_ranks_greedy, solve_shared_k, spatial_shape, tucker_params)
@@ -186,40 +187,6 @@ def _convert_layers(model, plan, layer_ranks, core, pairings, from_weights):
         if from_weights:
             core.data = backend.to_device(np.mean(projected, axis=0).astype(plan.targets[0][1].weight.dtype), device)
     return rows
-
-
-def _sizes(text, what):
-    values = [v for v in text.strip().lower().split("x")]
-    try:
-        return tuple(int(v) for v in values)
-    except ValueError:
-        raise ValueError(f"{what}: expected sizes like 7x8x14, got {text!r}") from None
-
-
-def parse_layouts(text):
-    """--tucker-layout text -> compress()'s layouts.
-
-    Comma-separated entries NAME=DIGITS/DIGITS[@RANKS], e.g. '1=7x8x14/10x6x5@2x4x2,3=5x6x10/5x5x4'
-    (layer 1's 784 inputs read as digits 7 x 8 x 14 and its 300 outputs as 10 x 6 x 5, modes
-    70 x 48 x 70, core 2 x 4 x 2; layer 3's core sizes solved from the ratio).
-    """
-    layouts = {}
-    for entry in filter(None, (e.strip() for e in str(text).split(","))):
-        name, sep, rest = entry.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"--tucker-layout: expected NAME=DIGITS/DIGITS[@RANKS], got {entry!r}")
-        digits_text, _, ranks_text = rest.partition("@")
-        groups = tuple(_sizes(g, f"--tucker-layout ({name.strip()})") for g in digits_text.split("/"))
-        if len(groups) < 2 or len({len(g) for g in groups}) != 1:
-            raise ValueError(f"--tucker-layout ({name.strip()}): expected >= 2 digit groups of one length "
-                             f"(one digit per mode), e.g. 7x8x14/10x6x5, got {digits_text!r}")
-        ranks = _sizes(ranks_text, f"--tucker-layout ({name.strip()})") if ranks_text.strip() else None
-        if name.strip() in layouts:
-            raise ValueError(f"--tucker-layout: layer {name.strip()!r} is given twice")
-        layouts[name.strip()] = {"digits": groups, "ranks": ranks}
-    if not layouts:
-        raise ValueError(f"--tucker-layout: no entries in {text!r}")
-    return layouts
 
 
 # ---------------------------------------------------------------- train.py plugins

@@ -22,7 +22,7 @@ from layers.validation import check_input
 from layers.module import Module, Parameter
 
 from .layer_swap import module_at, replace_module
-from .tucker_shapes import adjust_dimensions, paired_shape, ratio_budget, solve_ranks, tucker_params
+from .tucker_shapes import adjust_dimensions, paired_shape, parse_layouts, ratio_budget, solve_ranks, tucker_params
 
 
 def _check_ranks(ranks, modes, where):
@@ -335,7 +335,6 @@ def _recorded_pairing(layer, path, spec, config):
     if "pairing" in spec or "bias" in spec:        # written by describe: absent means the plain reshape
         return spec.get("pairing")
     if config.get("layout"):
-        from .tucker import parse_layouts      # tucker.py imports this module
         layout = parse_layouts(config["layout"]).get(path)
         if layout is not None:
             return layout["digits"]
