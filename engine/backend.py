@@ -41,8 +41,13 @@ def _load_cupy():
         _cupy_checked = True
         named = os.environ.get(GPU_MODULE_VARIABLE, "")
         if named:   # a bad name must not fall back to the CPU silently
-            module = importlib.import_module(named)
-            _cupy, _cupyx = module, module.cupyx
+            try:
+                module = importlib.import_module(named)
+                _cupy, _cupyx = module, module.cupyx
+            except (ImportError, AttributeError) as error:
+                _cupy_checked = False
+                raise ValueError(f"{GPU_MODULE_VARIABLE}={named!r}: not a GPU array module with a "
+                                 f"'cupyx' attribute ({error})") from None
             return _cupy
         try:
             import cupy

@@ -62,6 +62,8 @@ def _wrap(result):
         return tuple(_wrap(r) for r in result)
     if isinstance(result, list):
         return [_wrap(r) for r in result]
+    if isinstance(result, (_np.random.Generator, _np.random.RandomState)):
+        return _Proxy(result, type(result).__name__)    # its draws land on the device
     return result
 
 
