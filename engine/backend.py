@@ -80,8 +80,13 @@ def require_gpu():
     return cp
 
 
+_HOST_TYPES = (np.ndarray, np.generic, int, float, complex, bool, list, tuple, type(None))
+
+
 def is_gpu_array(array):
-    """True when `array` is a CuPy array (never imports CuPy just to check)."""
+    """True when `array` is a CuPy array (never imports CuPy just to check a host value)."""
+    if not _cupy_checked and not isinstance(array, _HOST_TYPES):
+        _load_cupy()   # a foreign array made before any device move: CuPy may own it
     return _cupy is not None and isinstance(array, _cupy.ndarray)
 
 

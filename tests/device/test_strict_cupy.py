@@ -80,3 +80,14 @@ def test_a_bad_hook_name_is_a_one_line_error():
     assert result.returncode == 2, result.stderr
     assert "COMPACTNET_GPU_MODULE='no_such_module_anywhere'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_device_array_made_before_any_device_move_becomes_a_gpu_tensor():
+    """The GPU module loads on first sight of a foreign array, not only on .to('gpu')."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), backend.GPU_MODULE_VARIABLE: "tests.device.strict_cupy"}
+    code = ("import engine, engine.ops as F\nfrom tests.device import strict_cupy as cp\n"
+            "t = engine.Tensor(cp.ones(3), requires_grad=True)\nF.exp(t).sum().backward()\n"
+            "assert t.device == 'gpu' and isinstance(t.grad, cp.ndarray), t.device\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
