@@ -10,6 +10,7 @@ from compressors.basis import BasisConv2d
 from compressors.tucker import TuckerConv2d, TuckerDense
 from compressors.wavelet import WaveletLinear
 from engine import Tensor, backend
+from layers import models
 from tests.device.conftest import assert_same
 
 
@@ -41,6 +42,11 @@ LAYERS = {
     "TuckerDense": (lambda: TuckerDense(6, 4, ranks=2, order=2), _floats((3, 6))),
     "TuckerConv2d": (lambda: TuckerConv2d(2, 3, 2, ranks=2, order=2, padding=1), _floats(IMAGE)),
     "BasisConv2d": (lambda: BasisConv2d(2, 3, 2, num_basis=2, padding=1), _floats(IMAGE)),
+    # the models' own modules: one-hot symbols, tied decoder, dropout between stacked LSTMs
+    "SequenceModel": (lambda: models.sequence_model("lstm", n_in=3, hidden=4, n_out=2, output="all"),
+                      lambda rng: [rng.integers(0, 3, (2, 5))]),
+    "LanguageModel": (lambda: models.language_model(vocab=7, emb=4, hidden=4, num_layers=2, dropout=0.2,
+                                                    tie_weights=True), lambda rng: [rng.integers(0, 7, (2, 5))]),
 }
 
 
