@@ -35,13 +35,6 @@ def device(request):
     backend.use_gpu_module(*previous)
 
 
-def on_device(array):
-    """A device copy of a NumPy array, checked to be a device array."""
-    moved = backend.to_device(np.asarray(array), "gpu")
-    assert backend.is_gpu_array(moved)
-    return moved
-
-
 def assert_same(device_result, cpu_result, rtol=1e-9, atol=1e-11, what="result"):
     """A device result (moved to the host here) equals the CPU path's within float tolerance."""
     assert backend.is_gpu_array(device_result), f"{what}: expected a device array, got {type(device_result)}"

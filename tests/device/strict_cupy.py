@@ -73,23 +73,29 @@ def _device_call(fn, name, args, kwargs):
     return _wrap(fn(*args, **kwargs))
 
 
+def _operand(other, method):
+    """The payload of an operator's other operand; None when the operator does not apply to it."""
+    if isinstance(other, _np.ndarray):
+        _refuse_host(f"operator {method}")
+    if isinstance(other, (ndarray, numbers.Number, _np.generic)):
+        return _to_inner(other, method)
+    return None
+
+
 def _binary(method):
     def op(self, other):
-        if not isinstance(other, (ndarray, numbers.Number, _np.generic)):
-            if isinstance(other, _np.ndarray):
-                _refuse_host(f"operator {method}")
-            return NotImplemented
-        return _wrap(getattr(self._a, method)(_to_inner(other, method)))
+        inner = _operand(other, method)
+        return NotImplemented if inner is None else _wrap(getattr(self._a, method)(inner))
     op.__name__ = method
     return op
 
 
 def _inplace(method):
     def op(self, other):
-        if not isinstance(other, (ndarray, numbers.Number, _np.generic)):
-            _refuse_host(f"operator {method}") if isinstance(other, _np.ndarray) else None
+        inner = _operand(other, method)
+        if inner is None:
             return NotImplemented
-        getattr(self._a, method)(_to_inner(other, method))
+        getattr(self._a, method)(inner)
         return self
     op.__name__ = method
     return op

@@ -53,7 +53,7 @@ def _assert_runs_agree(gpu_out, cpu_out, rtol):
 def test_default_task_on_device_equals_cpu(device, tmp_path):
     assert train.main([*TINY, "--out", str(tmp_path / "cpu")]) == 0
     gpu_out = _train_on_device(device, TINY, tmp_path / "gpu")
-    _assert_runs_agree(gpu_out, tmp_path / "cpu", rtol=1e-5)     # float32, the default
+    _assert_runs_agree(gpu_out, tmp_path / "cpu", rtol=1e-4)     # float32 (the default): BLAS orders differ
 
 
 @pytest.mark.parametrize("compressor", sorted(COMPRESSORS))
