@@ -1,24 +1,67 @@
-"""Array-module selection (NumPy on the CPU, CuPy on the GPU), device moves and dtype policy."""
+"""Array-module selection (NumPy on the CPU, CuPy on the GPU), device moves and dtype policy.
+
+The GPU array module is CuPy, found on first use. One hook replaces it with any module that
+offers CuPy's API (a stand-in that runs the GPU path without a GPU, as the device tests do):
+
+- in process: ``backend.use_gpu_module(module, cupyx_module)``; it returns the previous pair,
+  and ``use_gpu_module(None, None)`` turns the GPU off;
+- for subprocesses (``train.py --device gpu``): the environment variable
+  ``COMPACTNET_GPU_MODULE=dotted.module.name``, read on first use; that module's attribute
+  ``cupyx`` stands for cupyx (its ``scatter_add``).
+"""
+import importlib
+import os
+
 import numpy as np
 
+GPU_MODULE_VARIABLE = "COMPACTNET_GPU_MODULE"
+
 _cupy = None
+_cupyx = None
 _cupy_checked = False
 
 DEFAULT_DTYPE = np.float32
 
 
+def use_gpu_module(module, cupyx_module):
+    """Use `module` (CuPy's API) as the GPU array module and `cupyx_module` for cupyx.
+
+    Returns the previous (module, cupyx_module) pair, so a caller can put it back.
+    """
+    global _cupy, _cupyx, _cupy_checked
+    previous = (_load_cupy(), _cupyx)
+    _cupy, _cupyx, _cupy_checked = module, cupyx_module, True
+    return previous
+
+
 def _load_cupy():
-    """Import CuPy once; return the module or None when it or a device is missing."""
-    global _cupy, _cupy_checked
+    """Import CuPy (or the module named by COMPACTNET_GPU_MODULE) once; None without a device."""
+    global _cupy, _cupyx, _cupy_checked
     if not _cupy_checked:
         _cupy_checked = True
+        named = os.environ.get(GPU_MODULE_VARIABLE, "")
+        if named:   # a bad name must not fall back to the CPU silently
+            try:
+                module = importlib.import_module(named)
+                _cupy, _cupyx = module, module.cupyx
+            except (ImportError, AttributeError) as error:
+                _cupy_checked = False
+                raise ValueError(f"{GPU_MODULE_VARIABLE}={named!r}: not a GPU array module with a "
+                                 f"'cupyx' attribute ({error})") from None
+            return _cupy
         try:
             import cupy
             if cupy.cuda.runtime.getDeviceCount() > 0:
-                _cupy = cupy
+                import cupyx
+                _cupy, _cupyx = cupy, cupyx
         except Exception:  # ImportError, or CUDA present but no usable device
             _cupy = None
     return _cupy
+
+
+def cupyx_module():
+    """The cupyx module that goes with the GPU array module (scatter_add); None without a GPU."""
+    return _cupyx if _load_cupy() is not None else None
 
 
 def gpu_available():
@@ -37,8 +80,13 @@ def require_gpu():
     return cp
 
 
+_HOST_TYPES = (np.ndarray, np.generic, int, float, complex, bool, list, tuple, type(None))
+
+
 def is_gpu_array(array):
-    """True when `array` is a CuPy array (never imports CuPy just to check)."""
+    """True when `array` is a CuPy array (never imports CuPy just to check a host value)."""
+    if not _cupy_checked and not isinstance(array, _HOST_TYPES):
+        _load_cupy()   # a foreign array made before any device move: CuPy may own it
     return _cupy is not None and isinstance(array, _cupy.ndarray)
 
 

@@ -94,9 +94,8 @@ def scatter_add(target, index, values):
     xp = backend.xp_of(target)
     if xp.__name__ == "numpy":
         xp.add.at(target, index, values)
-    else:  # pragma: no cover - GPU only
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+    else:
+        backend.cupyx_module().scatter_add(target, index, values)
 
 
 class Concat(Function):
