@@ -7,10 +7,10 @@ import pytest
 
 import engine
 import engine.ops as F
-import train
+from training.options import parse_args
 from compressors import plugin
 from engine import Tensor, backend
-from layers import load_model, save_model
+from compressors.checkpoints import load_model, save_model
 from layers.models import MODELS
 from tests.device.conftest import assert_same
 
@@ -46,7 +46,7 @@ def _compress_and_train(case, where):
     model_name, kwargs, _, _, flags = CASES[case]
     engine.manual_seed(0)
     model = MODELS[model_name](**kwargs).astype(np.float64).to(where)
-    compressor = plugin.get(case)(train.parse_args(["--compress", case, *flags]))
+    compressor = plugin.get(case)(parse_args(["--compress", case, *flags]))
     model = compressor.apply(model, None)
     optimizer = engine.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(STEPS):
