@@ -9,7 +9,7 @@ import numpy as np
 
 from . import backend
 from .npz_reader import ALLOWED_DTYPES, allowed_dtype, read_npz
-from .untrusted import FileFormatError, parse_json
+from .untrusted import FileFormatError, parse_json  # noqa: F401  (FileFormatError: part of io's API)
 
 _META_KEY = "__metadata__"
 FORMAT = "compactnet-npz-1"
