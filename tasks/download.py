@@ -32,12 +32,13 @@ def md5_hex(data):
     return hashlib.md5(data).hexdigest()
 
 
-def gunzip_chunks(stream, where, limit=MAX_INFLATED_BYTES):
+def gunzip_chunks(stream, where, limit=None):
     """The decompressed bytes of the gzip `stream`, yielded in chunks of at most CHUNK bytes.
 
     Inflation is streamed and stops as soon as `limit` bytes are exceeded; that and a corrupted
-    stream are FileFormatError (a ValueError) naming `where`.
+    stream are FileFormatError (a ValueError) naming `where`. `limit` defaults to MAX_INFLATED_BYTES.
     """
+    limit = MAX_INFLATED_BYTES if limit is None else limit
     total = 0
     try:
         with gzip.GzipFile(fileobj=stream) as unzipped:
@@ -54,7 +55,7 @@ def gunzip_chunks(stream, where, limit=MAX_INFLATED_BYTES):
         raise FileFormatError(f"{where}: corrupt gzip data ({exc})") from None
 
 
-def decompressed(data, where="downloaded data", limit=MAX_INFLATED_BYTES):
+def decompressed(data, where="downloaded data", limit=None):
     """`data` with one gzip layer removed when it has one (bounded: see gunzip_chunks)."""
     if data[:2] != b"\x1f\x8b":
         return data
