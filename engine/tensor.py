@@ -269,7 +269,9 @@ def as_tensor(x, like=None):
 
 
 def weak_result_type(dtype, x):
-    """NumPy's result dtype of an array of `dtype` with the Python number (or number list) `x`."""
+    """NumPy's result dtype of an array of `dtype` with the Python number (or number list) `x`.
+
+    np.result_type's answer for every operator; NumPy's own power differs only for bool ** int (int8)."""
     if isinstance(x, (bool, int, float, complex)):
         return np.result_type(dtype, x)
     kind = np.asarray(x).dtype.kind   # a list: promote as its strongest kind of number would
