@@ -27,7 +27,7 @@ _END = b"PK\x05\x06"
 _END64_LOCATOR = b"PK\x06\x07"
 _END64 = b"PK\x06\x06"
 _ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error, NotImplementedError,
-               KeyError, RuntimeError)
+               KeyError, RuntimeError, OverflowError)
 
 
 def allowed_dtype(dtype):
