@@ -36,9 +36,9 @@ def allowed_dtype(dtype):
     return dtype.fields is None and dtype.subdtype is None and dtype.newbyteorder("=") in ALLOWED_DTYPES
 
 
-def _directory_size(fh, size, bad):
+def _check_directory_size(fh, size, bad):
     """The central directory's size from the end record (and its zip64 form), as zipfile finds it."""
-    tail_len = min(size, 22 + 65535)
+    tail_len = min(size, 22 + 65536)   # the end record and the longest comment, as zipfile searches
     fh.seek(size - tail_len)
     tail = fh.read(tail_len)
     end = len(tail) - 22
@@ -141,7 +141,7 @@ def read_npz(path, where=None):
         if magic[:4] not in (b"PK\x03\x04", _END):
             raise bad("is not an .npz archive (no zip signature)")
         try:
-            _directory_size(fh, size, bad)
+            _check_directory_size(fh, size, bad)
             with zipfile.ZipFile(fh) as archive:
                 infos = archive.infolist()
                 _check_members(infos, size, bad)
