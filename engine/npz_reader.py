@@ -139,7 +139,7 @@ def read_npz(path, where=None):
         if magic == b"\x93NUMPY":
             raise bad("is a single .npy array, not an .npz archive")
         if magic[:4] not in (b"PK\x03\x04", _END):
-            raise bad("is not an .npz archive (no zip signature)")
+            raise bad("is truncated or corrupted, or not an .npz archive (no zip signature)")
         try:
             _check_directory_size(fh, size, bad)
             with zipfile.ZipFile(fh) as archive:
