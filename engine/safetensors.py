@@ -101,10 +101,10 @@ def _header_length(head, size, where):
 def _check_shape(name, shape, itemsize, where):
     if (not isinstance(shape, list) or len(shape) > MAX_DIMS
             or not all(type(s) is int and s >= 0 for s in shape)):
-        raise _bad(where, f"entry {name!r} has an invalid shape {shape!r:.200} (a list of at most "
+        raise _bad(where, f"entry {name!r:.100} has an invalid shape {shape!r:.200} (a list of at most "
                           f"{MAX_DIMS} non-negative integers)")
     if math.prod(s for s in shape if s) * itemsize > MAX_ARRAY_BYTES:
-        raise _bad(where, f"entry {name!r} has a shape too large for any array")
+        raise _bad(where, f"entry {name!r:.100} has a shape too large for any array")
     return math.prod(shape) * itemsize
 
 
@@ -117,18 +117,18 @@ def _entry(name, info, buffer_size, where):
                           "(only dtype, shape and data_offsets are allowed)")
     code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if not isinstance(code, str) or (code not in DTYPES and code != BF16):
-        raise _bad(where, f"entry {name!r} has unsupported dtype {code!r:.100}")
+        raise _bad(where, f"entry {name!r:.100} has unsupported dtype {code!r:.100}")
     itemsize = 2 if code == BF16 else np.dtype(DTYPES[code]).itemsize
     expected = _check_shape(name, shape, itemsize, where)
     if (not isinstance(offsets, list) or len(offsets) != 2
             or not all(type(o) is int for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
-        raise _bad(where, f"entry {name!r} has invalid data_offsets {offsets!r:.200}")
+        raise _bad(where, f"entry {name!r:.100} has invalid data_offsets {offsets!r:.200}")
     begin, end = offsets
     if end > buffer_size:
-        raise _bad(where, f"entry {name!r} ends at byte {end} of a {buffer_size}-byte buffer "
+        raise _bad(where, f"entry {name!r:.100} ends at byte {end} of a {buffer_size}-byte buffer "
                           "(the file is truncated)")
     if end - begin != expected:
-        raise _bad(where, f"entry {name!r} spans {end - begin} bytes, its shape {shape} and dtype "
+        raise _bad(where, f"entry {name!r:.100} spans {end - begin} bytes, its shape {shape!r:.200} and dtype "
                           f"{code} need {expected}")
     return begin, end, name, code, shape
 
@@ -147,7 +147,7 @@ def parse_header(text, buffer_size, where="<bytes>"):
     position = 0
     for begin, end, name, _, _ in entries:
         if begin != position:
-            raise _bad(where, f"entry {name!r} starts at byte {begin}, expected {position} "
+            raise _bad(where, f"entry {name!r:.100} starts at byte {begin}, expected {position} "
                               "(arrays overlap or leave a hole)")
         position = end
     if position != buffer_size:

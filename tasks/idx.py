@@ -41,6 +41,7 @@ def _declared_size(head, where):
 
 
 def _inflate_idx(stream, where):
+    """The inflated IDX bytes, streamed into one buffer sized by the header once it has arrived."""
     head, out, filled = bytearray(), None, 0
     for chunk in gunzip_chunks(stream, where, MAX_IDX_BYTES):
         if out is None:
