@@ -2,12 +2,14 @@
 import hashlib
 import json
 import os
+import re
 import tempfile
-import zipfile
 
 import numpy as np
 
 from . import backend
+from .npz_reader import ALLOWED_DTYPES, allowed_dtype, read_npz
+from .untrusted import FileFormatError, parse_json  # noqa: F401  (FileFormatError: part of io's API)
 
 _META_KEY = "__metadata__"
 FORMAT = "compactnet-npz-1"
@@ -21,7 +23,7 @@ def digest(arrays):
         h.update(name.encode())
         h.update(str(a.dtype).encode())
         h.update(str(a.shape).encode())
-        h.update(a.tobytes())
+        h.update(a)   # the buffer itself: hashing makes no copy of the bytes
     return h.hexdigest()
 
 
@@ -36,8 +38,9 @@ def save(path, arrays, metadata=None):
     if _META_KEY in arrays:
         raise ValueError(f"save: array name {_META_KEY!r} is reserved")
     for name, a in arrays.items():
-        if a.dtype == object:
-            raise TypeError(f"save: array {name!r} has dtype object; only numeric arrays are saved")
+        if not allowed_dtype(a.dtype):
+            raise TypeError(f"save: array {name!r} has dtype {a.dtype}; saved dtypes: "
+                            f"{', '.join(str(d) for d in ALLOWED_DTYPES)}")
     meta = dict(metadata or {})
     meta["format"] = FORMAT
     meta["sha256"] = digest(arrays)
@@ -52,13 +55,17 @@ def _new_file_mode():
     return 0o666 & ~umask
 
 
+_TEMPORARY = re.compile(r"\.tmp-(\d+)-")   # .tmp-<pid of the writer>-<random><suffix>
+
+
 def atomic_write(path, write, suffix=""):
     """Call ``write(fileobj)`` on a temporary file beside `path`, fsync it, then rename it over
     `path`: a crash or kill at any moment leaves either the old file or the new one, never half.
-    The one atomic writer of the project (model and run checkpoints, config files, downloads)."""
+    The one atomic writer of the project (model and run checkpoints, config files, downloads).
+    After a successful write, temporaries left beside it by killed writers are removed."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -70,35 +77,66 @@ def atomic_write(path, write, suffix=""):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    remove_stale_temporaries(directory)
+
+
+def remove_stale_temporaries(directory):
+    """Remove the temporaries of atomic_write in `directory` whose writer process is gone.
+
+    The rule: a file named ``.tmp-<pid>-...`` (our naming) whose <pid> is not a live process. A
+    live writer, this process's other threads included, is never touched; a pid reused by an
+    unrelated process only delays the removal. POSIX only (elsewhere a liveness probe could kill).
+    Returns the names removed.
+    """
+    if os.name != "posix":
+        return []
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+        except OSError:   # removed meanwhile by another writer's cleanup, or not ours to remove
+            pass
+    return removed
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):   # another user's process, or an odd pid
+        return True
+    return True
 
 
 def load(path):
     """Read a file written by ``save``; returns (arrays, metadata).
 
-    Raises ValueError naming the file when it is truncated, corrupted, foreign,
-    or its checksum does not match.
+    Raises FileFormatError (a ValueError) naming the file when it is truncated, corrupted, foreign,
+    oversized, holds a dtype outside ALLOWED_DTYPES, or its checksum does not match. Sizes are
+    checked against the file before anything is read (engine/npz_reader.py).
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no such file: {path}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as e:  # NumPy's words for "not an array file" (e.g. pickled data)
-        raise ValueError(f"load: {path} is not a compactnet checkpoint ({e})") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise ValueError(f"load: {path} is truncated or corrupted ({type(e).__name__}: {e})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"load: {path} is a single .npy array, not a compactnet .npz checkpoint")
-    try:
-        with archive as z:
-            names = list(z.files)
-            if _META_KEY not in names:
-                raise ValueError(f"load: {path} is not a compactnet checkpoint (no metadata entry)")
-            meta = json.loads(bytes(z[_META_KEY]).decode("utf-8"))
-            arrays = {n: z[n] for n in names if n != _META_KEY}
-    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"load: {path} is truncated or corrupted ({type(e).__name__}: {e})") from None
+    arrays = read_npz(path, where=f"load: {path}")
+    blob = arrays.pop(_META_KEY, None)
+    if blob is None:
+        raise FileFormatError(f"load: {path} is not a compactnet checkpoint (no metadata entry)")
+    if blob.dtype != np.uint8 or blob.ndim != 1:
+        raise FileFormatError(f"load: {path}: the metadata entry is not a byte string")
+    meta = parse_json(blob.tobytes(), f"load: {path}: metadata")
+    if not isinstance(meta, dict):
+        raise FileFormatError(f"load: {path}: the metadata is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"load: {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise FileFormatError(f"load: {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
     if meta.get("sha256") != digest(arrays):
-        raise ValueError(f"load: {path} is corrupted: checksum of its arrays does not match its metadata")
+        raise FileFormatError(f"load: {path} is corrupted: checksum of its arrays does not match its metadata")
     return arrays, meta

@@ -6,8 +6,13 @@ to {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]} (offsets relat
 start of the byte buffer) and may hold "__metadata__": {string: string}. The buffer must be
 covered by the arrays with no holes or overlaps. BF16 arrays (common in PyTorch exports) are
 read as float32; NumPy has no bfloat16 to write them back.
+
+Loading trusts nothing: the header length, every entry's keys, dtype, shape and offsets are checked
+against each other and against the file size before any array is allocated or read, and only the
+bytes the file holds are read. Any malformed header is a FileFormatError (a ValueError) naming the file.
 """
 import json
+import math
 import os
 import struct
 
@@ -15,9 +20,15 @@ import numpy as np
 
 from . import backend
 from .io import atomic_write
+from .untrusted import MAX_JSON_BYTES, FileFormatError, parse_json
 
 METADATA_KEY = "__metadata__"
-MAX_HEADER_BYTES = 100_000_000          # the reference implementation's limit
+ENTRY_KEYS = frozenset({"dtype", "shape", "data_offsets"})
+# the reference implementation allows 100 MB; parsing JSON holds up to ~25x its size as Python
+# objects, so our limit keeps a hostile header within 100 MB (real headers are a few hundred kB)
+MAX_HEADER_BYTES = MAX_JSON_BYTES
+MAX_DIMS = 32
+MAX_ARRAY_BYTES = 2 ** 63 - 1            # what NumPy can address (checked with zero dims left out)
 # safetensors dtype code -> NumPy little-endian dtype
 DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
           "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
@@ -73,77 +84,129 @@ def save_safetensors(path, arrays, metadata=None):
 
 
 def _bad(where, why):
-    return ValueError(f"load_safetensors: {where} is not a valid safetensors file: {why}")
+    return FileFormatError(f"load_safetensors: {where} is not a valid safetensors file: {why}")
+
+
+def _header_length(head, size, where):
+    """The header length from the first 8 bytes, checked against the limit and the file size."""
+    if size < 8 or len(head) < 8:
+        raise _bad(where, f"{size} bytes, shorter than the 8-byte header length")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > MAX_HEADER_BYTES or n > size - 8:
+        raise _bad(where, f"header length {n} does not fit a file of {size} bytes "
+                          f"(truncated, not a safetensors file, or over the {MAX_HEADER_BYTES}-byte limit)")
+    return n
+
+
+def _check_shape(name, shape, itemsize, where):
+    if (not isinstance(shape, list) or len(shape) > MAX_DIMS
+            or not all(type(s) is int and s >= 0 for s in shape)):
+        raise _bad(where, f"entry {name!r:.100} has an invalid shape {shape!r:.200} (a list of at most "
+                          f"{MAX_DIMS} non-negative integers)")
+    if math.prod(s for s in shape if s) * itemsize > MAX_ARRAY_BYTES:
+        raise _bad(where, f"entry {name!r:.100} has a shape too large for any array")
+    return math.prod(shape) * itemsize
+
+
+def _entry(name, info, buffer_size, where):
+    """(begin, end, name, code, shape) of one header entry, every field checked."""
+    if not name or not isinstance(info, dict) or not ENTRY_KEYS <= set(info):
+        raise _bad(where, f"entry {name!r:.100} lacks dtype, shape or data_offsets")
+    if set(info) != ENTRY_KEYS:
+        raise _bad(where, f"entry {name!r:.100} has extra keys {sorted(set(info) - ENTRY_KEYS)!r:.200} "
+                          "(only dtype, shape and data_offsets are allowed)")
+    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(code, str) or (code not in DTYPES and code != BF16):
+        raise _bad(where, f"entry {name!r:.100} has unsupported dtype {code!r:.100}")
+    itemsize = 2 if code == BF16 else np.dtype(DTYPES[code]).itemsize
+    expected = _check_shape(name, shape, itemsize, where)
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(type(o) is int for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
+        raise _bad(where, f"entry {name!r:.100} has invalid data_offsets {offsets!r:.200}")
+    begin, end = offsets
+    if end > buffer_size:
+        raise _bad(where, f"entry {name!r:.100} ends at byte {end} of a {buffer_size}-byte buffer "
+                          "(the file is truncated)")
+    if end - begin != expected:
+        raise _bad(where, f"entry {name!r:.100} spans {end - begin} bytes, its shape {shape!r:.200} and dtype "
+                          f"{code} need {expected}")
+    return begin, end, name, code, shape
+
+
+def parse_header(text, buffer_size, where="<bytes>"):
+    """(entries sorted by offset, metadata) from the JSON header; the entries must tile the
+    `buffer_size` bytes after the header exactly. Nothing is allocated for the arrays here."""
+    header = parse_json(text, f"load_safetensors: {where}: the header")
+    if not isinstance(header, dict):
+        raise _bad(where, f"the header is a JSON {type(header).__name__}, expected an object")
+    metadata = header.pop(METADATA_KEY, None)
+    metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _bad(where, "__metadata__ must map strings to strings")
+    entries = sorted(_entry(name, info, buffer_size, where) for name, info in header.items())
+    position = 0
+    for begin, end, name, _, _ in entries:
+        if begin != position:
+            raise _bad(where, f"entry {name!r:.100} starts at byte {begin}, expected {position} "
+                              "(arrays overlap or leave a hole)")
+        position = end
+    if position != buffer_size:
+        raise _bad(where, f"{buffer_size - position} bytes after the last array (not covered by any entry)")
+    return entries, metadata
+
+
+def _to_array(raw, code, shape):
+    """A native-order array of `shape` from the raw little-endian bytes of one entry."""
+    if code == BF16:   # bfloat16 is the top half of a float32
+        bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32).reshape(shape)
+    array = np.frombuffer(raw, dtype=DTYPES[code]).reshape(shape)
+    return array.astype(array.dtype.newbyteorder("="), copy=True)
 
 
 def decode(blob, where="<bytes>"):
-    """(arrays, metadata) from safetensors bytes; ValueError naming `where` for truncated or foreign data."""
+    """(arrays, metadata) from safetensors bytes; FileFormatError naming `where` for truncated or foreign data."""
     blob = memoryview(blob)
-    if len(blob) < 8:
-        raise _bad(where, f"{len(blob)} bytes, shorter than the 8-byte header length")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > MAX_HEADER_BYTES or n > len(blob) - 8:
-        raise _bad(where, f"header length {n} does not fit a file of {len(blob)} bytes "
-                          "(truncated, or not a safetensors file)")
-    try:
-        header = json.loads(bytes(blob[8:8 + n]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _bad(where, f"the header is not UTF-8 JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise _bad(where, f"the header is a JSON {type(header).__name__}, expected an object")
-    metadata = header.pop(METADATA_KEY, None) or {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                 for k, v in metadata.items()):
-        raise _bad(where, "__metadata__ must map strings to strings")
+    n = _header_length(blob[:8], len(blob), where)
     buffer = blob[8 + n:]
-    arrays, spans = {}, []
-    for name, info in header.items():
-        if not isinstance(info, dict) or set(info) < {"dtype", "shape", "data_offsets"}:
-            raise _bad(where, f"entry {name!r} lacks dtype, shape or data_offsets")
-        code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if code not in DTYPES and code != BF16:
-            raise _bad(where, f"entry {name!r} has unsupported dtype {code!r}")
-        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise _bad(where, f"entry {name!r} has an invalid shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(isinstance(o, int) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
-            raise _bad(where, f"entry {name!r} has invalid data_offsets {offsets!r}")
-        itemsize = 2 if code == BF16 else np.dtype(DTYPES[code]).itemsize
-        expected = int(np.prod(shape, dtype=np.int64)) * itemsize
-        begin, end = offsets
-        if end - begin != expected:
-            raise _bad(where, f"entry {name!r} spans {end - begin} bytes, its shape {shape} and dtype "
-                              f"{code} need {expected}")
-        if end > len(buffer):
-            raise _bad(where, f"entry {name!r} ends at byte {end} of a {len(buffer)}-byte buffer "
-                              "(the file is truncated)")
-        raw = buffer[begin:end]
-        if code == BF16:   # bfloat16 is the top half of a float32
-            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            array = bits.view(np.float32).reshape(shape)
-        else:
-            array = np.frombuffer(raw, dtype=DTYPES[code]).reshape(shape)
-            array = array.astype(array.dtype.newbyteorder("="), copy=True)
-        arrays[name] = array
-        spans.append((begin, end, name))
+    entries, metadata = parse_header(blob[8:8 + n], len(buffer), where)
+    arrays = {name: _to_array(buffer[begin:end], code, shape) for begin, end, name, code, shape in entries}
+    return arrays, metadata
+
+
+def _read_entry(fh, begin, end, code, shape, where):
+    """One entry's array, read from the file straight into its own memory."""
+    if code == BF16:
+        raw = fh.read(end - begin)
+        if len(raw) != end - begin:
+            raise _bad(where, "the file ended early (changed while reading?)")
+        return _to_array(raw, code, shape)
+    array = np.empty(shape, dtype=DTYPES[code])
+    view = array.reshape(-1).view(np.uint8)
     position = 0
-    for begin, end, name in sorted(spans):
-        if begin != position:
-            raise _bad(where, f"entry {name!r} starts at byte {begin}, expected {position} "
-                              "(arrays overlap or leave a hole)")
-        position = end
-    if position != len(buffer):
-        raise _bad(where, f"{len(buffer) - position} bytes after the last array (not covered by any entry)")
-    return arrays, dict(metadata)
+    while position < view.size:
+        got = fh.readinto(view[position:])
+        if not got:
+            raise _bad(where, "the file ended early (changed while reading?)")
+        position += got
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def load_safetensors(path):
-    """(arrays name -> NumPy array, metadata str -> str) from a .safetensors file."""
+    """(arrays name -> NumPy array, metadata str -> str) from a .safetensors file.
+
+    The header is checked against the file size before any array is allocated; each array is then
+    read into its own memory, so a valid file costs its size and a rejected one little more than its header.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_safetensors: no such file: {path}")
     with open(path, "rb") as fh:
-        blob = fh.read()
-    return decode(blob, path)
+        size = os.fstat(fh.fileno()).st_size
+        n = _header_length(fh.read(8), size, path)
+        entries, metadata = parse_header(fh.read(n), size - 8 - n, path)
+        arrays = {name: _read_entry(fh, begin, end, code, shape, path)
+                  for begin, end, name, code, shape in entries}
+    return arrays, metadata
 
 
 def is_safetensors(path):

@@ -1,6 +1,8 @@
 """Tensor: an array with an optional gradient, the graph it came from, hooks and backward()."""
 import heapq
 
+import numpy as np
+
 from . import backend
 from .anomaly import check_finite
 from .grad_mode import state
@@ -253,12 +255,27 @@ class _HookHandle:
 
 
 def as_tensor(x, like=None):
-    """Return `x` as a Tensor; plain numbers take the dtype of `like` to avoid promotion."""
+    """Return `x` as a Tensor. Next to a tensor `like`, Python numbers (and lists of them) are weak,
+    as in NumPy 2's promotion (NEP 50): they take `like`'s dtype when it holds their kind (float32
+    * 0.5 stays float32), and promote it otherwise exactly as NumPy does (int64 + 0.5 is float64)."""
     if isinstance(x, Tensor):
         return x
     if x is None:
         raise TypeError("expected a Tensor, an array or a number, got None")
     if like is not None and not hasattr(x, "dtype"):
         xp = backend.xp_of(like.data)
-        return Tensor(xp.asarray(x, dtype=like.data.dtype))
+        return Tensor(xp.asarray(x, dtype=weak_result_type(like.data.dtype, x)))
     return Tensor(x)
+
+
+def weak_result_type(dtype, x):
+    """NumPy's result dtype of an array of `dtype` with the Python number (or number list) `x`.
+
+    np.result_type's answer for every operator; NumPy's own power differs only for bool ** int (int8)."""
+    if isinstance(x, (bool, int, float, complex)):
+        return np.result_type(dtype, x)
+    kind = np.asarray(x).dtype.kind   # a list: promote as its strongest kind of number would
+    example = {"b": False, "i": 0, "u": 0, "f": 0.0, "c": 0j}.get(kind)
+    if example is None:
+        raise TypeError(f"expected numbers, got {type(x).__name__} of dtype {np.asarray(x).dtype}")
+    return np.result_type(dtype, example)

@@ -257,14 +257,13 @@ def to_torch_state_dict(model, mapping=None):
 
 # ---------------------------------------------------------------- files
 def load_torch_file(path):
-    """A dict of arrays from a .npz (np.savez of a state_dict) or .safetensors file."""
+    """A dict of arrays from a .npz (np.savez of a state_dict) or .safetensors file; both are
+    checked against their size before reading (engine.npz_reader, engine.safetensors)."""
     from engine import safetensors as st
+    from engine.npz_reader import read_npz
     if str(path).endswith(".safetensors") or st.is_safetensors(path):
         return st.load_safetensors(path)[0]
-    with np.load(path, allow_pickle=False) as archive:
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"load_torch_file: {path} is a single array, not a .npz of named arrays")
-        return {k: archive[k] for k in archive.files}
+    return read_npz(path, where=f"load_torch_file: {path}")
 
 
 def save_torch_file(path, state, metadata=None):

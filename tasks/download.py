@@ -1,10 +1,17 @@
 """Data-set downloads: the user cache folder, mirror lists and checksum verification."""
 import gzip
 import hashlib
+import io
 import os
 import pathlib
+import zlib
 
 from engine.io import atomic_write
+from engine.untrusted import FileFormatError
+
+# no file of ours inflates past this (MNIST's largest is 47 MB): a gzip bomb stops here
+MAX_INFLATED_BYTES = 100_000_000
+CHUNK = 1 << 20
 
 
 def cache_dir(dataset):
@@ -25,9 +32,44 @@ def md5_hex(data):
     return hashlib.md5(data).hexdigest()
 
 
-def decompressed(data):
-    """`data` with one gzip layer removed when it has one."""
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+def gunzip_chunks(stream, where, limit=None):
+    """The decompressed bytes of the gzip `stream`, yielded in chunks of at most CHUNK bytes.
+
+    Inflation is streamed and stops as soon as `limit` bytes are exceeded; that and a corrupted
+    stream are FileFormatError (a ValueError) naming `where`. `limit` defaults to MAX_INFLATED_BYTES.
+    """
+    limit = MAX_INFLATED_BYTES if limit is None else limit
+    total = 0
+    try:
+        with gzip.GzipFile(fileobj=stream) as unzipped:
+            while True:
+                data = unzipped.read(min(CHUNK, limit + 1 - total))
+                if not data:
+                    return
+                total += len(data)
+                if total > limit:
+                    raise FileFormatError(f"{where}: decompresses to more than {limit} bytes "
+                                          "(a decompression bomb, or not a data file of ours)")
+                yield data
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FileFormatError(f"{where}: corrupt gzip data ({exc})") from None
+
+
+def decompressed(data, where="downloaded data", limit=None):
+    """`data` with one gzip layer removed when it has one (bounded: see gunzip_chunks)."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    return b"".join(gunzip_chunks(io.BytesIO(data), where, limit))
+
+
+def content_md5(data, where="downloaded data"):
+    """The MD5 of `data`'s content (gzip removed), hashed while inflating: nothing is held whole."""
+    if data[:2] != b"\x1f\x8b":
+        return md5_hex(data)
+    digest = hashlib.md5()
+    for chunk in gunzip_chunks(io.BytesIO(data), where):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download_verified(filename, mirrors, md5_of_content, target_dir, fetch=None):
@@ -46,9 +88,9 @@ def download_verified(filename, mirrors, md5_of_content, target_dir, fetch=None)
             failures.append(f"{url}: {type(exc).__name__}: {exc}")
             continue
         try:
-            digest = md5_hex(decompressed(data))
-        except (OSError, EOFError) as exc:
-            failures.append(f"{url}: not valid gzip data ({exc})")
+            digest = content_md5(data, url)
+        except ValueError as exc:
+            failures.append(f"not valid gzip data: {exc}")
             continue
         if digest != md5_of_content:
             failures.append(f"{url}: checksum mismatch (MD5 of content {digest}, "

@@ -1,22 +1,62 @@
 """Reading and writing IDX files (the MNIST format), gzip-compressed or raw, with header checks."""
 import gzip
+import math
 import os
+import struct
 
 import numpy as np
 
+from engine.untrusted import FileFormatError
+
+from .download import MAX_INFLATED_BYTES, gunzip_chunks
+
 UBYTE = 0x08   # the only element type the MNIST files use
+MAX_IDX_BYTES = MAX_INFLATED_BYTES   # a header declaring more is refused before inflating further
 
 
 def open_bytes(path):
-    """The (decompressed) bytes of an IDX file; gzip is recognised by its magic bytes."""
+    """The (decompressed) bytes of an IDX file; gzip is recognised by its magic bytes.
+
+    A .gz file is inflated in chunks into a buffer of the size its IDX header declares (at most
+    MAX_IDX_BYTES); more data, a corrupted stream or a bigger declaration is a FileFormatError.
+    """
     with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"IDX file {path}: corrupt gzip data ({exc})") from None
-    return raw
+        if f.read(2) != b"\x1f\x8b":
+            f.seek(0)
+            return f.read()
+        f.seek(0)
+        return _inflate_idx(f, f"IDX file {os.fspath(path)}")
+
+
+def _declared_size(head, where):
+    """Header plus payload bytes that an IDX header declares; None while `head` is too short to tell."""
+    if len(head) < 4 or len(head) < 4 + 4 * head[3]:
+        return None
+    ndim = head[3]
+    size = 4 + 4 * ndim + math.prod(struct.unpack(f">{ndim}I", bytes(head[4:4 + 4 * ndim])))
+    if size > MAX_IDX_BYTES:
+        raise FileFormatError(f"{where}: header declares {size} bytes, more than the limit of "
+                              f"{MAX_IDX_BYTES} (corrupt, or not an MNIST-sized file)")
+    return size
+
+
+def _inflate_idx(stream, where):
+    """The inflated IDX bytes, streamed into one buffer sized by the header once it has arrived."""
+    head, out, filled = bytearray(), None, 0
+    for chunk in gunzip_chunks(stream, where, MAX_IDX_BYTES):
+        if out is None:
+            head += chunk
+            declared = _declared_size(head, where)
+            if declared is None:
+                continue
+            out, chunk = bytearray(declared), head
+        if filled + len(chunk) > len(out):
+            raise FileFormatError(f"{where}: holds more data than its header declares ({len(out)} bytes)")
+        out[filled:filled + len(chunk)] = chunk
+        filled += len(chunk)
+    if out is None:
+        return bytes(head)   # too short for a header: parse_idx says so
+    return out if filled == len(out) else bytes(out[:filled])
 
 
 def parse_idx(data, source="<bytes>"):

@@ -1,11 +1,15 @@
 """engine.io: round trip with metadata, atomic writes, clear errors for truncated, foreign or corrupted files."""
 import os
+import subprocess
+import sys
+import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
 
-from engine import io
+from engine import io, npz_reader
+from tests.reliability import _hostile_files as hostile
 
 
 def _arrays(rng):
@@ -117,3 +121,98 @@ def test_atomic_write_gives_ordinary_permissions_and_no_leftovers(tmp_path):
     with pytest.raises(RuntimeError):
         io.atomic_write(str(tmp_path / "b.txt"), lambda fh: (_ for _ in ()).throw(RuntimeError("disk full")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+# ---- untrusted archives (issue 18): sizes checked before reading, bounded inflation, dtypes ----
+def _peak_bytes(fn):
+    """(exception raised or None, peak bytes Python and NumPy allocated while running fn)."""
+    tracemalloc.start()
+    try:
+        fn()
+        error = None
+    except Exception as e:   # returned for the caller to check
+        error = e
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return error, peak
+
+
+@pytest.mark.parametrize("descr", ["|O", "<U4", "|V8", "|S3", "<c16", "<i2", [("a", "<f4")]])
+def test_dtypes_outside_the_allow_list_are_refused(tmp_path, descr):
+    path = hostile.checkpoint_with(tmp_path / "c.npz", "w", hostile.npy_header(descr, (2,)), b"\0" * 64)
+    with pytest.raises(io.FileFormatError, match=r"c\.npz.*dtype"):
+        io.load(path)
+
+
+def test_save_refuses_dtypes_load_would_refuse(tmp_path):
+    with pytest.raises(TypeError, match="complex128"):
+        io.save(tmp_path / "a.npz", {"a": np.ones(2, complex)})
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_a_shape_larger_than_the_member_is_refused_before_allocating(tmp_path, deflate):
+    header = hostile.npy_header("<f8", (10 ** 9,))   # 8 GB declared, 80 bytes stored
+    path = hostile.checkpoint_with(tmp_path / "c.npz", "w", header, b"\0" * 80, deflate)
+    error, peak = _peak_bytes(lambda: io.load(path))
+    assert isinstance(error, io.FileFormatError) and "c.npz" in str(error) and "declares" in str(error)
+    assert peak < 5_000_000
+
+
+def test_a_deflate_bomb_is_refused_without_inflating(tmp_path):
+    count = 200   # 200 MB of zeros in ~200 kB: more than the file size plus MAX_EXTRA_BYTES
+    header = hostile.npy_header("<f8", (count * (1 << 20) // 8,))
+    path = hostile.checkpoint_with(tmp_path / "bomb.npz", "w", header, (bytes(1 << 20), count), True)
+    assert path.stat().st_size < 2_000_000
+    error, peak = _peak_bytes(lambda: io.load(path))
+    assert isinstance(error, io.FileFormatError) and "decompression bomb" in str(error)
+    assert peak < 5_000_000
+
+
+def test_a_deflated_member_is_inflated_only_to_its_declared_size(tmp_path):
+    # the zip directory says 8 kB, the stream holds 50 MB: reading stops at the declared size
+    header = hostile.npy_header("<f8", (1024,))
+    path = hostile.checkpoint_with(tmp_path / "c.npz", "w", header, (bytes(1 << 20), 50), True)
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("w.npy")
+        declared = len(header) + 8192
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")   # the directory's uncompressed size is at byte 24
+    data[central + 24:central + 28] = declared.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    assert info.file_size > declared
+    error, peak = _peak_bytes(lambda: io.load(path))
+    assert isinstance(error, io.FileFormatError) and "c.npz" in str(error)
+    assert peak < 5_000_000
+
+
+@pytest.mark.parametrize("text", [b"[1, 2]", b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe"])
+def test_metadata_that_is_not_a_json_object_is_refused(tmp_path, text):
+    member = (hostile.npy_header("|u1", (len(text),)), text)
+    path = hostile.write_npz(tmp_path / "c.npz", {"__metadata__": member})
+    with pytest.raises(io.FileFormatError, match=r"c\.npz.*metadata"):
+        io.load(path)
+
+
+def test_a_zip_directory_larger_than_the_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(npz_reader, "MAX_DIRECTORY_BYTES", 100)
+    path = tmp_path / "c.npz"
+    io.save(path, {f"a{i}": np.ones(1) for i in range(10)})
+    with pytest.raises(io.FileFormatError, match="zip directory claims"):
+        io.load(path)
+
+
+# ---- temporaries of interrupted writes ---------------------------------------------------------
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="temporaries are cleaned on POSIX only (liveness probe)")
+def test_a_successful_write_removes_temporaries_of_dead_writers_only(tmp_path):
+    stale = f".tmp-{_dead_pid()}-abcd.npz"
+    kept = [f".tmp-{os.getpid()}-mine.npz", f".tmp-{os.getppid()}-live.npz", ".tmp-notours.npz", "x.tmp"]
+    for name in [stale] + kept:
+        (tmp_path / name).write_bytes(b"half a file")
+    io.save(tmp_path / "ckpt.npz", {"a": np.ones(2)})
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["ckpt.npz"])
