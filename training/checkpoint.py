@@ -25,8 +25,10 @@ def read_checkpoint_meta(path):
     return read_checkpoint(path)[1]
 
 
-def save_checkpoint(path, model, optimizer, meta):
+def save_checkpoint(path, model, optimizer, meta, extra_arrays=None):
+    """Write the model's and optimizer's arrays, `extra_arrays` (names outside model/ and optim/) and meta."""
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays.update(extra_arrays or {})
     if optimizer is not None:
         state = optimizer.state_dict()
         arrays.update({f"optim/{k}": v for k, v in state["arrays"].items()})

@@ -13,6 +13,7 @@ from training.checkpoint import (CHECKPOINT_KIND, checkpoint_path, load_init_wei
                                  split_checkpoint)
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
+from training.selection import Selection
 
 
 class RunSetup:
@@ -49,9 +50,16 @@ class RunSetup:
         if args.augment_shift and np.ndim(self.example) != 4:
             raise UserError(f"--augment-shift needs image batches (B, C, H, W); task {args.task!r} gives "
                             f"inputs of shape {np.shape(self.example)}")
+        self.selection = self._selection()
         self.compressor = build_compressor(args)
         self.out = self._out_dir()
         self.train_rng = np.random.default_rng(args.seed)
+
+    def _selection(self):
+        if self.args.select == "best-valid" and "valid" not in self.task.splits:
+            raise UserError(f"--select best-valid chooses on a validation split; task {self.args.task!r} holds "
+                            "none out here (--valid-size 0)")
+        return Selection(self.args.select, self.task.higher_is_better)
 
     def _check_resume_changes(self, saved):
         args = self.args
@@ -185,7 +193,7 @@ class RunSetup:
             "global_step": self.global_step, "seconds": self.seconds,
             "train_rng": epoch_rng_state, "engine_rng": engine_random.get_state(),
             "scheduler_epoch": self.scheduler.epoch if self.scheduler is not None else 0,
-            "partial": partial, "history": self.history,
+            "partial": partial, "history": self.history, "best": self.selection.meta(),
             "compressor_state": (self.compressor.state_dict()
                                  if hasattr(self.compressor, "state_dict") else None),
         }
@@ -201,5 +209,6 @@ class RunSetup:
         if self.scheduler is not None:
             self.scheduler.epoch = int(meta.get("scheduler_epoch", 0))
         engine_random.set_state(meta["engine_rng"])
+        self.selection.load(meta.get("best"), arrays)
         if meta.get("compressor_state") is not None and hasattr(self.compressor, "load_state_dict"):
             self.compressor.load_state_dict(meta["compressor_state"])
