@@ -137,7 +137,7 @@ def test_best_valid_reports_the_best_epoch_and_restores_its_weights(tmp_path, sc
     selection = metrics["selection"]
     assert (selection["rule"], selection["split"], selection["phase"], selection["epoch"]) == (
         "best-valid", "valid", "train", 2)
-    assert selection["value"] == 0.1
+    assert selection["valid_value"] == 0.1
     history = metrics["history"]
     assert [r["valid_metric"] for r in history] == [0.5, 0.1, 0.3, 0.2]
     # the final, real evaluations are those of epoch 2's weights
@@ -197,7 +197,8 @@ def test_best_valid_with_finetuning_chooses_within_each_phase(tmp_path, monkeypa
     metrics = read_metrics(out)
     selection = metrics["selection"]
     assert (selection["phase"], selection["epoch"]) == ("finetune", 2)
-    assert selection["phases"] == {"train": {"epoch": 2, "value": 0.1}, "finetune": {"epoch": 2, "value": 0.4}}
+    assert selection["phases"] == {"train": {"epoch": 2, "valid_value": 0.1},
+                                   "finetune": {"epoch": 2, "valid_value": 0.4}}
     assert metrics["test"]["mse"] == metrics["history"][4]["metric"]
     # finalize was given train epoch 2's weights, not the last train epoch's
     assert run(tmp_path, "--compress", "diagonal", "--epochs", "2", name="two")[0] == 0
@@ -257,8 +258,8 @@ def test_best_valid_resumes_in_the_finetune_phase(tmp_path, monkeypatch, scripte
     monkeypatch.setattr(Run, "train_step", real_step)
     assert train.main(["--resume", str(out), "--no-progress"]) == 0
     whole, split = read_metrics(tmp_path / "whole"), read_metrics(out)
-    assert whole["selection"]["phases"] == {"train": {"epoch": 1, "value": 0.1},
-                                            "finetune": {"epoch": 2, "value": 0.2}}
+    assert whole["selection"]["phases"] == {"train": {"epoch": 1, "valid_value": 0.1},
+                                            "finetune": {"epoch": 2, "valid_value": 0.2}}
     assert split["selection"] == whole["selection"]
     assert split["test"] == whole["test"] == {**split["test"], "mse": whole["history"][3]["metric"]}
     a, _, _ = model_weights(tmp_path / "whole" / "checkpoint.npz")
@@ -297,7 +298,8 @@ def test_selection_phases_and_checkpoint_round_trip():
     selection = Selection("best-valid", higher_is_better=True)
     selection.offer("train", 1, 0.5, model, None)
     selection.offer("finetune", 1, 0.2, model, None)          # a new phase starts afresh: 0.2 is kept
-    assert (selection.phase, selection.epoch, selection.earlier) == ("finetune", 1, {"train": {"epoch": 1, "value": 0.5}})
+    assert (selection.phase, selection.epoch) == ("finetune", 1)
+    assert selection.earlier == {"train": {"epoch": 1, "value": 0.5}}
     assert selection.restore_best("train", model, None) is None   # another phase's weights never load
     again = Selection("best-valid", higher_is_better=True)
     again.load(json.loads(json.dumps(selection.meta())), selection.arrays())

@@ -116,7 +116,8 @@ def _task_options(parser):
                         "training file (default: its last twelfth, rounded down: 5,000 of the 60,000; at most "
                         "one fewer than the file holds), --subset then takes the first examples of the rest; "
                         "adding/copy: the size of the fixed validation set (default 1,000). 0: no validation "
-                        "split (mnist trains on the whole file). ptb, ptb_char and text have a fixed split "
+                        "split (mnist then trains on the whole file, or --subset's first N). ptb, ptb_char "
+                        "and text have a fixed split "
                         "(ptb.valid.txt; the text's 5%% after its first 90%%) and refuse this option")
     g.add_argument("--bptt", type=positive_int, default=None, help="truncated back-propagation length")
     g.add_argument("--level", default=None, choices=["word", "char"], help="PTB level")

@@ -97,12 +97,13 @@ class Selection:
 
     # ---- report --------------------------------------------------------
     def report(self, history, metric_name):
-        """metrics.json's 'selection': the rule, the phase and epoch reported, and the split chosen on."""
+        """metrics.json's 'selection': the rule, the phase and epoch reported, the split chosen on and, for
+        best-valid, each phase's chosen epoch with its validation value ('valid_value', never a test value)."""
         last = history[-1] if history else {}
         if not self.active:
             return {"rule": self.rule, "split": None, "phase": last.get("phase"), "epoch": last.get("epoch")}
-        phases = dict(self.earlier)
+        phases = {phase: {"epoch": c["epoch"], "valid_value": c["value"]} for phase, c in self.earlier.items()}
         if self.phase is not None:
-            phases[self.phase] = {"epoch": self.epoch, "value": self.value}
+            phases[self.phase] = {"epoch": self.epoch, "valid_value": self.value}
         return {"rule": self.rule, "split": "valid", "metric": metric_name, "phase": self.phase,
-                "epoch": self.epoch, "value": self.value, "phases": phases}
+                "epoch": self.epoch, "valid_value": self.value, "phases": phases}
