@@ -14,6 +14,7 @@ MODEL_PREFIX, the optimiser's under OPTIM_PREFIX, metadata of kind TRAIN_KIND re
 "architecture" {"model", "kwargs"} and "compressor" {"name", "config"} (the Compressor's
 config() after the run), so load_model reads a run folder like a model file.
 """
+import collections
 import os
 
 import numpy as np
@@ -168,9 +169,14 @@ def _strip(arrays, prefix):
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def save_run_checkpoint(path, model, optimizer, meta):
-    """Write the model's and the optimiser's arrays and `meta` (kind TRAIN_KIND) to `path`, atomically."""
+def save_run_checkpoint(path, model, optimizer, meta, extra_arrays=None):
+    """Write the model's and the optimiser's arrays, `extra_arrays` (the loop's own, named outside
+    MODEL_PREFIX and OPTIM_PREFIX) and `meta` (kind TRAIN_KIND) to `path`, atomically."""
     arrays = {f"{MODEL_PREFIX}{k}": v for k, v in model.state_dict().items()}
+    for name, value in (extra_arrays or {}).items():
+        if name.startswith((MODEL_PREFIX, OPTIM_PREFIX)):
+            raise ValueError(f"save_run_checkpoint: extra array {name!r} uses a reserved prefix")
+        arrays[name] = value
     meta = dict(meta, kind=TRAIN_KIND)
     if optimizer is not None:
         state = optimizer.state_dict()
@@ -180,12 +186,21 @@ def save_run_checkpoint(path, model, optimizer, meta):
     return path
 
 
-def read_run_checkpoint(path):
-    """(model state, optimiser arrays, metadata) of a run checkpoint (file or run folder).
+RunCheckpoint = collections.namedtuple("RunCheckpoint", "model_state optim_arrays meta extra_arrays")
 
-    FileNotFoundError / ValueError (naming the file) when it is missing, corrupted or foreign."""
+
+def load_run_checkpoint(path):
+    """RunCheckpoint(model state, optimiser arrays, metadata, extra arrays) of a run checkpoint (file or
+    run folder). FileNotFoundError / ValueError (naming the file) when it is missing, corrupted or foreign."""
     arrays, meta = engine_io.load(run_checkpoint_path(path))
-    return _strip(arrays, MODEL_PREFIX), _strip(arrays, OPTIM_PREFIX), meta
+    extra = {k: v for k, v in arrays.items() if not k.startswith((MODEL_PREFIX, OPTIM_PREFIX))}
+    return RunCheckpoint(_strip(arrays, MODEL_PREFIX), _strip(arrays, OPTIM_PREFIX), meta, extra)
+
+
+def read_run_checkpoint(path):
+    """(model state, optimiser arrays, metadata) of a run checkpoint (file or run folder); errors as
+    load_run_checkpoint."""
+    return tuple(load_run_checkpoint(path)[:3])
 
 
 def read_run_meta(path):

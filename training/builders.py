@@ -12,7 +12,7 @@ from training.options import DEFAULT_LR, flag
 
 # CLI option -> task constructor keyword
 TASK_OPTIONS = {"seq_len": "T", "subset": "subset", "bptt": "bptt", "level": "level",
-                "data_dir": "data_dir", "data_file": "data_file"}
+                "data_dir": "data_dir", "data_file": "data_file", "valid_size": "valid_size"}
 # CLI option -> model constructor keyword
 MODEL_OPTIONS = {"hidden": "hidden", "layers": "num_layers", "dropout": "dropout", "cell": "kind"}
 
@@ -32,6 +32,10 @@ def build_task(args):
     if args.task not in tasks.TASKS:
         raise UserError(f"unknown task {args.task!r}; valid tasks: {', '.join(sorted(tasks.TASKS))}")
     accepted = _accepted_keywords(tasks.TASKS[args.task])
+    if args.valid_size is not None and "valid_size" not in tasks.task_options(args.task):
+        resizable = sorted(name for name in tasks.TASKS if "valid_size" in tasks.task_options(name))
+        raise UserError(f"--valid-size {args.valid_size}: task {args.task!r} has a fixed validation split "
+                        f"and cannot resize it; --valid-size applies to: {', '.join(resizable)}")
     options = _gather_options(args, TASK_OPTIONS, accepted, f"task {args.task!r}")
     return tasks.get_task(args.task, **options)
 

@@ -5,7 +5,7 @@ names the files of a run folder and turns unreadable files into one-line UserErr
 import os
 
 from compressors.checkpoints import (RUN_CHECKPOINT as CHECKPOINT, TRAIN_KIND as CHECKPOINT_KIND,
-                                     read_run_checkpoint, run_checkpoint_path as checkpoint_path,
+                                     load_run_checkpoint, run_checkpoint_path as checkpoint_path,
                                      save_run_checkpoint as save_checkpoint)
 from training.errors import UserError
 
@@ -15,21 +15,21 @@ __all__ = ["CHECKPOINT", "CHECKPOINT_KIND", "TRAINED", "checkpoint_path", "save_
 
 
 def read_checkpoint(path, message="cannot read checkpoint: {}"):
-    """(model state, optimizer arrays, meta) of the run checkpoint at `path` (a file or a run folder);
-    UserError `message` (with the reason) when it is missing or unreadable."""
+    """The RunCheckpoint (model_state, optim_arrays, meta, extra_arrays) at `path` (a file or a run
+    folder); UserError `message` (with the reason) when it is missing or unreadable."""
     try:
-        return read_run_checkpoint(path)
+        return load_run_checkpoint(path)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(message.format(e)) from None
 
 
 def read_checkpoint_meta(path):
-    return read_checkpoint(path)[2]
+    return read_checkpoint(path).meta
 
 
 def load_init_weights(model, path):
     """--init-from: copy a checkpoint's model weights into the dense model (strict)."""
-    state, _, _ = read_checkpoint(path, "--init-from: {}")
+    state = read_checkpoint(path, "--init-from: {}").model_state
     try:
         model.load_state_dict(state)
     except (KeyError, ValueError) as e:

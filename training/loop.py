@@ -85,19 +85,29 @@ class Run(RunSetup):
             lr_used = optimizer.lr
             if self.scheduler is not None:
                 self.scheduler.step()
-            evaluation = self.task.evaluate(model, args.eval_batch_size, split="test")
+            valid, evaluation = self._evaluate_epoch(phase, epoch + 1, model)
             sums["seconds"] += time.perf_counter() - started
             self.seconds += time.perf_counter() - started
             epoch += 1
-            row = epoch_row(self, phase, epoch, epochs, sums, evaluation, lr_used, model)
+            row = epoch_row(self, phase, epoch, epochs, sums, evaluation, lr_used, model, valid)
             self.history.append(row)
             write_log(self.out, self.history)
             save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
-                            self.meta(phase, epoch, 0, self.train_rng.bit_generator.state, None))
+                            self.meta(phase, epoch, 0, self.train_rng.bit_generator.state, None),
+                            self.selection.arrays())
             if self.guard.received is not None:
                 raise self.guard.interrupted()
             if done == 0:
                 raise UserError(f"task {args.task!r} produced no training batches")
+
+    def _evaluate_epoch(self, phase, epoch, model):
+        """(valid, test) metrics of a finished epoch; --select sees the validation metrics alone, before
+        the test split is read (valid is None when the task holds no validation split)."""
+        size = self.args.eval_batch_size
+        valid = self.task.evaluate(model, size, split="valid") if "valid" in self.task.splits else None
+        if valid is not None:
+            self.selection.offer(phase, epoch, float(valid[self.task.metric_name]), model, self.compressor)
+        return valid, self.task.evaluate(model, size, split="test")
 
     def _epoch_batches(self):
         """steps_per_epoch batches, drawing further passes of the task's epoch when --steps asks for more."""
@@ -116,7 +126,7 @@ class Run(RunSetup):
         sums = dict(sums, seconds=sums["seconds"] + time.perf_counter() - started)
         self.seconds += time.perf_counter() - started
         save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
-                        self.meta(phase, epoch, done, epoch_state, sums))
+                        self.meta(phase, epoch, done, epoch_state, sums), self.selection.arrays())
         raise self.guard.interrupted()
 
     # ---- whole run ---------------------------------------------------
@@ -153,12 +163,15 @@ class Run(RunSetup):
                     self.run_phase("train", model, optimizer, args.epochs, start)
                 # the model before finalize, resumable as a train-phase checkpoint (to rebuild or extend)
                 save_checkpoint(os.path.join(self.out, TRAINED), model, optimizer,
-                                self.meta("train", args.epochs, 0, self.train_rng.bit_generator.state, None))
+                                self.meta("train", args.epochs, 0, self.train_rng.bit_generator.state, None),
+                                self.selection.arrays())
+                self.selection.restore_best("train", model, self.compressor)   # trained.npz keeps the last
                 start = (0, 0, None, None)
                 model = self.finalize(model)
             else:
                 self.scheduler = None
                 self.restore(model, None, trained[1], trained[0])
+                self.selection.restore_best("train", model, self.compressor)
                 model = self.finalize(model)
                 start = (meta["epoch"], meta["step_in_epoch"], meta["train_rng"], meta.get("partial"))
             optimizer = make_optimizer(args, model.parameters(), args.finetune_lr or args.lr)
@@ -167,16 +180,18 @@ class Run(RunSetup):
                 self.restore(model, optimizer, meta, arrays)
             if args.finetune_epochs:
                 self.run_phase("finetune", model, optimizer, args.finetune_epochs, start)
+            # the final checkpoint holds the reported model (--select), a teacher or --init-from source
+            self.selection.restore_best("finetune", model, self.compressor)
             save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
                             self.meta("finetune", args.finetune_epochs, 0,
-                                      self.train_rng.bit_generator.state, None))
+                                      self.train_rng.bit_generator.state, None), self.selection.arrays())
         return write_report(self, model)
 
     def _load_trained(self):
-        """((model state, optimizer arrays), meta) of trained.npz beside the checkpoint being resumed."""
+        """(RunCheckpoint, meta) of trained.npz beside the checkpoint being resumed."""
         path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path(self.args.resume))), TRAINED)
-        *arrays, meta = read_checkpoint(path, f"--resume: a checkpoint after training needs {TRAINED} beside it ({{}})")
-        return arrays, meta
+        trained = read_checkpoint(path, f"--resume: a checkpoint after training needs {TRAINED} beside it ({{}})")
+        return trained, trained.meta
 
     def _print_header(self, model):
         args = self.args

@@ -8,6 +8,7 @@ from training.argconfig import (ConfigError, HelpFormatter, check_values, explic
                                 positive_int, unit_float)
 from training.checkpoint import read_checkpoint_meta
 from training.errors import EXIT_USAGE, UserError
+from training.selection import SELECT_RULES
 
 # Per-task recipes: used for any of these settings the user leaves unset. The 'adding' recipe is
 # the built-in default run (``python train.py``): T = 50, GRU of 32 units, Adam 1e-2 with a cosine
@@ -95,6 +96,13 @@ def _training_options(parser):
     g.add_argument("--finetune-epochs", type=nonnegative_int, default=0,
                    help="epochs after the compressor's finalize step (e.g. truncation)")
     g.add_argument("--finetune-lr", type=positive_float, default=None, help="default: --lr")
+    g.add_argument("--select", default="last", choices=list(SELECT_RULES),
+                   help="which epoch the run reports. last: the final one. best-valid: the epoch with the best "
+                        "validation metric (higher accuracy, lower MSE/perplexity), whose weights are restored "
+                        "before the one final test evaluation; chosen within each phase: the best train epoch "
+                        "is restored before the compressor's finalize step, then (with --finetune-epochs) the "
+                        "best finetune epoch before the final evaluation; --quantize-bits quantizes the "
+                        "selected model. Needs a validation split (not --valid-size 0)")
 
 
 def _task_options(parser):
@@ -103,6 +111,14 @@ def _task_options(parser):
     g.add_argument("--data-file", default=None, help="a UTF-8 text file (task text)")
     g.add_argument("--seq-len", "-T", type=positive_int, default=None, help="sequence length T")
     g.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
+    g.add_argument("--valid-size", type=nonnegative_int, default=None, metavar="N",
+                   help="validation examples held out (never trained on). mnist: the last N images of the "
+                        "training file (default: its last twelfth, rounded down: 5,000 of the 60,000; at most "
+                        "one fewer than the file holds), --subset then takes the first examples of the rest; "
+                        "adding/copy: the size of the fixed validation set (default 1,000). 0: no validation "
+                        "split (mnist then trains on the whole file, or --subset's first N). ptb, ptb_char "
+                        "and text have a fixed split "
+                        "(ptb.valid.txt; the text's 5%% after its first 90%%) and refuse this option")
     g.add_argument("--bptt", type=positive_int, default=None, help="truncated back-propagation length")
     g.add_argument("--level", default=None, choices=["word", "char"], help="PTB level")
 

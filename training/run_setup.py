@@ -12,6 +12,7 @@ from training.builders import build_compressor, build_model, build_task, model_s
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
+from training.selection import Selection
 
 
 class RunSetup:
@@ -30,7 +31,8 @@ class RunSetup:
         args = self.args
         self.resume_meta, self.resume_arrays = None, None
         if args.resume:
-            *self.resume_arrays, self.resume_meta = read_checkpoint(args.resume, "--resume: {}")
+            self.resume_arrays = read_checkpoint(args.resume, "--resume: {}")
+            self.resume_meta = self.resume_arrays.meta
             self._check_resume_changes(self.resume_meta.get("config", {}))
         self.recipe = apply_recipe(args)
         if args.device == "gpu" and not backend.gpu_available():
@@ -48,9 +50,16 @@ class RunSetup:
         if args.augment_shift and np.ndim(self.example) != 4:
             raise UserError(f"--augment-shift needs image batches (B, C, H, W); task {args.task!r} gives "
                             f"inputs of shape {np.shape(self.example)}")
+        self.selection = self._selection()
         self.compressor = build_compressor(args)
         self.out = self._out_dir()
         self.train_rng = np.random.default_rng(args.seed)
+
+    def _selection(self):
+        if self.args.select == "best-valid" and "valid" not in self.task.splits:
+            raise UserError(f"--select best-valid chooses on a validation split; task {self.args.task!r} holds "
+                            "none out here (--valid-size 0)")
+        return Selection(self.args.select, self.task.higher_is_better)
 
     def _check_resume_changes(self, saved):
         args = self.args
@@ -127,7 +136,8 @@ class RunSetup:
         if self.task.metric_name != "accuracy":
             raise UserError(f"--distill-from needs a classification task (soft targets over classes); "
                             f"task {args.task!r} reports {self.task.metric_name!r}")
-        weights, _, meta = read_checkpoint(path, "--distill-from: cannot read the teacher's checkpoint: {}")
+        teacher_checkpoint = read_checkpoint(path, "--distill-from: cannot read the teacher's checkpoint: {}")
+        weights, meta = teacher_checkpoint.model_state, teacher_checkpoint.meta
         saved = (meta or {}).get("config", {})
         if saved.get("compress", "none") != "none":
             raise UserError(f"--distill-from {path}: the teacher must be a dense run (--compress none); "
@@ -183,13 +193,15 @@ class RunSetup:
             "global_step": self.global_step, "seconds": self.seconds,
             "train_rng": epoch_rng_state, "engine_rng": engine_random.get_state(),
             "scheduler_epoch": self.scheduler.epoch if self.scheduler is not None else 0,
-            "partial": partial, "history": self.history,
+            "partial": partial, "history": self.history, "best": self.selection.meta(),
             "compressor_state": (self.compressor.state_dict()
                                  if hasattr(self.compressor, "state_dict") else None),
         }
 
     def restore(self, model, optimizer, meta, arrays):
-        model_state, optim_arrays = arrays
+        """Put a RunCheckpoint's (`arrays`) state and `meta` back into the model, optimizer, schedule,
+        random generators, selection and compressor."""
+        model_state, optim_arrays = arrays.model_state, arrays.optim_arrays
         try:
             model.load_state_dict(model_state)
         except (KeyError, ValueError) as e:
@@ -199,5 +211,6 @@ class RunSetup:
         if self.scheduler is not None:
             self.scheduler.epoch = int(meta.get("scheduler_epoch", 0))
         engine_random.set_state(meta["engine_rng"])
+        self.selection.load(meta.get("best"), arrays.extra_arrays)
         if meta.get("compressor_state") is not None and hasattr(self.compressor, "load_state_dict"):
             self.compressor.load_state_dict(meta["compressor_state"])

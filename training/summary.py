@@ -12,28 +12,35 @@ from engine import backend
 from engine.io import atomic_write
 from training.errors import UserError
 
-LOG_COLUMNS = ["phase", "epoch", "step", "train_loss", "extra_loss", "test_loss", "metric", "lr", "seconds"]
+LOG_COLUMNS = ["phase", "epoch", "step", "train_loss", "extra_loss", "test_loss", "metric", "valid_loss",
+               "valid_metric", "lr", "seconds"]
 
 
-def epoch_row(run, phase, epoch, epochs, sums, evaluation, lr, model):
-    """The log.csv row of one finished epoch, also printed as one line."""
+def epoch_row(run, phase, epoch, epochs, sums, evaluation, lr, model, valid=None):
+    """The log.csv row of one finished epoch (`evaluation` on the test split, `valid` on the validation
+    split or None when the task holds none out), also printed as one line, which shows validation only."""
     metric_name = run.task.metric_name
     count = max(1, sums["count"])
     row = {"phase": phase, "epoch": epoch, "step": run.global_step,
            "train_loss": sums["loss"] / count, "extra_loss": sums["extra"] / count,
            "test_loss": float(evaluation.get("loss", float("nan"))),
-           "metric": float(evaluation[metric_name]), "lr": lr, "seconds": sums["seconds"]}
+           "metric": float(evaluation[metric_name]),
+           "valid_loss": None if valid is None else float(valid.get("loss", float("nan"))),
+           "valid_metric": None if valid is None else float(valid[metric_name]),
+           "lr": lr, "seconds": sums["seconds"]}
     for key, value in evaluation.items():
         if key not in ("loss", metric_name) and isinstance(value, (int, float)):
             row[f"test_{key}"] = float(value)
     if hasattr(run.compressor, "log_values"):
         for key, value in (run.compressor.log_values(model) or {}).items():
             row[key] = float(value)
-    others = "".join(f"  {k} {v:.4g}" for k, v in row.items() if k not in LOG_COLUMNS)
+    others = "".join(f"  {k} {v:.4g}" for k, v in row.items() if k not in LOG_COLUMNS and not k.startswith("test_"))
     extra = f"  extra {row['extra_loss']:.4g}" if run.args.compress != "none" else ""
+    # the line shows the validation metric; the test metric only when the task holds no validation split
+    shown = (f"test {metric_name} {row['metric']:.4g}" if valid is None else
+             f"valid {metric_name} {row['valid_metric']:.4g}  valid_loss {row['valid_loss']:.4g}")
     print(f"{phase} epoch {epoch}/{epochs}  step {run.global_step}  train_loss {row['train_loss']:.4g}"
-          f"{extra}  test {metric_name} {row['metric']:.4g}{others}  lr {row['lr']:.3g}  "
-          f"{row['seconds']:.1f}s", flush=True)
+          f"{extra}  {shown}{others}  lr {row['lr']:.3g}  {row['seconds']:.1f}s", flush=True)
     return row
 
 
@@ -57,8 +64,13 @@ def _json_default(value):
     return str(value)
 
 
-def run_metrics(run, evaluation, comparison):
-    """metrics.json's content (without the optional 'quantized' entry)."""
+def _numbers(evaluation):
+    return {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str))}
+
+
+def run_metrics(run, evaluation, comparison, valid=None):
+    """metrics.json's content (without the optional 'quantized' entry); `valid`: the final model's
+    validation metrics (None when the task holds no validation split)."""
     args, task = run.args, run.task
     metric_name = task.metric_name
     return {
@@ -77,7 +89,9 @@ def run_metrics(run, evaluation, comparison):
                   "ratio": comparison["bytes"]["ratio"]},
         "metric": {"name": metric_name, "value": float(evaluation[metric_name]), "split": "test",
                    "higher_is_better": bool(task.higher_is_better)},
-        "test": {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str))},
+        "test": _numbers(evaluation),
+        "valid": None if valid is None else _numbers(valid),
+        "selection": run.selection.report(run.history, metric_name),
         "baseline": task.trivial_baseline(),
         "compressor_config": run.compressor.config(),
         "task_config": task.config(),
@@ -88,11 +102,18 @@ def run_metrics(run, evaluation, comparison):
 
 
 def _quantized_line(run, model, metrics):
-    """--quantize-bits: quantized.npz and metrics['quantized']; the line it adds to the headline."""
+    """--quantize-bits: quantized.npz and metrics['quantized'] (its 'test', and 'valid' when the task holds
+    a validation split) of the final, already selected model; the line it adds to the headline."""
     args, metric_name = run.args, run.task.metric_name
-    quantized = quantize.quantized_evaluation(
-        model, args.quantize_bits, lambda m: run.task.evaluate(m, args.eval_batch_size, split="test"),
-        dense_bytes=metrics["bytes"]["dense"], path=os.path.join(run.out, "quantized.npz"))
+    splits = [s for s in ("valid", "test") if s in run.task.splits]
+
+    def evaluate(m):
+        return {split: run.task.evaluate(m, args.eval_batch_size, split=split) for split in splits}
+
+    quantized = quantize.quantized_evaluation(model, args.quantize_bits, evaluate,
+                                              dense_bytes=metrics["bytes"]["dense"],
+                                              path=os.path.join(run.out, "quantized.npz"))
+    quantized.update(quantized.pop("test"))     # {"valid": ..., "test": ...} beside bits, bytes, ratio
     metrics["quantized"] = quantized
     return (f"\n{args.quantize_bits}-bit storage: {quantized['bytes']:,} bytes "
             f"({quantized['ratio']:.1f}x), test {metric_name} {float(quantized['test'][metric_name]):.4g}")
@@ -111,13 +132,26 @@ def _export_onnx(run, model, metrics):
     return f"\nONNX: {exported.path} ({exported.file_bytes:,} bytes)"
 
 
+def _selection_note(metrics):
+    """The headline's account of which epoch is reported (empty for --select last)."""
+    selection, valid = metrics["selection"], metrics["valid"]
+    if selection["rule"] == "last":
+        return ""
+    if selection["epoch"] is None:
+        return f"\n--select {selection['rule']}: no finite validation value, the last epoch is reported"
+    return (f"\n--select {selection['rule']}: {selection['phase']} epoch {selection['epoch']} reported "
+            f"(chosen on validation; final valid {metrics['metric']['name']} "
+            f"{float(valid[metrics['metric']['name']]):.4g})")
+
+
 def write_report(run, model):
     """Evaluate the final model; write metrics.json and summary.md, print the tables; returns the metrics."""
     args = run.args
+    valid = run.task.evaluate(model, args.eval_batch_size, split="valid") if "valid" in run.task.splits else None
     evaluation = run.task.evaluate(model, args.eval_batch_size, split="test")
     rows = report.summary(model, run.example_on_device())
     comparison = report.compare_rows(run.dense_rows, rows)
-    metrics = run_metrics(run, evaluation, comparison)
+    metrics = run_metrics(run, evaluation, comparison, valid)
     quantized_line = _quantized_line(run, model, metrics) if args.quantize_bits else ""
     if args.export_onnx:
         quantized_line += _export_onnx(run, model, metrics)
@@ -131,7 +165,7 @@ def write_report(run, model):
     if isinstance(base_value, (int, float)):
         better = value > base_value if run.task.higher_is_better else value < base_value
         verdict = f"  (trivial baseline {base_value:.4g}: {'beaten' if better else 'NOT beaten'})"
-    headline = f"test {metric_name} {value:.4g}{verdict}{quantized_line}"
+    headline = f"test {metric_name} {value:.4g}{verdict}{_selection_note(metrics)}{quantized_line}"
     summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}\n\n"
                f"## Layers\n\n{table}\n\n## Dense vs compressed\n\n{versus}\n")
     atomic_write(os.path.join(run.out, "summary.md"), lambda fh: fh.write(summary.encode("utf-8")))
