@@ -145,21 +145,25 @@ def parse_args(argv):
     return args
 
 
-def run_seed(args, seed):
-    """Run train.py for one seed; its exit status (its output goes to <run>/seeds-stdout.txt)."""
-    out = os.path.join(args.root, f"seed-{seed}")
-    os.makedirs(out, exist_ok=True)
+def run_train(command, out, threads, seed):
+    """Run `train.py <command> --seed S --out OUT [--threads T]`; its exit status. The output goes to
+    OUT.stdout.txt beside the run folder, so that the run folder holds only what train.py writes."""
     stale = os.path.join(out, "metrics.json")
     if os.path.exists(stale):          # an earlier run's file would hide this run's failure
         os.remove(stale)
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *args.command, "--seed", str(seed), "--out", out]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    with open(os.path.join(out, "seeds-stdout.txt"), "w") as log:
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *command, "--seed", str(seed), "--out", out]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out.rstrip("/") + ".stdout.txt", "w") as log:
         code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-    print(f"seed {seed}: " + ("done" if code == 0 else f"FAILED (exit {code}; see {out}/seeds-stdout.txt)"),
-          flush=True)
+    print(f"{out}: " + ("done" if code == 0 else f"FAILED (exit {code}; see {out}.stdout.txt)"), flush=True)
     return code
+
+
+def run_seed(args, seed):
+    """Run train.py for one seed into <root>/seed-S; its exit status."""
+    return run_train(args.command, os.path.join(args.root, f"seed-{seed}"), args.threads, seed)
 
 
 def write_outputs(args, summary):

@@ -1,0 +1,45 @@
+"""bench/headline.py: candidates compared on validation only, the chosen one run over seeds, one JSON."""
+import json
+import os
+
+from bench import headline
+from tests.bench.scripted import scripted_metrics
+
+# candidate flags -> (valid, test): test would pick candidate 0, validation picks candidate 1
+SCRIPT = {"--lr 1e-3": (0.90, 0.99), "--lr 1e-2": (0.95, 0.91)}
+
+
+def _fake_train(calls):
+    def run_train(command, out, threads, seed):
+        flags = " ".join(command[-2:])
+        valid, test = SCRIPT[flags]
+        calls.append((flags, seed))
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "metrics.json"), "w") as fh:
+            json.dump(scripted_metrics(test + seed / 100, valid), fh)
+        return 0
+    return run_train
+
+
+def test_choice_on_validation_then_seeds(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(headline, "run_train", _fake_train(calls))
+    status = headline.main(["--name", "row", "--root", str(tmp_path / "runs"), "--results", str(tmp_path),
+                            "--candidate", "--lr 1e-3", "--candidate", "--lr 1e-2", "--", "--task", "mnist"])
+    assert status == 0
+    result = json.loads((tmp_path / "row.json").read_text())
+    assert result["chosen"] == 1 and [c["valid"] for c in result["candidates"]] == [0.90, 0.95]
+    # the candidates ran with seed 0, then only the chosen one with seeds 1 and 2
+    assert calls == [("--lr 1e-3", 0), ("--lr 1e-2", 0), ("--lr 1e-2", 1), ("--lr 1e-2", 2)]
+    assert result["test"]["n"] == 3 and abs(result["test"]["mean"] - 0.92) < 1e-9
+    assert "--lr 1e-2" in result["command"]
+
+
+def test_finished_runs_are_reused(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(headline, "run_train", _fake_train(calls))
+    argv = ["--name", "row", "--root", str(tmp_path / "runs"), "--results", str(tmp_path),
+            "--candidate", "--lr 1e-3", "--candidate", "--lr 1e-2", "--", "--task", "mnist"]
+    headline.main(argv)
+    calls.clear()
+    assert headline.main(argv) == 0 and calls == []
