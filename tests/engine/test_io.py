@@ -2,7 +2,6 @@
 import os
 import subprocess
 import sys
-import tracemalloc
 import zipfile
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 
 from engine import io, npz_reader
 from tests.reliability import _hostile_files as hostile
+from tests.reliability._memory_limit import peak_bytes
 
 
 def _arrays(rng):
@@ -124,19 +124,6 @@ def test_atomic_write_gives_ordinary_permissions_and_no_leftovers(tmp_path):
 
 
 # ---- untrusted archives (issue 18): sizes checked before reading, bounded inflation, dtypes ----
-def _peak_bytes(fn):
-    """(exception raised or None, peak bytes Python and NumPy allocated while running fn)."""
-    tracemalloc.start()
-    try:
-        fn()
-        error = None
-    except Exception as e:   # returned for the caller to check
-        error = e
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return error, peak
-
-
 @pytest.mark.parametrize("descr", ["|O", "<U4", "|V8", "|S3", "<c16", "<i2", [("a", "<f4")]])
 def test_dtypes_outside_the_allow_list_are_refused(tmp_path, descr):
     path = hostile.checkpoint_with(tmp_path / "c.npz", "w", hostile.npy_header(descr, (2,)), b"\0" * 64)
@@ -153,7 +140,7 @@ def test_save_refuses_dtypes_load_would_refuse(tmp_path):
 def test_a_shape_larger_than_the_member_is_refused_before_allocating(tmp_path, deflate):
     header = hostile.npy_header("<f8", (10 ** 9,))   # 8 GB declared, 80 bytes stored
     path = hostile.checkpoint_with(tmp_path / "c.npz", "w", header, b"\0" * 80, deflate)
-    error, peak = _peak_bytes(lambda: io.load(path))
+    error, peak = peak_bytes(lambda: io.load(path))
     assert isinstance(error, io.FileFormatError) and "c.npz" in str(error) and "declares" in str(error)
     assert peak < 5_000_000
 
@@ -163,7 +150,7 @@ def test_a_deflate_bomb_is_refused_without_inflating(tmp_path):
     header = hostile.npy_header("<f8", (count * (1 << 20) // 8,))
     path = hostile.checkpoint_with(tmp_path / "bomb.npz", "w", header, (bytes(1 << 20), count), True)
     assert path.stat().st_size < 2_000_000
-    error, peak = _peak_bytes(lambda: io.load(path))
+    error, peak = peak_bytes(lambda: io.load(path))
     assert isinstance(error, io.FileFormatError) and "decompression bomb" in str(error)
     assert peak < 5_000_000
 
@@ -180,7 +167,7 @@ def test_a_deflated_member_is_inflated_only_to_its_declared_size(tmp_path):
     data[central + 24:central + 28] = declared.to_bytes(4, "little")
     path.write_bytes(bytes(data))
     assert info.file_size > declared
-    error, peak = _peak_bytes(lambda: io.load(path))
+    error, peak = peak_bytes(lambda: io.load(path))
     assert isinstance(error, io.FileFormatError) and "c.npz" in str(error)
     assert peak < 5_000_000
 

@@ -1,6 +1,7 @@
 """Run a call in a forked child under an address-space limit, so an allocation bomb fails a test, not the machine."""
 import os
 import pickle
+import tracemalloc
 
 import pytest
 
@@ -55,3 +56,16 @@ def run_limited(fn, budget=BUDGET):
     if not chunks:
         return "other", f"the child died (wait status {status})"
     return pickle.loads(b"".join(chunks))
+
+
+def peak_bytes(fn):
+    """(exception raised or None, peak bytes Python and NumPy allocated while running fn)."""
+    tracemalloc.start()
+    try:
+        fn()
+        error = None
+    except Exception as e:   # returned for the caller to check
+        error = e
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return error, peak

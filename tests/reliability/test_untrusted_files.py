@@ -1,7 +1,6 @@
 """Untrusted safetensors headers and gzip data files (issue 18): a clear error naming the file, before allocating."""
 import gzip
 import struct
-import tracemalloc
 import zlib
 
 import numpy as np
@@ -12,23 +11,11 @@ from engine.untrusted import FileFormatError
 from tasks import download, idx
 
 from ._hostile_files import array_bytes, safetensors_blob
+from ._memory_limit import peak_bytes
 
 
 def _entry(shape=(2,), offsets=(0, 8), dtype="F32", **extra):
     return dict({"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}, **extra)
-
-
-def _load_peak(path, load):
-    """(error, peak bytes allocated) of load(path)."""
-    tracemalloc.start()
-    try:
-        load(path)
-        error = None
-    except Exception as e:   # returned for the caller to check
-        error = e
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return error, peak
 
 
 BAD_HEADERS = {
@@ -56,7 +43,7 @@ def test_bad_safetensors_headers_are_one_line_errors_naming_the_file(tmp_path, c
     header, words = BAD_HEADERS[case]
     path = tmp_path / "model.safetensors"
     path.write_bytes(safetensors_blob(header, array_bytes(2)))
-    error, peak = _load_peak(path, st.load_safetensors)
+    error, peak = peak_bytes(lambda: st.load_safetensors(path))
     assert isinstance(error, FileFormatError), error
     assert words in str(error) and "model.safetensors" in str(error) and "\n" not in str(error)
     assert peak < 20_000_000
@@ -66,7 +53,7 @@ def test_bad_safetensors_headers_are_one_line_errors_naming_the_file(tmp_path, c
 def test_header_lengths_beyond_the_file_or_the_limit_are_refused_before_reading(tmp_path, length):
     path = tmp_path / "model.safetensors"
     path.write_bytes(safetensors_blob({"x": _entry()}, array_bytes(2), length=length))
-    error, peak = _load_peak(path, st.load_safetensors)
+    error, peak = peak_bytes(lambda: st.load_safetensors(path))
     assert isinstance(error, FileFormatError) and "header length" in str(error)
     assert peak < 1_000_000
 
@@ -75,10 +62,9 @@ def test_a_valid_file_costs_about_its_own_size(tmp_path):
     arrays = {"w": np.ones((1000, 1000), np.float32), "b": np.arange(10, dtype=np.int64)}
     path = tmp_path / "model.safetensors"
     st.save_safetensors(path, arrays)
-    tracemalloc.start()
-    loaded, _ = st.load_safetensors(path)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    loaded = {}
+    error, peak = peak_bytes(lambda: loaded.update(st.load_safetensors(path)[0]))
+    assert error is None
     assert all(np.array_equal(loaded[k], arrays[k]) and loaded[k].dtype == arrays[k].dtype for k in arrays)
     assert peak < path.stat().st_size * 1.1 + 100_000
 
@@ -102,14 +88,14 @@ def _idx_gz(path, shape, payload_chunks):
 
 def test_an_idx_header_declaring_too_much_is_refused_before_inflating(tmp_path):
     path = _idx_gz(tmp_path / "x.gz", (60000, 1000, 1000), [bytes(1 << 20)] * 20)
-    error, peak = _load_peak(path, idx.read_idx)
+    error, peak = peak_bytes(lambda: idx.read_idx(path))
     assert isinstance(error, FileFormatError) and "x.gz" in str(error) and "declares" in str(error)
     assert peak < 5_000_000
 
 
 def test_an_idx_stream_longer_than_its_header_stops_inflating(tmp_path):
     path = _idx_gz(tmp_path / "x.gz", (10, 10), [bytes(1 << 20)] * 200)   # 200 MB behind 100 bytes
-    error, peak = _load_peak(path, idx.read_idx)
+    error, peak = peak_bytes(lambda: idx.read_idx(path))
     assert isinstance(error, FileFormatError) and "more data than its header declares" in str(error)
     assert peak < 5_000_000
 
