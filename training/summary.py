@@ -61,7 +61,7 @@ def run_metrics(run, evaluation, comparison):
     metric_name = task.metric_name
     return {
         "task": args.task, "model": run.model_name, "compressor": args.compress,
-        "seed": args.seed, "device": args.device, "dtype": args.dtype,
+        "seed": args.seed, "device": args.device, "dtype": args.dtype, "world_size": run.dist.size,
         "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
         "steps": run.global_step, "steps_per_epoch": run.steps_per_epoch,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
@@ -90,7 +90,8 @@ def _quantized_line(run, model, metrics):
     args, metric_name = run.args, run.task.metric_name
     quantized = quantize.quantized_evaluation(
         model, args.quantize_bits, lambda m: run.task.evaluate(m, args.eval_batch_size, split="test"),
-        dense_bytes=metrics["bytes"]["dense"], path=os.path.join(run.out, "quantized.npz"))
+        dense_bytes=metrics["bytes"]["dense"],
+        path=os.path.join(run.out, "quantized.npz") if run.dist.is_root else None)
     metrics["quantized"] = quantized
     return (f"\n{args.quantize_bits}-bit storage: {quantized['bytes']:,} bytes "
             f"({quantized['ratio']:.1f}x), test {metric_name} {float(quantized['test'][metric_name]):.4g}")
@@ -104,6 +105,8 @@ def write_report(run, model):
     comparison = report.compare_rows(run.dense_rows, rows)
     metrics = run_metrics(run, evaluation, comparison)
     quantized_line = _quantized_line(run, model, metrics) if args.quantize_bits else ""
+    if not run.dist.is_root:        # under MPI rank 0 alone writes the run folder
+        return metrics
     metrics_text = json.dumps(metrics, indent=2, default=_json_default)
     atomic_write(os.path.join(run.out, "metrics.json"), lambda fh: fh.write(metrics_text.encode("utf-8")))
     metric_name, value = run.task.metric_name, metrics["metric"]["value"]
