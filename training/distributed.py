@@ -180,11 +180,11 @@ class MPIGroup(SingleProcess):
         return model
 
     def run_collectively(self, setup):
-        """Run `setup` on every rank; when it fails with a UserError on any rank, every rank raises the
-        first failing rank's message (rank 0 prints it), so no rank waits for a rank that gave up."""
-        error = None
+        """setup() on every rank, returning its value; when it fails with a UserError on any rank, every
+        rank raises the first failing rank's message (rank 0 prints it), so no rank waits for one that gave up."""
+        error = result = None
         try:
-            setup()
+            result = setup()
         except UserError as e:
             error = " ".join(str(e).split())
         messages = self.comm.allgather(error)
@@ -193,6 +193,7 @@ class MPIGroup(SingleProcess):
             rank, text = failed[0]
             where = "" if len(failed) == self.size else f" (on rank {rank} of {self.size})"
             raise collective(UserError(text + where))
+        return result
 
     def root_value(self, value):
         return self.comm.bcast(value, root=0)

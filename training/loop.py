@@ -144,7 +144,7 @@ class Run(RunSetup):
         if self.dist.is_root:
             write_toml(os.path.join(self.out, "config.toml"), effective_config(args),
                        header="effective settings of this run; rerun with: python train.py --config config.toml")
-        model = self.build()
+        model = self.dist.run_collectively(self.build)   # under MPI: a model that cannot be built ends every rank
         self._print_header(model)
         with self.guard:
             if phase == "train":
