@@ -57,3 +57,36 @@ GRU_FLAGS = ["--task", "adding", "-T", "6", "--hidden", "8", "--batch-size", "8"
 def lenet_flags(mnist_dir):
     return ["--task", "mnist", "--data-dir", str(mnist_dir), "--model", "lenet5", "--batch-size", "8",
             "--eval-batch-size", "8", "--no-progress", "--log-every", "0"]
+
+
+def descendants(pid):
+    """Process ids below `pid` (Linux /proc), children first."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def rank_process(pid, rank):
+    """The process id of MPI rank `rank` (a Python process) below launcher `pid`; None when not started."""
+    for child in descendants(pid):
+        try:
+            with open(f"/proc/{child}/environ", "rb") as fh:
+                variables = fh.read().split(b"\0")
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                program = fh.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if f"PMI_RANK={rank}".encode() in variables and b"python" in os.path.basename(program):
+            return child
+    return None
