@@ -18,6 +18,7 @@ setup(
         "gpu": ["cupy-cuda12x"],
         "plot": ["matplotlib"],
         "test": ["pytest>=7", "hypothesis>=6", "pywavelets>=1.4", "tensorly>=0.8"],
+        "mpi": ["mpi4py>=4", "mpich"],
     },
     entry_points={"console_scripts": ["compactnet-train=train:main"]},
 )
