@@ -1,5 +1,6 @@
 """Ctrl-C on mpiexec saves one checkpoint and exits 130; a run resumes under MPI and with another number of
 processes, and ends with the parameters of an uninterrupted single-process run."""
+import json
 import signal
 import subprocess
 import time
@@ -71,4 +72,5 @@ def test_interrupt_saves_once_and_resume_with_another_process_count_matches(tmp_
     assert meta["global_step"] < 90, "the interrupt came after training ended"
     result = resumed(then, out)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["world_size"] == then
     assert max_relative_difference(out, uninterrupted) <= 1e-10
