@@ -28,6 +28,7 @@ def main(argv=None):
         run = Run(args)
         run.guard = guard = SignalGuard()
         run.dist = distributed.start(args.distributed)
+        guard.announce = run.dist.is_root
         run.dist.run_collectively(lambda: _setup(run, debug))   # under MPI: a failed set-up ends every rank
         run.out = run.dist.root_value(run.out)
         with engine.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():

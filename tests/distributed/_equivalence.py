@@ -29,7 +29,10 @@ CASES.update({f"gru-{name}-float64": ("gru", flags + ["--dtype", "float64"])
 FLOAT32 = ["--dtype", "float32", "--optimizer", "momentum", "--lr", "0.01"]
 CASES.update({"lenet5-none-float32": ("lenet5", FLOAT32), "gru-none-float32": ("gru", FLOAT32),
               "lenet5-basis-batchnorm-float64": ("lenet5", COMPRESSORS["basis"] + ["--basis-batch-norm",
-                                                                                   "--dtype", "float64"])})
+                                                                                   "--dtype", "float64"]),
+              # 23 examples in batches of 10: every third batch has 3, split 1 + 2 and weighted so
+              "lenet5-short-last-batch-float64": ("lenet5", ["--subset", "23", "--batch-size", "10",
+                                                             "--dtype", "float64"])})
 
 
 def max_relative_difference(params, reference):
