@@ -186,7 +186,8 @@ class RunSetup:
         return agreed
 
     def save(self, name, model, optimizer, meta):
-        """Write checkpoint `name` into the run folder; under MPI rank 0 alone writes (all ranks hold the same state)."""
+        """Write checkpoint `name` into the run folder; under MPI rank 0 alone writes (every rank holds
+        the same state)."""
         if self.dist.is_root:
             save_checkpoint(os.path.join(self.out, name), model, optimizer, meta)
 
