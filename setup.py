@@ -19,6 +19,7 @@ setup(
         "plot": ["matplotlib"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "test": ["pytest>=7", "hypothesis>=6", "pywavelets>=1.4", "tensorly>=0.8", "matplotlib"],
+        "mpi": ["mpi4py>=4", "mpich"],
     },
     entry_points={"console_scripts": ["compactnet-train=train:main"]},
 )

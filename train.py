@@ -3,10 +3,13 @@
 
 Run ``python train.py`` for the built-in default (the adding problem, no download),
 ``python train.py --help`` for every flag. See README.md ("train.py") for the outputs. The run itself
-lives in the training package; this file only sets the thread count before NumPy loads.
+lives in the training package; this file only sets the thread count before NumPy loads
+(under mpiexec, by default, each rank's share of the cores).
 """
 import os
 import sys
+
+from training.mpi_env import share_cores
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -20,6 +23,8 @@ def _threads_from_argv(argv):
         if value is not None and value.isdigit() and int(value) > 0:
             for name in THREAD_VARIABLES:
                 os.environ[name] = value
+            return
+    share_cores(THREAD_VARIABLES)     # under mpiexec: cores / (ranks on this machine) each
 
 
 if __name__ == "__main__":

@@ -40,13 +40,10 @@ class _BatchNorm(Module):
         axes = (0,) + tuple(range(2, x.ndim))
         bshape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if self.training:
-            count = x.size // self.num_features
+            mean, centred, var, count = self.batch_statistics(x, axes)
             if count < 2:
                 raise ValueError(f"{type(self).__name__}: training needs more than one value per "
                                  f"channel, got input shape {x.shape}")
-            mean = F.mean(x, axis=axes, keepdims=True)
-            centred = x - mean
-            var = F.mean(centred * centred, axis=axes, keepdims=True)
             y = centred / F.sqrt(var + self.eps)
             self._update_running(mean.data, var.data, count)
             if self.affine:
@@ -60,6 +57,14 @@ class _BatchNorm(Module):
         scale = self.weight * Tensor(inv_std)
         shift = self.bias - scale * Tensor(mean)
         return x * F.reshape(scale, bshape) + F.reshape(shift, bshape)
+
+    def batch_statistics(self, x, axes):
+        """(mean, x - mean, biased variance, values per channel) of the batch over `axes`. A data-parallel
+        run replaces this on the instance with statistics over every process's batch
+        (training.distributed.sync_batch_norm)."""
+        mean = F.mean(x, axis=axes, keepdims=True)
+        centred = x - mean
+        return mean, centred, F.mean(centred * centred, axis=axes, keepdims=True), x.size // self.num_features
 
     def _update_running(self, batch_mean, batch_var, count):
         m = self.momentum

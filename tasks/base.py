@@ -135,22 +135,27 @@ class Task:
 
     def evaluate(self, model, batch_size=256, split="test"):
         """Metrics of `model` on a whole split, in eval mode and without building a graph."""
+        totals = sum_metrics(metrics for _, metrics in self.batch_metrics(model, batch_size, split))
+        if not totals:
+            raise ValueError(f"{self.name} task: split {split!r} yielded no batches")
+        return self.summarize(totals)
+
+    def batch_metrics(self, model, batch_size=256, split="test", keep=None):
+        """[(batch index, metrics of that batch)] over a split, in eval mode without a graph; `keep(index)`
+        picks a share of the batches (a data-parallel run scores each batch on one process)."""
         self.check_batch_size(batch_size)
         self.check_split(split)
         was_training = getattr(model, "training", False)
         model.eval()
-        totals = {}
+        scored = []
         try:
             with engine.no_grad():
-                for inputs, targets in self.split_batches(batch_size, split):
-                    output = model(to_model_input(inputs, model))
-                    for key, value in self.metrics(output, targets).items():
-                        totals[key] = totals.get(key, 0.0) + value
+                for index, (inputs, targets) in enumerate(self.split_batches(batch_size, split)):
+                    if keep is None or keep(index):
+                        scored.append((index, self.metrics(model(to_model_input(inputs, model)), targets)))
         finally:
             model.train(was_training)
-        if not totals:
-            raise ValueError(f"{self.name} task: split {split!r} yielded no batches")
-        return self.summarize(totals)
+        return scored
 
     def trivial_baseline(self):
         raise NotImplementedError
@@ -158,6 +163,15 @@ class Task:
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         return f"{type(self).__name__}({options})"
+
+
+def sum_metrics(batches):
+    """Per-batch metric dicts summed key by key, in the order given (the totals `summarize` takes)."""
+    totals = {}
+    for metrics in batches:
+        for key, value in metrics.items():
+            totals[key] = totals.get(key, 0.0) + value
+    return totals
 
 
 def batch_count(n, batch_size):

@@ -1,9 +1,11 @@
 """main(): one train.py run from its command line to its exit status."""
 import contextlib
+import functools
 import os
 
 import engine
 from engine.kernels import numba_disabled
+from training import distributed
 from training.checkpoint import CHECKPOINT
 from training.errors import ENDINGS, EXIT_USAGE, UserError, report_ending
 from training.loop import Run
@@ -25,13 +27,10 @@ def main(argv=None):
         retain_freed_memory()   # large per-step temporaries reuse heap pages (training/memory.py)
         run = Run(args)
         run.guard = guard = SignalGuard()
-        try:
-            numba_disabled()   # a bad COMPACTNET_DISABLE_NUMBA value is a usage error, before any kernel runs
-            run.setup()
-        except (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError) as e:
-            if debug:
-                raise
-            raise UserError(str(e)) from None
+        run.dist = distributed.start(args.distributed)
+        guard.announce = run.dist.is_root
+        run.dist.run_collectively(lambda: _setup(run, debug))   # under MPI: a failed set-up ends every rank
+        run.out = run.dist.root_value(run.out)
         with engine.detect_anomaly() if args.detect_anomaly else contextlib.nullcontext():
             run.execute()
         return 0
@@ -39,7 +38,24 @@ def main(argv=None):
         if debug and isinstance(e, UserError):
             raise
         out = run.out if run is not None else None
-        return report_ending(e, out, os.path.join(out or "", CHECKPOINT))
+        report = functools.partial(report_ending, e, out, os.path.join(out or "", CHECKPOINT))
+        return run.dist.end(e, report) if run is not None else report()
+    except Exception:
+        if run is None or not run.dist.active:
+            raise
+        run.dist.abort_on_exception()   # under MPI a rank that dies alone must end the job, not leave it hanging
     finally:
         if guard is not None:
             guard.restore(process_ending=argv is None)
+        if run is not None:
+            run.dist.close()
+
+
+def _setup(run, debug):
+    try:
+        numba_disabled()   # a bad COMPACTNET_DISABLE_NUMBA value is a usage error, before any kernel runs
+        run.setup()
+    except (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError) as e:
+        if debug:
+            raise
+        raise UserError(str(e)) from None

@@ -11,7 +11,7 @@ from engine.ops import distillation_loss
 from tasks.augment import random_shift
 from training.argconfig import write_toml
 from training.builders import make_optimizer, make_scheduler
-from training.checkpoint import CHECKPOINT, TRAINED, checkpoint_path, read_checkpoint, save_checkpoint
+from training.checkpoint import CHECKPOINT, TRAINED, checkpoint_path, read_checkpoint
 from training.errors import NonFiniteLoss, UserError
 from training.options import effective_config
 from training.progress import progress
@@ -27,6 +27,7 @@ class Run(RunSetup):
             # shifts drawn from (seed, global step): the same on an exact resume, independent of batch order
             rng = np.random.default_rng([self.args.seed, self.global_step, 0xA6])
             inputs = random_shift(inputs, self.args.augment_shift, rng)
+        inputs, targets = self.dist.local_batch(inputs, targets)   # under MPI: this rank's rows
         x, y = self.to_batch(inputs, targets)
         output = model(x)
         loss = self.task.loss(output, y)
@@ -40,11 +41,14 @@ class Run(RunSetup):
         total = objective if extra is None else objective + extra
         loss_value = float(loss.item())
         extra_value = float(extra.item()) if extra is not None else 0.0
+        optimizer.zero_grad()
+        total.backward()
+        # under MPI: gradients (and losses) averaged over the ranks, before any use of them
+        loss_value, extra_value = self.dist.average_gradients(optimizer, loss_value, extra_value,
+                                                              self.guard.received is not None)
         if not (math.isfinite(loss_value) and math.isfinite(extra_value)):
             bad = "loss" if not math.isfinite(loss_value) else "extra (compression) loss"
             raise NonFiniteLoss(f"the {bad} became {loss_value if bad == 'loss' else extra_value} at {where}")
-        optimizer.zero_grad()
-        total.backward()
         if self.args.clip_grad:
             optim.clip_grad_norm([p for g in optimizer.param_groups for p in g["params"]], self.args.clip_grad)
         optimizer.step()
@@ -77,7 +81,7 @@ class Run(RunSetup):
                     sums["extra"] += extra_value
                     sums["count"] += 1
                     bar.update(1, f"loss {loss_value:.4g}")
-                    if self.guard.received is not None:
+                    if self.stop_requested():
                         self._save_interrupted(phase, model, optimizer, epoch, done, epoch_state, sums, started)
             finally:
                 bar.close()
@@ -91,11 +95,11 @@ class Run(RunSetup):
             epoch += 1
             row = epoch_row(self, phase, epoch, epochs, sums, evaluation, lr_used, model, valid)
             self.history.append(row)
-            write_log(self.out, self.history)
-            save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
-                            self.meta(phase, epoch, 0, self.train_rng.bit_generator.state, None),
-                            self.selection.arrays())
-            if self.guard.received is not None:
+            if self.dist.is_root:
+                write_log(self.out, self.history)
+            self.save(CHECKPOINT, model, optimizer,
+                      self.meta(phase, epoch, 0, self.train_rng.bit_generator.state, None))
+            if self.stop_requested():
                 raise self.guard.interrupted()
             if done == 0:
                 raise UserError(f"task {args.task!r} produced no training batches")
@@ -125,8 +129,7 @@ class Run(RunSetup):
     def _save_interrupted(self, phase, model, optimizer, epoch, done, epoch_state, sums, started):
         sums = dict(sums, seconds=sums["seconds"] + time.perf_counter() - started)
         self.seconds += time.perf_counter() - started
-        save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
-                        self.meta(phase, epoch, done, epoch_state, sums), self.selection.arrays())
+        self.save(CHECKPOINT, model, optimizer, self.meta(phase, epoch, done, epoch_state, sums))
         raise self.guard.interrupted()
 
     # ---- whole run ---------------------------------------------------
@@ -147,9 +150,10 @@ class Run(RunSetup):
             self.global_step = int(meta.get("global_step", 0))
             print(f"resuming {checkpoint_path(args.resume)}: {phase} phase, epoch {meta['epoch']}, "
                   f"step {meta['step_in_epoch']} in that epoch (global step {self.global_step})", flush=True)
-        write_toml(os.path.join(self.out, "config.toml"), effective_config(args),
-                   header="effective settings of this run; rerun with: python train.py --config config.toml")
-        model = self.build()
+        if self.dist.is_root:
+            write_toml(os.path.join(self.out, "config.toml"), effective_config(args),
+                       header="effective settings of this run; rerun with: python train.py --config config.toml")
+        model = self.dist.run_collectively(self.build)   # under MPI: a model that cannot be built ends every rank
         self._print_header(model)
         with self.guard:
             if phase == "train":
@@ -162,9 +166,8 @@ class Run(RunSetup):
                 if args.epochs:
                     self.run_phase("train", model, optimizer, args.epochs, start)
                 # the model before finalize, resumable as a train-phase checkpoint (to rebuild or extend)
-                save_checkpoint(os.path.join(self.out, TRAINED), model, optimizer,
-                                self.meta("train", args.epochs, 0, self.train_rng.bit_generator.state, None),
-                                self.selection.arrays())
+                self.save(TRAINED, model, optimizer,
+                          self.meta("train", args.epochs, 0, self.train_rng.bit_generator.state, None))
                 self.selection.restore_best("train", model, self.compressor)   # trained.npz keeps the last
                 start = (0, 0, None, None)
                 model = self.finalize(model)
@@ -182,9 +185,8 @@ class Run(RunSetup):
                 self.run_phase("finetune", model, optimizer, args.finetune_epochs, start)
             # the final checkpoint holds the reported model (--select), a teacher or --init-from source
             self.selection.restore_best("finetune", model, self.compressor)
-            save_checkpoint(os.path.join(self.out, CHECKPOINT), model, optimizer,
-                            self.meta("finetune", args.finetune_epochs, 0,
-                                      self.train_rng.bit_generator.state, None), self.selection.arrays())
+            self.save(CHECKPOINT, model, optimizer,
+                      self.meta("finetune", args.finetune_epochs, 0, self.train_rng.bit_generator.state, None))
         return write_report(self, model)
 
     def _load_trained(self):

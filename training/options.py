@@ -30,7 +30,7 @@ DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3, 
               "adadelta": 1.0}
 
 # settings a --resume may change; any other differing flag is refused (it would change the run)
-RESUME_MAY_CHANGE = {"threads", "device", "epochs", "finetune_epochs", "out", "resume", "config",
+RESUME_MAY_CHANGE = {"threads", "device", "distributed", "epochs", "finetune_epochs", "out", "resume", "config",
                      "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly"}
 NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads"}
 
@@ -92,6 +92,10 @@ def _training_options(parser):
                    help="BLAS/OpenMP threads (sets OMP/OPENBLAS/MKL_NUM_THREADS before NumPy loads; use 1 on "
                         "a machine shared with other jobs). Default: the environment's setting")
     g.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="gpu needs CuPy")
+    g.add_argument("--distributed", default="auto", choices=["auto", "mpi", "none"],
+                   help="data-parallel training over MPI (mpiexec -n N python train.py ...; --batch-size is "
+                        "the global batch); auto: MPI when an MPI launcher started the process and mpi4py "
+                        "imports; mpi needs the extra 'mpi'; none: one process")
     g.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="parameter dtype")
     g.add_argument("--finetune-epochs", type=nonnegative_int, default=0,
                    help="epochs after the compressor's finalize step (e.g. truncation)")

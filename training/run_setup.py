@@ -1,6 +1,7 @@
 """RunSetup: a run's state and how it is built: task, model, compressor, run folder, checkpoint meta."""
 import datetime
 import os
+import signal
 
 import numpy as np
 
@@ -8,8 +9,9 @@ import engine
 from compressors import report
 from engine import backend
 from engine import rng as engine_random
+from training import distributed
 from training.builders import build_compressor, build_model, build_task, model_spec, place
-from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint
+from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint, save_checkpoint
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
 from training.selection import Selection
@@ -26,6 +28,7 @@ class RunSetup:
         self.global_step = 0
         self.teacher = None
         self.scheduler = None
+        self.dist = distributed.SingleProcess()     # main() sets the MPI group under mpiexec
 
     def setup(self):
         args = self.args
@@ -35,10 +38,11 @@ class RunSetup:
             self.resume_meta = self.resume_arrays.meta
             self._check_resume_changes(self.resume_meta.get("config", {}))
         self.recipe = apply_recipe(args)
+        self.dist.check_global_batch(args.batch_size)
         if args.device == "gpu" and not backend.gpu_available():
             raise UserError("--device gpu: CuPy with a CUDA device is not available "
                             "(pip install 'compactnet[gpu]' on a machine with an NVIDIA GPU)")
-        self.task = build_task(args)
+        self.task = self.dist.shard_task(build_task(args))
         self.model_name, self.model_kwargs = model_spec(args, self.task)
         natural = self.task.steps_per_epoch(args.batch_size)   # also where a task rejects the batch size
         try:
@@ -87,7 +91,8 @@ class RunSetup:
             while os.path.exists(out):
                 n += 1
                 out = f"{base}-{n}"
-        os.makedirs(out, exist_ok=True)
+        if self.dist.is_root:
+            os.makedirs(out, exist_ok=True)
         return out
 
     def example_on_device(self):
@@ -122,7 +127,7 @@ class RunSetup:
             model = self.compressor.apply(model, self.task)
         except (ValueError, TypeError) as e:
             raise UserError(f"--compress {args.compress}: {e}") from None
-        model = place(model, args)
+        model = self.dist.prepare_model(place(model, args))
         self._check_fits(model)
         if args.distill_from:
             self.teacher = self._build_teacher()
@@ -178,7 +183,21 @@ class RunSetup:
             model = self.compressor.finalize(model, self.task)
         except (ValueError, TypeError) as e:
             raise UserError(f"--compress {self.args.compress}: finalize failed: {e}") from None
-        return place(model, self.args)
+        return self.dist.prepare_model(place(model, self.args))
+
+    def stop_requested(self):
+        """Whether a SIGINT/SIGTERM asks the run to stop here; under MPI, whether any rank received one
+        (every rank gets the same answer, so all stop after the same step)."""
+        agreed = self.dist.stop_agreed(self.guard.received is not None)
+        if agreed and self.guard.received is None:
+            self.guard.received = signal.SIGINT      # received by another rank
+        return agreed
+
+    def save(self, name, model, optimizer, meta):
+        """Write checkpoint `name` into the run folder, with --select's best-so-far weights; under MPI rank 0
+        alone writes (every rank holds the same state)."""
+        if self.dist.is_root:
+            save_checkpoint(os.path.join(self.out, name), model, optimizer, meta, self.selection.arrays())
 
     # ---- checkpoint state --------------------------------------------
     def meta(self, phase, epoch, step_in_epoch, epoch_rng_state, partial):

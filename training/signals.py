@@ -14,6 +14,7 @@ class SignalGuard:
     def __init__(self):
         self.received = None
         self.exiting = False
+        self.announce = True        # under MPI only rank 0 says that a signal arrived
         self.previous = {}
 
     def __enter__(self):
@@ -31,8 +32,9 @@ class SignalGuard:
             self.exiting = True
             raise KeyboardInterrupt
         self.received = signum
-        print(f"\n{signal.Signals(signum).name} received: finishing the current step, then saving a "
-              "checkpoint (send it again to abort without saving)", file=sys.stderr, flush=True)
+        if self.announce:
+            print(f"\n{signal.Signals(signum).name} received: finishing the current step, then saving a "
+                  "checkpoint (send it again to abort without saving)", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc):
         if self.received is None:

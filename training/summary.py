@@ -75,7 +75,7 @@ def run_metrics(run, evaluation, comparison, valid=None):
     metric_name = task.metric_name
     return {
         "task": args.task, "model": run.model_name, "compressor": args.compress,
-        "seed": args.seed, "device": args.device, "dtype": args.dtype,
+        "seed": args.seed, "device": args.device, "dtype": args.dtype, "world_size": run.dist.size,
         "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
         "steps": run.global_step, "steps_per_epoch": run.steps_per_epoch,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
@@ -112,7 +112,7 @@ def _quantized_line(run, model, metrics):
 
     quantized = quantize.quantized_evaluation(model, args.quantize_bits, evaluate,
                                               dense_bytes=metrics["bytes"]["dense"],
-                                              path=os.path.join(run.out, "quantized.npz"))
+                                              path=os.path.join(run.out, "quantized.npz") if run.dist.is_root else None)
     quantized.update(quantized.pop("test"))     # {"valid": ..., "test": ...} beside bits, bytes, ratio
     metrics["quantized"] = quantized
     return (f"\n{args.quantize_bits}-bit storage: {quantized['bytes']:,} bytes "
@@ -153,6 +153,8 @@ def write_report(run, model):
     comparison = report.compare_rows(run.dense_rows, rows)
     metrics = run_metrics(run, evaluation, comparison, valid)
     quantized_line = _quantized_line(run, model, metrics) if args.quantize_bits else ""
+    if not run.dist.is_root:        # under MPI rank 0 alone writes the run folder
+        return metrics
     if args.export_onnx:
         quantized_line += _export_onnx(run, model, metrics)
     metrics_text = json.dumps(metrics, indent=2, default=_json_default)
