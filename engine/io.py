@@ -3,7 +3,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 
 import numpy as np
 
@@ -65,8 +65,11 @@ def atomic_write(path, write, suffix=""):
     After a successful write, temporaries left beside it by killed writers are removed."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix=suffix, dir=directory)
+    # the name is known before the file exists, so an exception at any point (a KeyboardInterrupt
+    # raised by a signal handler between two bytecodes included) still finds and removes it
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
