@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from compressors import plots, quantize, report
+from compressors import plots, plugin, quantize, report
 from engine import backend
 from engine.io import atomic_write
 from training.errors import UserError
@@ -29,12 +29,20 @@ def epoch_row(run, phase, epoch, epochs, sums, evaluation, lr, model):
     if hasattr(run.compressor, "log_values"):
         for key, value in (run.compressor.log_values(model) or {}).items():
             row[key] = float(value)
-    others = "".join(f"  {k} {v:.4g}" for k, v in row.items() if k not in LOG_COLUMNS)
-    extra = f"  extra {row['extra_loss']:.4g}" if run.args.compress != "none" else ""
+    others = "".join(f"  {k} {_number(v)}" for k, v in row.items() if k not in LOG_COLUMNS)
+    has_extra_loss = type(run.compressor).extra_loss is not plugin.Compressor.extra_loss
+    extra = f"  extra {row['extra_loss']:.4g}" if has_extra_loss else ""
     print(f"{phase} epoch {epoch}/{epochs}  step {run.global_step}  train_loss {row['train_loss']:.4g}"
           f"{extra}  test {metric_name} {row['metric']:.4g}{others}  lr {row['lr']:.3g}  "
           f"{row['seconds']:.1f}s", flush=True)
     return row
+
+
+def _number(value):
+    """A whole number with thousands separators (a parameter count), any other to 4 significant digits."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
 
 
 def write_log(out, history):
@@ -68,9 +76,11 @@ def run_metrics(run, evaluation, comparison):
         "steps": run.global_step, "steps_per_epoch": run.steps_per_epoch,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "seconds": round(run.seconds, 3),
+        "dense_origin": run.dense_origin,
         "params": {"dense": comparison["params"]["dense"], "compressed": comparison["params"]["compressed"],
                    "ratio": comparison["params"]["ratio"],
                    "learnable": comparison["learnable"]["compressed"]},
+        "learnable": dict(comparison["learnable"]),
         "flops": {"dense": comparison["flops"]["dense"], "compressed": comparison["flops"]["compressed"],
                   "ratio": comparison["flops"]["ratio"]},
         "bytes": {"dense": comparison["bytes"]["dense"], "compressed": comparison["bytes"]["compressed"],
@@ -83,6 +93,7 @@ def run_metrics(run, evaluation, comparison):
         "task_config": task.config(),
         "model_kwargs": run.model_kwargs,
         "history": run.history,
+        "before_finetune": run.before_finetune,
         "command": "python train.py " + " ".join(args.argv),
     }
 
@@ -125,7 +136,7 @@ def write_report(run, model):
     atomic_write(os.path.join(run.out, "metrics.json"), lambda fh: fh.write(metrics_text.encode("utf-8")))
     metric_name, value = run.task.metric_name, metrics["metric"]["value"]
     table = report.format_summary(rows)
-    versus = report.format_compare(comparison)
+    versus = report.format_compare(comparison, run.dense_origin)
     base_value = metrics["baseline"].get(metric_name)
     verdict = ""
     if isinstance(base_value, (int, float)):
@@ -133,10 +144,10 @@ def write_report(run, model):
         verdict = f"  (trivial baseline {base_value:.4g}: {'beaten' if better else 'NOT beaten'})"
     headline = f"test {metric_name} {value:.4g}{verdict}{quantized_line}"
     summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}\n\n"
-               f"## Layers\n\n{table}\n\n## Dense vs compressed\n\n{versus}\n")
+               f"## Dense vs compressed\n\n{versus}\n\n## Layers\n\n{table}\n")
     atomic_write(os.path.join(run.out, "summary.md"), lambda fh: fh.write(summary.encode("utf-8")))
     print(f"\n{table}\n\n{versus}\n\n{headline}  params {comparison['params']['compressed']:,}  "
-          f"time {run.seconds:.1f}s\nrun folder: {run.out}", flush=True)
+          f"time {run.seconds:.1f}s\nrun folder: {run.out} (summary.md, metrics.json)", flush=True)
     if args.plot:
         plot(run, model)
     return metrics
