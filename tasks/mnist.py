@@ -1,4 +1,4 @@
-"""MNIST digits: the IDX loader (local folder, or a verified download into the user cache) and its task."""
+"""MNIST digits: the IDX loader (tasks.download's search order, or a verified download into the user cache) and its task."""
 import math
 import pathlib
 
@@ -47,27 +47,28 @@ def find_file(folder, stem):
 
 
 def ensure_files(data_dir=None, download_missing=True, fetch=None):
-    """Paths of the four MNIST files; downloads missing ones into the cache when no folder is given."""
-    folder = pathlib.Path(data_dir) if data_dir is not None else download.cache_dir("mnist")
-    missing = [stem for stem in FILES.values() if find_file(folder, stem) is None]
-    failures = []
-    if missing and data_dir is None and download_missing:
-        for stem in list(missing):
-            try:
-                download.download_verified(stem + ".gz", MIRRORS, CONTENT_MD5[stem], folder, fetch=fetch)
-                missing.remove(stem)
-            except OSError as exc:
-                failures.append(str(exc))
-    if missing:
-        names = ", ".join(f"{stem}(.gz)" for stem in missing)
-        where = (f"the data folder {folder}" if data_dir is not None
-                 else f"the cache folder {folder} (set $COMPACTNET_DATA to move it)")
-        message = (f"mnist: missing file(s) {names} in {where}. Put the four standard MNIST IDX files "
-                   f"({', '.join(FILES.values())}, gzip-compressed or raw) there, or pass "
-                   "data_dir / --data-dir pointing at a folder that has them.")
-        if failures:
-            message += " Download failed:\n" + "\n".join(failures)
-        raise MissingDataError(message)
+    """Paths of the four MNIST files from the first folder of download.search_folders that has them all;
+    without data_dir, missing files are downloaded into the user cache."""
+    folders = download.search_folders("mnist", data_dir)
+    stems = list(FILES.values())
+    folder = download.first_complete(folders, find_file, stems)
+    failure = None
+    if folder is None and data_dir is None and download_missing:
+        folder = download.cache_dir("mnist")
+        try:
+            for stem in stems:
+                if find_file(folder, stem) is None:
+                    download.download_verified(stem + ".gz", MIRRORS, CONTENT_MD5[stem], folder, fetch=fetch)
+        except OSError as exc:
+            failure = download.short_failure(exc)
+            folder = None
+    if folder is None:
+        missing = [f"{stem}(.gz)" for stem in stems if all(find_file(f, stem) is None for _, f in folders)]
+        raise MissingDataError(download.missing_data_message(
+            "mnist", folders, missing or ["a folder holding all four files"],
+            "put the four MNIST IDX files (gzip-compressed or raw) in one of those folders, pass --data-dir "
+            "DIR (data_dir=) naming a folder that has them, or run once with network access to download them",
+            failure))
     return {key: find_file(folder, stem) for key, stem in FILES.items()}
 
 
