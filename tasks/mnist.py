@@ -30,6 +30,7 @@ MIRRORS = (
 )
 N_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
+INPUT_SCALES = ("standard", "unit")   # (x/255 - mean)/std of the training file, or x/255 in [0, 1]
 VALID_SHARE = 12   # by default the last twelfth of the training file (5,000 of 60,000) is held out
 
 
@@ -101,8 +102,9 @@ def pixel_statistics(images):
 
 
 class MNISTTask(Task):
-    """MNIST classification: images (B, 1, 28, 28) float32 normalised with the train mean/std,
-    labels int64. The last `valid_size` images of the training file form the 'valid' split
+    """MNIST classification: images (B, 1, 28, 28) float32, labels int64. input_scale 'standard' (the
+    default) standardises pixels as (x/255 - 0.1307)/0.3081 (the training file's mean and std); 'unit'
+    gives x/255 in [0, 1], as a network trained elsewhere on ToTensor() inputs expects. The last `valid_size` images of the training file form the 'valid' split
     (default: the last twelfth, 5,000 of the 60,000; 0 trains on all of them); `subset` keeps the
     first n of the rest for training. `split_rows` names the training-file rows of each split."""
 
@@ -111,7 +113,11 @@ class MNISTTask(Task):
     higher_is_better = True
     default_model = "lenet300"
 
-    def __init__(self, data_dir=None, subset=None, valid_size=None, download=True, fetch=None):
+    def __init__(self, data_dir=None, subset=None, valid_size=None, input_scale="standard", download=True,
+                 fetch=None):
+        if input_scale not in INPUT_SCALES:
+            raise ValueError(f"mnist task: input_scale must be one of {', '.join(INPUT_SCALES)}, got {input_scale!r}")
+        self.input_scale = input_scale
         arrays = load_mnist(data_dir, download_missing=download, fetch=fetch)
         n_train = len(arrays["train_images"])
         if valid_size is None:
@@ -126,7 +132,8 @@ class MNISTTask(Task):
         # Normalise with the statistics of the whole training file (0.1307 / 0.3081), so a subset
         # sees the same inputs as a full run; a 256-entry table turns uint8 pixels into floats.
         self.mean, self.std = pixel_statistics(arrays["train_images"])
-        self.lookup = ((np.arange(256) / 255.0 - self.mean) / self.std).astype(np.float32)
+        shift, scale = (self.mean, self.std) if input_scale == "standard" else (0.0, 1.0)
+        self.lookup = ((np.arange(256) / 255.0 - shift) / scale).astype(np.float32)
         images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int64)
         self.split_rows = {"train": range(keep), "valid": range(available, n_train)}
         self.data = {"train": (images[:keep], labels[:keep])}
@@ -137,7 +144,7 @@ class MNISTTask(Task):
 
     def config(self):
         return {"name": self.name, "data_dir": self.data_dir, "subset": self.subset,
-                "valid_size": self.valid_size, "mean": self.mean, "std": self.std}
+                "valid_size": self.valid_size, "input_scale": self.input_scale, "mean": self.mean, "std": self.std}
 
     def model_kwargs(self):
         return {"n_classes": N_CLASSES}

@@ -109,12 +109,17 @@ def _training_options(parser):
 
 def _task_options(parser):
     g = parser.add_argument_group("task options")
-    g.add_argument("--data-dir", default=None, help="directory of a real data set's files")
+    g.add_argument("--data-dir", default=None,
+                   help="folder of a real data set's files (mnist, ptb); without it: $COMPACTNET_DATA/NAME, then "
+                        "the user cache ~/.cache/compactnet/NAME, where mnist downloads go")
     g.add_argument("--data-file", default=None, help="a UTF-8 text file (task text)")
     g.add_argument("--seq-len", "-T", type=positive_int, default=None, help="sequence length T")
     g.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
     g.add_argument("--bptt", type=positive_int, default=None, help="truncated back-propagation length")
     g.add_argument("--level", default=None, choices=["word", "char"], help="PTB level")
+    g.add_argument("--input-scale", default=None, choices=["standard", "unit"],
+                   help="mnist pixels: standard = (x/255 - 0.1307)/0.3081 (the default), unit = x/255 in [0, 1] "
+                        "(for a network trained on ToTensor() inputs, e.g. imported from PyTorch)")
 
 
 def _model_options(parser):
