@@ -143,11 +143,13 @@ def write_report(run, model):
         better = value > base_value if run.task.higher_is_better else value < base_value
         verdict = f"  (trivial baseline {base_value:.4g}: {'beaten' if better else 'NOT beaten'})"
     headline = f"test {metric_name} {value:.4g}{verdict}{quantized_line}"
-    summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}\n\n"
+    notes = "".join(f"\ntest {name} {float(metrics['test'][name]):.4g}: {note}"
+                    for name, note in getattr(run.task, "notes", {}).items() if name in metrics["test"])
+    summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}{notes}\n\n"
                f"## Dense vs compressed\n\n{versus}\n\n## Layers\n\n{table}\n")
     atomic_write(os.path.join(run.out, "summary.md"), lambda fh: fh.write(summary.encode("utf-8")))
     print(f"\n{table}\n\n{versus}\n\n{headline}  params {comparison['params']['compressed']:,}  "
-          f"time {run.seconds:.1f}s\nrun folder: {run.out} (summary.md, metrics.json)", flush=True)
+          f"time {run.seconds:.1f}s{notes}\nrun folder: {run.out} (summary.md, metrics.json)", flush=True)
     if args.plot:
         plot(run, model)
     return metrics

@@ -1,0 +1,98 @@
+"""A new user's first runs: every compressor with no compressor flags, on the default model of every task,
+either compresses (whole-network ratio > 1 against the dense model it came from) or says it does not apply."""
+import json
+
+import pytest
+
+import tasks
+import train
+from compressors import checkpoints, plugin
+from layers import Conv2d, Dense
+from layers.recurrent import GRUCell, LSTMCell
+
+from .tiny_data import SHORT, STEPS, data_flags
+
+METHODS = [name for name in plugin.REGISTRY if name != "none"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return data_flags(tmp_path_factory.mktemp("tiny_data"))
+
+
+def default_model(task, flags):
+    """(name, the task's default model at its constructor's default sizes): its layer kinds."""
+    options = {"mnist": {"data_dir": flags[1]} if flags else {}, "text": {"data_file": flags[1]} if flags else {},
+               "ptb": {"data_dir": flags[1]} if flags else {}, "ptb_char": {"data_dir": flags[1]} if flags else {}}
+    built = tasks.get_task(task, **options.get(task, {}))
+    name = built.default_model
+    constructor = checkpoints.model_constructor(name)
+    return name, constructor(**built.model_kwargs())
+
+
+def applies(method, model):
+    """Whether a method has anything to convert in `model` (the layer kinds each method works on)."""
+    modules = list(model.modules())
+    if method == "basis":
+        return any(isinstance(m, Conv2d) for m in modules)
+    if method == "wavelet":
+        return any(isinstance(m, (GRUCell, LSTMCell)) or (type(m) is Dense and m.n_in == m.n_out)
+                   for m in modules)
+    return any(isinstance(m, (Dense, Conv2d)) for m in modules)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(tasks.TASKS))
+def test_every_method_compresses_the_default_model_or_says_it_does_not_apply(task, data, tmp_path, capsys):
+    flags = data.get(task, [])
+    name, dense = default_model(task, flags)
+    for method in METHODS:
+        out = tmp_path / method
+        code = train.main(["--task", task, *flags, *SHORT[task], *STEPS, "--compress", method, "--out", str(out)])
+        captured = capsys.readouterr()
+        if not applies(method, dense):
+            assert code == 2, (task, method, captured.err)
+            assert captured.err.count("\n") == 1, captured.err
+            assert f"--compress {method} does not apply to model {name}" in captured.err, captured.err
+            continue
+        assert code == 0, (task, method, captured.err)
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["dense_origin"] == name and metrics["model"] == name
+        sized = checkpoints.model_constructor(name)(**metrics["model_kwargs"])    # the recipe's sizes
+        assert metrics["params"]["dense"] == sized.num_parameters()
+        assert metrics["params"]["ratio"] > 1, (task, method, metrics["params"])
+        assert metrics["bytes"]["ratio"] > 1 and metrics["flops"]["ratio"] is not None
+        if method == "lowrank":    # its SVDs make training slower: said at the start
+            assert "slower" in captured.out.split("train epoch")[0]
+
+
+def test_wavelet_cnn_is_compared_with_lenet5(data, tmp_path, capsys):
+    out = tmp_path / "wcnn"
+    code = train.main(["--task", "mnist", *data["mnist"], *SHORT["mnist"], *STEPS, "--model", "wavelet_cnn",
+                       "--compress", "wavelet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    lenet5 = checkpoints.model_constructor("lenet5")()
+    assert metrics["dense_origin"] == "lenet5" and metrics["params"]["dense"] == lenet5.num_parameters()
+    assert metrics["params"]["ratio"] > 10 and metrics["learnable"]["ratio"] > 10
+    summary = (out / "summary.md").read_text()
+    whole, layers = summary.index("## Dense vs compressed"), summary.index("## Layers")
+    assert whole < layers and "dense (lenet5)" in summary
+    for row in ("stored values", "learnable values", "FLOPs/example", "bytes"):
+        assert f"| {row} |" in summary
+
+
+def test_tucker_api_and_cli_build_the_same_cores(data, tmp_path, capsys):
+    from compressors import tucker
+    from layers.models import lenet300
+    out = tmp_path / "tucker"
+    code = train.main(["--task", "mnist", *data["mnist"], *SHORT["mnist"], *STEPS, "--epochs", "0",
+                       "--compress", "tucker", "--tucker-ratio", "50", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    cli = json.loads((out / "metrics.json").read_text())["compressor_config"]["per_layer"]
+    report = tucker.compress(lenet300(), ratio=50)
+    api = {row["name"]: {"modes": row["modes"], "ranks": row["ranks"], "params": row["params"]}
+           for row in report["layers"]}
+    assert api == cli
+    config = (out / "config.toml").read_text()
+    assert "tucker_ratio = 50" in config
