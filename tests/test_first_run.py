@@ -1,6 +1,7 @@
 """A new user's first runs: every compressor with no compressor flags, on the default model of every task,
 either compresses (whole-network ratio > 1 against the dense model it came from) or says it does not apply."""
 import json
+import re
 
 import pytest
 
@@ -96,3 +97,19 @@ def test_tucker_api_and_cli_build_the_same_cores(data, tmp_path, capsys):
     assert api == cli
     config = (out / "config.toml").read_text()
     assert "tucker_ratio = 50" in config
+
+
+def test_help_lists_the_registries_and_prints_each_default_once(monkeypatch, capsys):
+    from training import options
+    assert train.main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for names in (sorted(tasks.TASKS), checkpoints.model_names(), sorted(plugin.REGISTRY)):
+        assert "one of " + ", ".join(names) in text
+    assert "tucker and scada compression:" in text and "scada compression:" not in text.replace("and scada", "")
+    assert not re.search(r"\(default[^)]*\) \(default", text)      # e.g. "(default 4) (default: 4)"
+    from compressors import lowrank, tucker
+    assert f"(default: {tucker.DEFAULTS['order']})" in text and f"(default: {lowrank.DEFAULTS['tau']})" in text
+    monkeypatch.setattr("sys.argv", ["/usr/local/bin/compactnet-train"])
+    assert options.build_parser().prog == "compactnet-train"
+    monkeypatch.setattr("sys.argv", ["train.py"])
+    assert options.build_parser().prog == "train.py"
