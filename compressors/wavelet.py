@@ -357,7 +357,8 @@ class WaveletCompressor(Compressor):
         elif wavelet_layers(model):
             self.replaced = "model already has wavelet layers"
         else:
-            raise DoesNotApply("wavelet compressor: the model has no GRU/LSTM cell, square Dense layer or WaveletLinear to train "
+            raise DoesNotApply("wavelet compressor: the model has no GRU/LSTM cell, square Dense layer or "
+                               "WaveletLinear to train "
                                "(--model wavelet_cnn is LeNet-5 with a wavelet layer)")
         for layer in wavelet_layers(model):
             layer.set_learn_filters(not self.fixed)

@@ -1,4 +1,4 @@
-"""MNIST digits: the IDX loader (tasks.download's search order, or a verified download into the user cache) and its task."""
+"""MNIST digits: the IDX loader (tasks.download's search order, or a verified download) and its task."""
 import math
 import pathlib
 
@@ -104,7 +104,8 @@ def pixel_statistics(images):
 class MNISTTask(Task):
     """MNIST classification: images (B, 1, 28, 28) float32, labels int64. input_scale 'standard' (the
     default) standardises pixels as (x/255 - 0.1307)/0.3081 (the training file's mean and std); 'unit'
-    gives x/255 in [0, 1], as a network trained elsewhere on ToTensor() inputs expects. The last `valid_size` images of the training file form the 'valid' split
+    gives x/255 in [0, 1], as a network trained elsewhere on ToTensor() inputs expects. The last
+    `valid_size` images of the training file form the 'valid' split
     (default: the last twelfth, 5,000 of the 60,000; 0 trains on all of them); `subset` keeps the
     first n of the rest for training. `split_rows` names the training-file rows of each split."""
 

@@ -88,15 +88,42 @@ def test_tucker_api_and_cli_build_the_same_cores(data, tmp_path, capsys):
     from layers.models import lenet300
     out = tmp_path / "tucker"
     code = train.main(["--task", "mnist", *data["mnist"], *SHORT["mnist"], *STEPS, "--epochs", "0",
-                       "--compress", "tucker", "--tucker-ratio", "50", "--out", str(out)])
+                       "--compress", "tucker", "--out", str(out)])      # no tucker flag: the defaults
     assert code == 0, capsys.readouterr().err
     cli = json.loads((out / "metrics.json").read_text())["compressor_config"]["per_layer"]
-    report = tucker.compress(lenet300(), ratio=50)
+    report = tucker.compress(lenet300(), ratio=tucker.DEFAULTS["ratio"])
     api = {row["name"]: {"modes": row["modes"], "ranks": row["ranks"], "params": row["params"]}
            for row in report["layers"]}
     assert api == cli
     config = (out / "config.toml").read_text()
-    assert "tucker_ratio = 50" in config
+    assert f"tucker_ratio = {tucker.DEFAULTS['ratio']}" in config       # the ratio used is recorded
+
+
+def test_init_from_reads_a_save_model_file(data, tmp_path, capsys):
+    from engine import io as engine_io
+    dense = checkpoints.build_model("lenet300", n_classes=10)
+    for p in dense.parameters():
+        p.data = p.data + 1.0          # not what train.py's own init (seed 0) would give
+    checkpoints.save_model(str(tmp_path / "dense.npz"), dense)
+    out = tmp_path / "init"
+    code = train.main(["--task", "mnist", *data["mnist"], *SHORT["mnist"], *STEPS, "--epochs", "0",
+                       "--init-from", str(tmp_path / "dense.npz"), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    arrays, _ = engine_io.load(str(out / "checkpoint.npz"))
+    for key, value in dense.state_dict().items():
+        assert (arrays[f"model/{key}"] == value).all(), key
+
+
+def test_mnist_input_scale_unit_gives_pixels_over_255(data):
+    folder = data["mnist"][1]
+    unit = tasks.get_task("mnist", data_dir=folder, input_scale="unit")
+    standard = tasks.get_task("mnist", data_dir=folder)
+    raw = unit.data["test"][0][:3]
+    assert (unit.images(raw) == (raw / 255.0).astype("float32")[:, None]).all()
+    assert abs(float(standard.images(raw).mean()) - float(unit.images(raw).mean())) > 0.1
+    assert unit.config()["input_scale"] == "unit" and standard.config()["input_scale"] == "standard"
+    with pytest.raises(ValueError, match="input_scale"):
+        tasks.get_task("mnist", data_dir=folder, input_scale="zero_one")
 
 
 def test_help_lists_the_registries_and_prints_each_default_once(monkeypatch, capsys):
