@@ -339,6 +339,9 @@ class LowRankCompressor(Compressor):
                 example = None
         self.report = truncate(model, energy=self.energy, rank=self.rank, layers=self.layers,
                                conv_reshape=self.conv_reshape, example_input=example)
+        if not any(r["factored"] or r["units_dropped"] for r in self.report["layers"]):
+            print("lowrank: no layer got smaller (at the kept ranks a factored layer would store more); the "
+                  "model stays dense: train longer, raise --lowrank-tau or lower --lowrank-energy", flush=True)
         return model
 
     def state_dict(self):

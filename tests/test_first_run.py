@@ -140,3 +140,15 @@ def test_help_lists_the_registries_and_prints_each_default_once(monkeypatch, cap
     assert options.build_parser().prog == "compactnet-train"
     monkeypatch.setattr("sys.argv", ["train.py"])
     assert options.build_parser().prog == "train.py"
+
+
+def test_lowrank_says_when_nothing_got_smaller(capsys):
+    import argparse
+    from compressors.lowrank import LowRankCompressor
+    from layers import Sequential
+    compressor = LowRankCompressor(argparse.Namespace(lowrank_energy=1.0, lowrank_tau=0.0))
+    assert compressor.cost_note() is None                  # no prox: no SVDs while training
+    model = compressor.apply(Sequential(Dense(4, 4)), None)
+    compressor.finalize(model, None)
+    assert "no layer got smaller" in capsys.readouterr().out
+    assert LowRankCompressor(argparse.Namespace()).cost_note()     # the defaults train with the prox
