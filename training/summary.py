@@ -148,7 +148,7 @@ def write_report(run, model):
     summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}{notes}\n\n"
                f"## Dense vs compressed\n\n{versus}\n\n## Layers\n\n{table}\n")
     atomic_write(os.path.join(run.out, "summary.md"), lambda fh: fh.write(summary.encode("utf-8")))
-    print(f"\n{table}\n\n{versus}\n\n{headline}  params {comparison['params']['compressed']:,}  "
+    print(f"\n{versus}\n\n{table}\n\n{headline}  params {comparison['params']['compressed']:,}  "
           f"time {run.seconds:.1f}s{notes}\nrun folder: {run.out} (summary.md, metrics.json)", flush=True)
     if args.plot:
         plot(run, model)
