@@ -102,7 +102,8 @@ def plan(args):
                     settings.append((model, method, f"R={ratio:g}", [""], [["--tucker-ratio", str(ratio)]], False))
             if "lowrank" in args.methods:
                 rank = lowrank_rank_for(shapes, dense_params(shapes) / ratio)
-                flags = ["--lowrank-rank", str(rank), "--finetune-epochs", str(args.finetune_epochs)]
+                flags = ["--lowrank-rank", str(rank), "--lowrank-every", "1",
+                         "--finetune-epochs", str(args.finetune_epochs)]
                 settings.append((model, "lowrank", f"R={ratio:g}: rank {rank}",
                                  [f"tau {tau:g}" for tau in args.lowrank_tau],
                                  [flags + ["--lowrank-tau", str(tau)] for tau in args.lowrank_tau], False))

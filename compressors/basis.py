@@ -34,7 +34,7 @@ from layers.module import Module, Parameter
 
 from .layer_swap import find_layers, replace_module
 from .settings import check_energy, check_rank, number_list as _number_list, per_layer, rank_for_energy
-from .plugin import Compressor
+from .plugin import Compressor, DoesNotApply
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -239,7 +239,8 @@ def compress(model, energy=0.9, from_scratch=False, train_basis=False, layers=No
     """
     convs = find_layers(model, _conv_type(), layers, "basis.compress")
     if not convs:
-        raise ValueError("basis.compress: the model has no Conv2d layer to convert")
+        raise DoesNotApply("basis.compress: the model has no Conv2d layer to convert (--model lenet5 or "
+                           "widecnn have some)")
     names = [n for n, _ in convs]
     energies = per_layer(energy, names, "energy", "basis.compress")
     ms = per_layer(m, names, "m", "basis.compress")

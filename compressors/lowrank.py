@@ -241,6 +241,12 @@ def format_report(report):
 
 
 # ---------------------------------------------------------------- train.py plugin
+# --compress lowrank alone (and LowRankCompressor from Python) compresses: a nuclear-norm prox every 10th
+# step (RESULTS.md's LeNet-300 settings) and truncation at 80% of each layer's singular-value energy (at
+# 90% the nearly flat spectrum of a briefly trained layer keeps so many ranks that no layer gets smaller).
+DEFAULTS = {"tau": 0.02, "group_lambda": 0.0, "l1": 0.0, "every": 10, "energy": 0.8, "rank": None}
+
+
 class LowRankCompressor(Compressor):
     """train.py's --compress lowrank: proximal nuclear-norm (+ group lasso) training, then truncation."""
 
@@ -250,18 +256,21 @@ class LowRankCompressor(Compressor):
 
     @staticmethod
     def add_arguments(parser):
-        parser.add_argument("--lowrank-tau", type=_number_list(float, "--lowrank-tau"), default=0.0,
+        parser.add_argument("--lowrank-tau", type=_number_list(float, "--lowrank-tau"), default=DEFAULTS["tau"],
                             help="nuclear-norm strength tau (one value or a comma list, one per "
-                                 "Dense/Conv2d layer in model order)")
+                                 "Dense/Conv2d layer in model order; 0: no prox, no SVDs during training)")
         parser.add_argument("--lowrank-group-lambda", type=_number_list(float, "--lowrank-group-lambda"),
-                            default=0.0, help="group-lasso strength lambda (groups = output units)")
-        parser.add_argument("--lowrank-l1", type=_number_list(float, "--lowrank-l1"), default=0.0,
+                            default=DEFAULTS["group_lambda"],
+                            help="group-lasso strength lambda (groups = output units)")
+        parser.add_argument("--lowrank-l1", type=_number_list(float, "--lowrank-l1"), default=DEFAULTS["l1"],
                             help="l1 strength of the sparse group lasso")
-        parser.add_argument("--lowrank-every", type=int, default=1,
+        parser.add_argument("--lowrank-every", type=int, default=DEFAULTS["every"],
                             help="apply the proximal step every k optimiser steps (step size k * lr)")
-        parser.add_argument("--lowrank-energy", type=_number_list(float, "--lowrank-energy"), default=None,
-                            help="truncate each layer to the rank keeping this energy fraction")
-        parser.add_argument("--lowrank-rank", type=_number_list(int, "--lowrank-rank"), default=None,
+        parser.add_argument("--lowrank-energy", type=_number_list(float, "--lowrank-energy"),
+                            default=DEFAULTS["energy"],
+                            help="truncate each layer to the rank keeping this energy fraction (1: keep "
+                                 "every singular value the prox left)")
+        parser.add_argument("--lowrank-rank", type=_number_list(int, "--lowrank-rank"), default=DEFAULTS["rank"],
                             help="truncate to this rank (one value or a comma list); overrides energy")
         parser.add_argument("--lowrank-conv-reshape", choices=CONV_RESHAPES, default=DEFAULT_CONV_RESHAPE,
                             help="conv kernel as 'filters' N x Ck^2 (conv + 1x1) or 'spatial' "
@@ -274,12 +283,12 @@ class LowRankCompressor(Compressor):
     def __init__(self, args):
         super().__init__(args)
         get = lambda key, default=None: getattr(args, key, default)  # noqa: E731
-        self.tau = get("lowrank_tau", 0.0)
-        self.group_lambda = get("lowrank_group_lambda", 0.0)
-        self.l1 = get("lowrank_l1", 0.0)
-        self.every = get("lowrank_every", 1)
-        self.energy = get("lowrank_energy")
-        self.rank = get("lowrank_rank")
+        self.tau = get("lowrank_tau", DEFAULTS["tau"])
+        self.group_lambda = get("lowrank_group_lambda", DEFAULTS["group_lambda"])
+        self.l1 = get("lowrank_l1", DEFAULTS["l1"])
+        self.every = get("lowrank_every", DEFAULTS["every"])
+        self.energy = get("lowrank_energy", DEFAULTS["energy"])
+        self.rank = get("lowrank_rank", DEFAULTS["rank"])
         self.conv_reshape = get("lowrank_conv_reshape", DEFAULT_CONV_RESHAPE)
         self.layers = get("lowrank_layers")
         self.no_truncate = bool(get("lowrank_no_truncate", False))
@@ -297,6 +306,14 @@ class LowRankCompressor(Compressor):
                                                self.conv_reshape, self.layers)
         return model
 
+    def cost_note(self):
+        taus = self.tau if isinstance(self.tau, list) else [self.tau]
+        if not any(taus):
+            return None
+        return (f"lowrank: the nuclear-norm prox takes an SVD of every regularised weight every {self.every} "
+                f"step(s), so training is slower than dense (--lowrank-every N spaces the SVDs out; "
+                f"--lowrank-tau 0 drops them and only truncates)")
+
     def on_step(self, optimizer, model):
         if self.regularizer is not None and self.report is None:   # no prox after truncation
             self.regularizer.on_step(optimizer)
@@ -311,7 +328,8 @@ class LowRankCompressor(Compressor):
         if self.no_truncate:
             return model
         reg = self.regularizer
-        if reg is not None and self.energy is None and self.rank is None and reg.last_step_size:
+        keeps_survivors = self.rank is None and (self.energy is None or self.energy == 1.0)
+        if reg is not None and keeps_survivors and reg.last_step_size:
             reg.apply(reg.last_step_size)   # end on a proximal iterate so the dropped values are exact zeros
         example = None
         if task is not None:
@@ -321,6 +339,9 @@ class LowRankCompressor(Compressor):
                 example = None
         self.report = truncate(model, energy=self.energy, rank=self.rank, layers=self.layers,
                                conv_reshape=self.conv_reshape, example_input=example)
+        if not any(r["factored"] or r["units_dropped"] for r in self.report["layers"]):
+            print("lowrank: no layer got smaller (at the kept ranks a factored layer would store more); the "
+                  "model stays dense: train longer, raise --lowrank-tau or lower --lowrank-energy", flush=True)
         return model
 
     def state_dict(self):

@@ -2,6 +2,10 @@
 import importlib
 
 
+class DoesNotApply(ValueError):
+    """A method cannot compress this model at all (no layer of the kind it converts); train.py exits 2."""
+
+
 class Compressor:
     """One compression method as train.py drives it; subclass and override what applies.
 
@@ -34,6 +38,10 @@ class Compressor:
     def finalize(self, model, task):
         """Called once after training; returns the model to evaluate (e.g. truncated)."""
         return model
+
+    def cost_note(self):
+        """One line train.py prints at start when this method makes training much slower, else None."""
+        return None
 
     def config(self):
         """JSON-able description of the compression settings, stored in metrics and checkpoints."""
@@ -72,6 +80,18 @@ REGISTRY = {
 MODELS = {
     "wavelet_cnn": "compressors.wavelet:wavelet_cnn",
 }
+
+
+# the dense network a method's own architecture came from: its reports compare with that one
+# (wavelet_cnn is LeNet-5 with the 800-500-10 head replaced by a wavelet layer and an 800-10 Dense)
+DENSE_ORIGINS = {
+    "wavelet_cnn": "lenet5",
+}
+
+
+def dense_origin(model_name):
+    """The model name a report's "dense" column counts for `model_name` (itself unless it has an origin)."""
+    return DENSE_ORIGINS.get(model_name, model_name)
 
 
 def resolve(reference):

@@ -143,6 +143,8 @@ def format_summary(rows):
     t = totals(rows)
     lines.append(f"| **total** | | | | **{_fmt(t['params'])}** | **{_fmt(t['learnable'])}** "
                  f"| **{_fmt(t['flops'])}** | **{_fmt(t['bytes'])}** |")
+    if t["flops"] is None:
+        lines.append(f"\nFLOPs \"-\": {NO_FLOPS_REASON}.")
     return "\n".join(lines)
 
 
@@ -167,17 +169,26 @@ def compare_rows(dense_rows, compressed_rows):
             for key in ("params", "learnable", "flops", "bytes")}
 
 
-def format_compare(comparison):
-    """The comparison as a markdown table (rows params / learnable / FLOPs / bytes)."""
-    labels = {"params": "stored params", "learnable": "learnable params", "flops": "FLOPs/example",
+NO_FLOPS_REASON = "FLOPs are counted in one forward pass on an example input; none was given"
+
+
+def format_compare(comparison, dense_name=None):
+    """The comparison as a markdown table (rows stored values / learnable values / FLOPs / bytes, each
+    with its ratio); `dense_name` names the dense model in the header. A FLOPs "-" gets a note why."""
+    labels = {"params": "stored values", "learnable": "learnable values", "flops": "FLOPs/example",
               "bytes": "bytes"}
-    lines = ["| | dense | compressed | ratio dense/compressed |", "|---|---:|---:|---:|"]
+    dense = f"dense ({dense_name})" if dense_name else "dense"
+    lines = [f"| whole network | {dense} | compressed | ratio dense/compressed |", "|---|---:|---:|---:|"]
+    unknown = False
     for key, label in labels.items():
         c = comparison.get(key)
         if c is None:
             continue
         ratio = "-" if c["ratio"] is None else f"{c['ratio']:,.2f}x"
+        unknown = unknown or c["ratio"] is None
         lines.append(f"| {label} | {_fmt(c['dense'])} | {_fmt(c['compressed'])} | {ratio} |")
+    if unknown:
+        lines.append(f"\n\"-\": {NO_FLOPS_REASON}.")
     return "\n".join(lines)
 
 

@@ -34,8 +34,10 @@ Choices of ours where the paper is silent:
   from_weights: HOSVD (M_i = leading left singular vectors of the mode-i unfolding,
   zero columns beyond m_i, core = W x_i M_i^T); SCADA's shared core is then the
   mean of the layers' projected cores (the least-squares core for orthonormal factors).
-- train.py defaults (chosen by short MNIST probes, see RESULTS.md): order D = 4, core sizes >= 2
-  per mode (a rank-1 mode starved the 10-class output layer); --tucker-no-bias drops the converted
+- Defaults, one set for compress() and train.py (DEFAULTS; chosen by short MNIST probes, see
+  RESULTS.md): order D = 4, core sizes >= 2 per mode (a rank-1 mode starved the 10-class output
+  layer), ratio 50 when nothing else sets the core sizes (train.py only: where 50 cannot be met, the
+  highest of FALLBACK_RATIOS that can, said on screen); --tucker-no-bias drops the converted
   layers' biases (the dense count keeps them), needed to reach ratios such as LeNet-5 at 691x.
 - FLOPs per forward call: the dense product/convolution of the rebuilt W (as Dense and
   Conv2d count it) plus the cheapest rebuild chain, counted once per call (the cost of
@@ -106,9 +108,17 @@ def dense_input_shapes(model, example):
     return found
 
 
-def compress(model, ratio=None, order=5, shared_core=False, ranks=None, from_weights=False, layers=None,
-             per_layer=False, min_rank=1, k=None, shapes=None, bias=True, allocation="uniform",
-             reshape="balanced", input_shapes=None, spatial_coarse="small", layouts=None):
+# the one set of defaults of compress() and train.py's --tucker-* / --scada-* flags
+DEFAULTS = {"ratio": 50.0, "order": 4, "min_rank": 2, "allocation": "uniform", "reshape": "balanced",
+            "spatial_coarse": "small"}
+# train.py's default ratio where 50 cannot be met (a small model whose unconverted layers exceed the budget)
+FALLBACK_RATIOS = (20.0, 10.0, 5.0, 2.0)
+
+
+def compress(model, ratio=None, order=DEFAULTS["order"], shared_core=False, ranks=None, from_weights=False,
+             layers=None, per_layer=False, min_rank=DEFAULTS["min_rank"], k=None, shapes=None, bias=True,
+             allocation=DEFAULTS["allocation"], reshape=DEFAULTS["reshape"], input_shapes=None,
+             spatial_coarse=DEFAULTS["spatial_coarse"], layouts=None):
     """Replace the Dense/Conv2d layers of `model` (or the named `layers`) by Tucker layers, in place.
 
     ratio: target dense params / compressed params over the whole network (every stored
@@ -247,33 +257,34 @@ def _add(parser, *names, **kwargs):
 def _add_tucker_arguments(parser):
     _add(parser, "--tucker-ratio", type=float, default=None,
          help="target compression ratio: dense params / compressed params over the whole network "
-              "(all stored floats, biases included); default 50 when no ranks are given")
-    _add(parser, "--tucker-order", type=_orders_arg, default=4,
-         help="number of Tucker modes D per weight (default 4), or a comma list with one per converted layer")
+              f"(all stored floats, biases included); {DEFAULTS['ratio']:g} when no ranks are given (or the "
+              "highest of " + ", ".join(f"{r:g}" for r in FALLBACK_RATIOS) + " a small model allows)")
+    _add(parser, "--tucker-order", type=_orders_arg, default=DEFAULTS["order"],
+         help="number of Tucker modes D per weight, or a comma list with one per converted layer")
     _add(parser, "--tucker-ranks", type=_ranks_arg, default=None,
          help="explicit core sizes: one int for every mode or a comma list per mode (overrides the ratio)")
     _add(parser, "--tucker-from-weights", action="store_true",
          help="HOSVD init from the current (e.g. --init-from) weights instead of a fresh init")
     _add(parser, "--tucker-per-layer", action="store_true",
          help="apply --tucker-ratio to every layer on its own instead of to the whole network")
-    _add(parser, "--tucker-min-rank", type=int, default=2,
-         help="smallest core size per mode when solving for a ratio (default 2: a rank-1 mode starves "
+    _add(parser, "--tucker-min-rank", type=int, default=DEFAULTS["min_rank"],
+         help="smallest core size per mode when solving for a ratio (a rank-1 mode starves "
               "small layers such as the 10-class output)")
     _add(parser, "--tucker-no-bias", action="store_true",
          help="drop the converted layers' biases (the dense count keeps them; the paper's 691x for "
               "LeNet-5 leaves fewer values than LeNet-5 has biases)")
-    _add(parser, "--tucker-alloc", choices=sorted(ALLOCATIONS), default="uniform",
-         help="how --tucker-ratio becomes core sizes: uniform (one fraction of every mode size, default) "
+    _add(parser, "--tucker-alloc", choices=sorted(ALLOCATIONS), default=DEFAULTS["allocation"],
+         help="how --tucker-ratio becomes core sizes: uniform (one fraction of every mode size) "
               "or greedy (grow the mode rank that adds the most log core size per stored value)")
-    _add(parser, "--tucker-reshape", choices=RESHAPES, default="balanced",
-         help="mode sizes: balanced (the paper's dimension adjustment of the element count, default), "
+    _add(parser, "--tucker-reshape", choices=RESHAPES, default=DEFAULTS["reshape"],
+         help="mode sizes: balanced (the paper's dimension adjustment of the element count), "
               "aligned (separate modes for a weight's first index and the rest, e.g. 784 -> 28 x 28 inputs) "
               "paired (a permuted reshape: every mode pairs a part of each index, as TT-matrices do) or "
               "spatial (a Dense layer fed by an image or feature map pairs the i-th row, column (and "
               "channel) digit with an output digit in mode i, coarse to fine; paired for the other layers)")
-    _add(parser, "--tucker-spatial-coarse", choices=("small", "large"), default="small",
+    _add(parser, "--tucker-spatial-coarse", choices=("small", "large"), default=DEFAULTS["spatial_coarse"],
          help="with --tucker-reshape spatial: an image axis's coarsest digit is its smallest factor "
-              "(28 = 2 x 2 x 7, default) or its largest (7 x 2 x 2)")
+              "(28 = 2 x 2 x 7) or its largest (7 x 2 x 2)")
     _add(parser, "--tucker-layout", type=_layout_arg, default=None,
          help="per-layer digits and core sizes, NAME=IN/OUT[@RANKS] comma-separated, e.g. "
               "'1=7x8x14/10x6x5@2x4x2' (layer 1: inputs read as 7x8x14, outputs as 10x6x5, modes "
@@ -301,23 +312,26 @@ class TuckerCompressor(Compressor):
         super().__init__(args)
         get = lambda key, default=None: getattr(args, key, default)  # noqa: E731
         self.ratio = get("tucker_ratio")
-        self.order = _int_list(get("tucker_order", 4))
+        self.order = _int_list(get("tucker_order", DEFAULTS["order"]))
         self.ranks = get("tucker_ranks")
         self.ranks = None if self.ranks is None else _int_list(self.ranks)
         self.from_weights = bool(get("tucker_from_weights", False))
         self.per_layer = bool(get("tucker_per_layer", False))
-        self.min_rank = get("tucker_min_rank", 2) or 1
+        self.min_rank = get("tucker_min_rank", DEFAULTS["min_rank"]) or 1
         self.bias = not bool(get("tucker_no_bias", False))
         self.layers = get("tucker_layers")
-        self.allocation = get("tucker_alloc", "uniform") or "uniform"
-        self.reshape = get("tucker_reshape", "balanced") or "balanced"
-        self.spatial_coarse = get("tucker_spatial_coarse", "small") or "small"
+        self.allocation = get("tucker_alloc", DEFAULTS["allocation"]) or DEFAULTS["allocation"]
+        self.reshape = get("tucker_reshape", DEFAULTS["reshape"]) or DEFAULTS["reshape"]
+        self.spatial_coarse = get("tucker_spatial_coarse", DEFAULTS["spatial_coarse"]) or DEFAULTS["spatial_coarse"]
         self.k = get("scada_k") if self.shared else None
         self.layout = get("tucker_layout")
         every_rank_given = self.layout is not None and all(
             v["ranks"] is not None for v in parse_layouts(self.layout).values())
-        if self.ratio is None and self.ranks is None and self.k is None and not every_rank_given:
-            self.ratio = 50.0
+        self.default_ratio = (self.ratio is None and self.ranks is None and self.k is None
+                              and not every_rank_given)
+        if self.default_ratio:
+            self.ratio = DEFAULTS["ratio"]
+            args.tucker_ratio = self.ratio     # config.toml and the checkpoint record the ratio used
         self.report = None
 
     def apply(self, model, task):
@@ -329,13 +343,27 @@ class TuckerCompressor(Compressor):
                 raise ValueError(f"--tucker-reshape spatial: could not draw an example input from task "
                                  f"{task!r} to find the layers' input shapes: {error}") from None
             input_shapes = dense_input_shapes(model, example)
-        self.report = compress(model, ratio=self.ratio, order=self.order, shared_core=self.shared,
-                               ranks=self.ranks, from_weights=self.from_weights, layers=self.layers,
-                               per_layer=self.per_layer, min_rank=self.min_rank, k=self.k, bias=self.bias,
-                               allocation=self.allocation, reshape=self.reshape, input_shapes=input_shapes,
-                               spatial_coarse=self.spatial_coarse,
-                               layouts=None if self.layout is None else parse_layouts(self.layout))
+        ratios = [self.ratio] + (list(FALLBACK_RATIOS) if self.default_ratio else [])
+        for i, ratio in enumerate(ratios):
+            try:
+                self.report = self._compress(model, ratio, input_shapes)
+                break
+            except ValueError as error:   # compress() fails on a budget before it changes the model
+                if "budget" not in str(error) or i + 1 == len(ratios):
+                    raise
+        if self.ratio != ratio:
+            print(f"{self.name}: the default ratio {self.ratio:g} does not fit this model; using {ratio:g} "
+                  f"(--tucker-ratio sets it)", flush=True)
+            self.ratio = self.args.tucker_ratio = ratio
         return model
+
+    def _compress(self, model, ratio, input_shapes):
+        return compress(model, ratio=ratio, order=self.order, shared_core=self.shared,
+                        ranks=self.ranks, from_weights=self.from_weights, layers=self.layers,
+                        per_layer=self.per_layer, min_rank=self.min_rank, k=self.k, bias=self.bias,
+                        allocation=self.allocation, reshape=self.reshape, input_shapes=input_shapes,
+                        spatial_coarse=self.spatial_coarse,
+                        layouts=None if self.layout is None else parse_layouts(self.layout))
 
     def config(self):
         out = {"name": self.name, "target_ratio": self.ratio, "order": self.order, "ranks": self.ranks,

@@ -23,7 +23,7 @@ from layers.recurrent import GRUCell, LSTMCell
 from layers.validation import check_input
 
 from .layer_swap import module_at, replace_module
-from .plugin import Compressor
+from .plugin import Compressor, DoesNotApply
 from .wavelet_filters import alias_cancellation_loss, filter_bank, perfect_reconstruction_loss
 
 
@@ -164,16 +164,21 @@ GRU_GATES = {"state": "hh_state", "reset": "hh_reset", "update": "hh_update"}
 LSTM_GATES = {"input": "hh_input", "forget": "hh_forget", "cell": "hh_cell", "output": "hh_output"}
 GRU_GROUPS = {"gates": ("reset", "update"), "full": ("state", "reset", "update")}
 LSTM_GROUPS = {"gates": ("input", "forget", "output"), "full": ("input", "forget", "cell", "output")}
+# which=None: the candidate transform and one gate, per cell kind (an LSTM has no 'state' or 'reset')
+DEFAULT_WHICH = {"GRU": "state_reset", "LSTM": "cell_forget"}
 
 
 def gates_for(cell, which):
-    """The hh_* attribute names a choice like 'state_reset', 'gates', 'full' or 'input_forget' names."""
+    """The hh_* attribute names a choice like 'state_reset', 'gates', 'full' or 'input_forget' names
+    (None: DEFAULT_WHICH of the cell's kind)."""
     if isinstance(cell, GRUCell):
         gates, groups, kind = GRU_GATES, GRU_GROUPS, "GRU"
     elif isinstance(cell, LSTMCell):
         gates, groups, kind = LSTM_GATES, LSTM_GROUPS, "LSTM"
     else:
         raise TypeError(f"compress_recurrent: expected a GRUCell or LSTMCell, got {type(cell).__name__}")
+    if which is None:
+        which = DEFAULT_WHICH[kind]
     words = list(which) if isinstance(which, (list, tuple)) else (
         list(groups[which]) if which in groups else str(which).split("_"))
     names = []
@@ -218,13 +223,14 @@ def wavelet_from_dense(dense, levels=None, filter_length=6, init="haar", **layer
     return _like(layer, dense.weight)
 
 
-def compress_recurrent(module, which="state_reset", levels=None, filter_length=6, init="haar",
+def compress_recurrent(module, which=None, levels=None, filter_length=6, init="haar",
                        **layer_kw):
     """Replace the chosen hidden-to-hidden transforms of every GRU/LSTM cell in `module` by WaveletLinear.
 
     which: GRU 'state', 'reset', 'update', 'gates' (reset+update), 'state_reset', 'state_update',
     'full'; LSTM 'input', 'forget', 'cell', 'output', combinations such as 'input_forget',
-    'gates' (input+forget+output), 'full'; or a list of those words. An hh bias is carried over.
+    'gates' (input+forget+output), 'full'; or a list of those words; None: DEFAULT_WHICH (GRU
+    'state_reset', LSTM 'cell_forget'). An hh bias is carried over.
     levels=None picks min(8, the most the hidden size allows). Returns the module (changed in place).
     """
     cells = [m for m in module.modules() if isinstance(m, (GRUCell, LSTMCell))]
@@ -292,7 +298,7 @@ def rebuild(model, config, state):
     args = (config.get("levels"), config.get("filter_length", 6), config.get("init", "haar"))
     replaced = str(config.get("replaced") or "")
     if replaced.startswith("recurrent:"):
-        compress_recurrent(model, config.get("which", "state_reset"), *args, **layer_kw)
+        compress_recurrent(model, config.get("which"), *args, **layer_kw)
     elif replaced == "square dense layers":
         compress_square_dense(model, *args, **layer_kw)
     for layer in wavelet_layers(model):
@@ -318,10 +324,11 @@ class WaveletCompressor(Compressor):
                             help="haar, db2..db6, sym2..sym6 or random")
         parser.add_argument("--wavelet-loss-weight", type=float, default=1.0,
                             help="weight of the PR + AC wavelet loss")
-        parser.add_argument("--wavelet-which", default="state_reset",
+        parser.add_argument("--wavelet-which", default=None,
                             help="recurrent transforms to replace: GRU state, reset, update, gates, "
                                  "state_reset, state_update, full; LSTM input, forget, cell, output, "
-                                 "combinations joined by '_', gates, full")
+                                 "combinations joined by '_', gates, full (default: GRU state_reset, "
+                                 "LSTM cell_forget)")
         parser.add_argument("--wavelet-fixed", action="store_true",
                             help="keep the initial filters fixed (not learned)")
         parser.add_argument("--wavelet-ac-variant", default="modulated", choices=("modulated", "sign_flip"),
@@ -334,7 +341,7 @@ class WaveletCompressor(Compressor):
         self.filter_length = get("wavelet_filter_length", 6)
         self.init = get("wavelet_init", "haar")
         self.loss_weight = get("wavelet_loss_weight", 1.0)
-        self.which = get("wavelet_which", "state_reset")
+        self.which = get("wavelet_which", None)
         self.fixed = bool(get("wavelet_fixed", False))
         self.ac_variant = get("wavelet_ac_variant", "modulated")
         self.replaced = None
@@ -344,14 +351,15 @@ class WaveletCompressor(Compressor):
         layer_kw = dict(learn_filters=not self.fixed, ac_variant=self.ac_variant)
         if has_cells:
             compress_recurrent(model, self.which, self.levels, self.filter_length, self.init, **layer_kw)
-            self.replaced = f"recurrent:{self.which}"
+            self.replaced = f"recurrent:{self.which or 'default'}"
         elif compress_square_dense(model, self.levels, self.filter_length, self.init, **layer_kw):
             self.replaced = "square dense layers"
         elif wavelet_layers(model):
             self.replaced = "model already has wavelet layers"
         else:
-            raise ValueError(f"wavelet compressor: {type(model).__name__} has no GRU/LSTM cell, square "
-                             "Dense layer or WaveletLinear to train (try --model wavelet_cnn)")
+            raise DoesNotApply("wavelet compressor: the model has no GRU/LSTM cell, square Dense layer or "
+                               "WaveletLinear to train "
+                               "(--model wavelet_cnn is LeNet-5 with a wavelet layer)")
         for layer in wavelet_layers(model):
             layer.set_learn_filters(not self.fixed)
         return model

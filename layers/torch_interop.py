@@ -16,8 +16,20 @@ Mapping (ours <- PyTorch; export is the inverse):
   GRUCell/LSTMCell use the keys weight_ih, weight_hh, bias_ih, bias_hh (torch's nn.GRUCell).
 - Any other parameter or buffer (a compressed layer's core, a basis...) passes through by name.
 
-Matching: match='names' pairs our module path with the same torch prefix (or mapping[path]);
-match='order' pairs our convertible layers with torch's layer prefixes in the order they appear.
+Matching: match='names' pairs our module path with the same torch prefix (or mapping[path]); when
+none of our paths is a torch prefix (a torch class with its own names: conv1, fc1, ...) and the layer
+counts agree, it pairs them in order as match='order' does, which pairs our convertible layers with
+torch's layer prefixes in the order they appear. Shapes are checked either way.
+
+Exported compressed layers (to_torch_state_dict): their parameters pass through by name, and a layer
+with a Tucker form adds two int64 arrays (ignored on import) so it can be rebuilt elsewhere:
+PATH.tucker_weight_shape (our weight's shape: Dense (n_in, n_out), Conv2d (N, C, kh, kw)) and, for a
+permuted reshape (tucker 'paired' / 'spatial' / --tucker-layout), PATH.tucker_pairing G (groups x D
+digit sizes). Rebuild: T = core x_1 factor0 x_2 factor1 ... x_D factor{D-1} (factor i: (m_i, k_i); in
+NumPy np.einsum over the core's axes); without a pairing, W = T.reshape(weight_shape) (C order);
+with one, T.reshape(G[0][0], G[1][0], ..., G[0][1], G[1][1], ...) (digit i of every group in turn),
+then transpose so that the axes read G[0][0..D-1], G[1][0..D-1], ..., then reshape to weight_shape.
+A Dense W is ours (n_in, n_out): torch's Linear.weight is W.T.
 """
 import numpy as np
 
@@ -30,6 +42,7 @@ from .norm import _BatchNorm
 from .recurrent import GRU, LSTM, GRUCell, LSTMCell, _RecurrentCell
 
 RNN_LAYER_KEYS = ("weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l")
+TUCKER_LAYOUT_KEYS = (".tucker_weight_shape", ".tucker_pairing")   # exported descriptors, ignored on import
 CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 CONVERTED = (Dense, Conv2d, Embedding, _BatchNorm, GRU, LSTM, GRUCell, LSTMCell)
 
@@ -165,6 +178,14 @@ def _torch_prefixes(state):
     return prefixes
 
 
+def _names_unrelated(layers, mapping, state):
+    """True when no layer of ours (outside `mapping`) finds its path among the torch prefixes, yet the
+    layer counts agree: then the names say nothing and the order is the pairing."""
+    prefixes = [p for p in _torch_prefixes(state) if p not in mapping.values()]
+    unmapped = [p for p, _ in layers if p not in mapping]
+    return bool(unmapped) and len(prefixes) == len(unmapped) and not set(unmapped) & set(prefixes)
+
+
 def torch_to_state_dict(model, state, match="names", mapping=None, strict=True):
     """Our state_dict for `model` from `state` (torch names and layouts, NumPy arrays or array-likes).
 
@@ -177,6 +198,9 @@ def torch_to_state_dict(model, state, match="names", mapping=None, strict=True):
         raise TypeError(f"torch_to_state_dict: state must be a dict of arrays, got {type(state).__name__}")
     mapping = dict(mapping or {})
     layers = _layers(model)
+    state = {k: v for k, v in state.items() if not k.endswith(TUCKER_LAYOUT_KEYS)}
+    if match == "names" and _names_unrelated(layers, mapping, state):
+        match = "order"
     if match == "order":
         prefixes = [p for p in _torch_prefixes(state) if p not in mapping.values()]
         unmapped = [(p, m) for p, m in layers if p not in mapping]
@@ -187,8 +211,13 @@ def torch_to_state_dict(model, state, match="names", mapping=None, strict=True):
         mapping.update({p: t for (p, _), t in zip(unmapped, prefixes)})
     ours, used = {}, set()
     covered = set()
+    hint = "" if match == "order" else ("; match='names' pairs our module paths with the same PyTorch prefixes: "
+                                        "pass match='order' to pair the layers in order, or mapping=")
     for path, module in layers:
-        ours.update(_import_layer(module, path, mapping.get(path, path), state, used))
+        try:
+            ours.update(_import_layer(module, path, mapping.get(path, path), state, used))
+        except KeyError as e:
+            raise KeyError(f"{e.args[0]}{hint}") from None
         covered.update(_own_state_keys(module, path))
     own_keys = model.state_dict()
     for key, value in own_keys.items():      # parameters of other modules pass through by name
@@ -252,17 +281,47 @@ def to_torch_state_dict(model, mapping=None):
     for key, value in model.state_dict().items():
         if key not in covered:
             out[key] = to(value).copy()
+    out.update(_tucker_layouts(model))
+    return out
+
+
+def _tucker_layouts(model):
+    """{PATH.tucker_weight_shape, PATH.tucker_pairing: int64 arrays} of every layer with a Tucker form
+    (read by duck typing: layers/ does not import compressors)."""
+    out = {}
+    for path, module in model.named_modules():
+        if not hasattr(module, "weight_shape") or not hasattr(module, "modes"):
+            continue
+        out[_join(path, "tucker_weight_shape")] = np.asarray(module.weight_shape, dtype=np.int64)
+        pairing = getattr(module, "pairing", None)
+        if pairing is not None:
+            out[_join(path, "tucker_pairing")] = np.asarray(pairing[0], dtype=np.int64)
     return out
 
 
 # ---------------------------------------------------------------- files
+TORCH_SAVE_HELP = ("in PyTorch, write the weights as safetensors.torch.save_file(model.state_dict(), "
+                   "'model.safetensors') or numpy.savez('model.npz', **{k: v.numpy() for k, v in "
+                   "model.state_dict().items()})")
+
+
 def load_torch_file(path):
-    """A dict of arrays from a .npz (np.savez of a state_dict) or .safetensors file; both are
-    checked against their size before reading (engine.npz_reader, engine.safetensors)."""
+    """A dict of arrays from a .npz (np.savez of a state_dict) or .safetensors file, both checked against
+    their size before reading (engine.npz_reader, engine.safetensors). A torch.save file (a zip holding a
+    pickle) is refused with how to write one of those instead: it is never unpickled."""
+    import zipfile
     from engine import safetensors as st
     from engine.npz_reader import read_npz
     if str(path).endswith(".safetensors") or st.is_safetensors(path):
         return st.load_safetensors(path)[0]
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            foreign = [n for n in archive.namelist() if not n.endswith(".npy")]
+        if foreign:
+            kind = "a torch.save file (a zip with a pickle)" if any(n.endswith(".pkl") for n in foreign) else \
+                f"a zip with non-array entries ({foreign[0]})"
+            raise ValueError(f"load_torch_file: {path} is {kind}, not a .npz of arrays; it is not unpickled; "
+                             f"{TORCH_SAVE_HELP}")
     return read_npz(path, where=f"load_torch_file: {path}")
 
 

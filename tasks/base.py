@@ -70,6 +70,7 @@ class Task:
     name = "task"
     metric_name = "loss"
     higher_is_better = False
+    notes = {}     # metric name -> what it measures, where the name alone does not say (shown in reports)
     default_model = None
     splits = ("test",)
     output_layout = "batch, classes"   # how the expected output shape reads, for error messages

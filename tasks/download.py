@@ -1,4 +1,9 @@
-"""Data-set downloads: the user cache folder, mirror lists and checksum verification."""
+"""Where data sets are found (the search order), the user cache downloads go to, mirrors and checksums.
+
+Search order for a data set NAME (mnist, ptb): the folder given as data_dir (train.py --data-dir) and
+only that one when it is given; otherwise $COMPACTNET_DATA/NAME, then the per-user cache
+($XDG_CACHE_HOME or ~/.cache)/compactnet/NAME, where downloads also go.
+"""
 import gzip
 import hashlib
 import io
@@ -15,10 +20,45 @@ CHUNK = 1 << 20
 
 
 def cache_dir(dataset):
-    """Where downloads of `dataset` live: $COMPACTNET_DATA/<dataset>, else ~/.cache/compactnet/<dataset>."""
-    root = os.environ.get("COMPACTNET_DATA")
-    base = pathlib.Path(root) if root else pathlib.Path.home() / ".cache" / "compactnet"
-    return base / dataset
+    """The per-user cache folder of `dataset`, where downloads go: ($XDG_CACHE_HOME or ~/.cache)/compactnet/NAME."""
+    root = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(root) / "compactnet" / dataset
+
+
+def search_folders(dataset, data_dir=None):
+    """[(label, folder)] in search order: data_dir alone when given, else $COMPACTNET_DATA/NAME (when
+    set) and the per-user cache."""
+    if data_dir is not None:
+        return [("--data-dir", pathlib.Path(data_dir))]
+    folders = []
+    if os.environ.get("COMPACTNET_DATA"):
+        folders.append(("$COMPACTNET_DATA", pathlib.Path(os.environ["COMPACTNET_DATA"]) / dataset))
+    folders.append(("the user cache", cache_dir(dataset)))
+    return folders
+
+
+def first_complete(folders, has_file, stems):
+    """The first folder of `folders` ([(label, folder)]) in which has_file(folder, stem) holds for every
+    stem, or None."""
+    for _, folder in folders:
+        if all(has_file(folder, stem) for stem in stems):
+            return folder
+    return None
+
+
+def missing_data_message(dataset, folders, missing, fix, failure=None):
+    """Three lines: where it looked, what is missing (and why a download failed), how to fix it."""
+    looked = "; ".join(f"{label} {folder}" for label, folder in folders)
+    why = f" (download failed: {failure})" if failure else ""
+    return (f"{dataset}: data not found; looked in {looked}\n"
+            f"missing: {', '.join(missing)}{why}\n"
+            f"fix: {fix}")
+
+
+def short_failure(error):
+    """The first mirror's failure of a download_verified OSError, on one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
 
 
 def fetch_url(url, timeout=30):

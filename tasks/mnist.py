@@ -1,4 +1,4 @@
-"""MNIST digits: the IDX loader (local folder, or a verified download into the user cache) and its task."""
+"""MNIST digits: the IDX loader (tasks.download's search order, or a verified download) and its task."""
 import math
 import pathlib
 
@@ -30,6 +30,7 @@ MIRRORS = (
 )
 N_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
+INPUT_SCALES = ("standard", "unit")   # (x/255 - mean)/std of the training file, or x/255 in [0, 1]
 VALID_SHARE = 12   # by default the last twelfth of the training file (5,000 of 60,000) is held out
 
 
@@ -47,27 +48,28 @@ def find_file(folder, stem):
 
 
 def ensure_files(data_dir=None, download_missing=True, fetch=None):
-    """Paths of the four MNIST files; downloads missing ones into the cache when no folder is given."""
-    folder = pathlib.Path(data_dir) if data_dir is not None else download.cache_dir("mnist")
-    missing = [stem for stem in FILES.values() if find_file(folder, stem) is None]
-    failures = []
-    if missing and data_dir is None and download_missing:
-        for stem in list(missing):
-            try:
-                download.download_verified(stem + ".gz", MIRRORS, CONTENT_MD5[stem], folder, fetch=fetch)
-                missing.remove(stem)
-            except OSError as exc:
-                failures.append(str(exc))
-    if missing:
-        names = ", ".join(f"{stem}(.gz)" for stem in missing)
-        where = (f"the data folder {folder}" if data_dir is not None
-                 else f"the cache folder {folder} (set $COMPACTNET_DATA to move it)")
-        message = (f"mnist: missing file(s) {names} in {where}. Put the four standard MNIST IDX files "
-                   f"({', '.join(FILES.values())}, gzip-compressed or raw) there, or pass "
-                   "data_dir / --data-dir pointing at a folder that has them.")
-        if failures:
-            message += " Download failed:\n" + "\n".join(failures)
-        raise MissingDataError(message)
+    """Paths of the four MNIST files from the first folder of download.search_folders that has them all;
+    without data_dir, missing files are downloaded into the user cache."""
+    folders = download.search_folders("mnist", data_dir)
+    stems = list(FILES.values())
+    folder = download.first_complete(folders, find_file, stems)
+    failure = None
+    if folder is None and data_dir is None and download_missing:
+        folder = download.cache_dir("mnist")
+        try:
+            for stem in stems:
+                if find_file(folder, stem) is None:
+                    download.download_verified(stem + ".gz", MIRRORS, CONTENT_MD5[stem], folder, fetch=fetch)
+        except OSError as exc:
+            failure = download.short_failure(exc)
+            folder = None
+    if folder is None:
+        missing = [f"{stem}(.gz)" for stem in stems if all(find_file(f, stem) is None for _, f in folders)]
+        raise MissingDataError(download.missing_data_message(
+            "mnist", folders, missing or ["a folder holding all four files"],
+            "put the four MNIST IDX files (gzip-compressed or raw) in one of those folders, pass --data-dir "
+            "DIR (data_dir=) naming a folder that has them, or run once with network access to download them",
+            failure))
     return {key: find_file(folder, stem) for key, stem in FILES.items()}
 
 
@@ -100,8 +102,10 @@ def pixel_statistics(images):
 
 
 class MNISTTask(Task):
-    """MNIST classification: images (B, 1, 28, 28) float32 normalised with the train mean/std,
-    labels int64. The last `valid_size` images of the training file form the 'valid' split
+    """MNIST classification: images (B, 1, 28, 28) float32, labels int64. input_scale 'standard' (the
+    default) standardises pixels as (x/255 - 0.1307)/0.3081 (the training file's mean and std); 'unit'
+    gives x/255 in [0, 1], as a network trained elsewhere on ToTensor() inputs expects. The last
+    `valid_size` images of the training file form the 'valid' split
     (default: the last twelfth, 5,000 of the 60,000; 0 trains on all of them); `subset` keeps the
     first n of the rest for training. `split_rows` names the training-file rows of each split."""
 
@@ -110,7 +114,11 @@ class MNISTTask(Task):
     higher_is_better = True
     default_model = "lenet300"
 
-    def __init__(self, data_dir=None, subset=None, valid_size=None, download=True, fetch=None):
+    def __init__(self, data_dir=None, subset=None, valid_size=None, input_scale="standard", download=True,
+                 fetch=None):
+        if input_scale not in INPUT_SCALES:
+            raise ValueError(f"mnist task: input_scale must be one of {', '.join(INPUT_SCALES)}, got {input_scale!r}")
+        self.input_scale = input_scale
         arrays = load_mnist(data_dir, download_missing=download, fetch=fetch)
         n_train = len(arrays["train_images"])
         if valid_size is None:
@@ -125,7 +133,8 @@ class MNISTTask(Task):
         # Normalise with the statistics of the whole training file (0.1307 / 0.3081), so a subset
         # sees the same inputs as a full run; a 256-entry table turns uint8 pixels into floats.
         self.mean, self.std = pixel_statistics(arrays["train_images"])
-        self.lookup = ((np.arange(256) / 255.0 - self.mean) / self.std).astype(np.float32)
+        shift, scale = (self.mean, self.std) if input_scale == "standard" else (0.0, 1.0)
+        self.lookup = ((np.arange(256) / 255.0 - shift) / scale).astype(np.float32)
         images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int64)
         self.split_rows = {"train": range(keep), "valid": range(available, n_train)}
         self.data = {"train": (images[:keep], labels[:keep])}
@@ -136,7 +145,7 @@ class MNISTTask(Task):
 
     def config(self):
         return {"name": self.name, "data_dir": self.data_dir, "subset": self.subset,
-                "valid_size": self.valid_size, "mean": self.mean, "std": self.std}
+                "valid_size": self.valid_size, "input_scale": self.input_scale, "mean": self.mean, "std": self.std}
 
     def model_kwargs(self):
         return {"n_classes": N_CLASSES}

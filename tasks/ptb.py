@@ -1,6 +1,4 @@
 """Penn Treebank language modelling (Mikolov's split), at word or character level."""
-import pathlib
-
 from . import download
 from .language import LanguageModelTask, build_vocabulary, encode
 from .mnist import MissingDataError
@@ -35,7 +33,7 @@ def char_tokens(lines):
 
 
 class PTBTask(LanguageModelTask):
-    """PTB from ptb.{train,valid,test}.txt in `data_dir` (default: the compactnet cache folder).
+    """PTB from ptb.{train,valid,test}.txt in `data_dir` (default: tasks.download's search order).
 
     level='word': 10,000-word vocabulary incl. <eos>, metric perplexity. level='char': one token per
     character, '_' between words, <eos> per line, metric bits per character.
@@ -46,14 +44,16 @@ class PTBTask(LanguageModelTask):
             raise ValueError(f"ptb task: unknown level {level!r}; expected one of {LEVELS}")
         self.level = level
         self.name = "ptb" if level == "word" else "ptb_char"
-        folder = pathlib.Path(data_dir) if data_dir is not None else download.cache_dir("ptb")
+        folders = download.search_folders("ptb", data_dir)
+        folder = download.first_complete(folders, lambda f, name: (f / name).is_file(), FILES.values())
+        if folder is None:
+            missing = [n for n in FILES.values() if not any((f / n).is_file() for _, f in folders)]
+            raise MissingDataError(download.missing_data_message(
+                "ptb", folders, missing or ["a folder holding all three files"],
+                f"put the Penn Treebank files {', '.join(FILES.values())} (Mikolov's split; there is no "
+                "download) in one of those folders, or pass --data-dir DIR (data_dir=) naming a folder "
+                "that has them"))
         self.data_dir = str(folder)
-        missing = [name for name in FILES.values() if not (folder / name).is_file()]
-        if missing:
-            raise MissingDataError(
-                f"ptb task: missing file(s) {', '.join(missing)} in {folder}. Put the Penn Treebank "
-                f"files {', '.join(FILES.values())} (Mikolov's split) there or pass data_dir / "
-                "--data-dir pointing at a folder that has them.")
         tokenize = word_tokens if level == "word" else char_tokens
         tokens = {split: tokenize(read_lines(folder / name)) for split, name in FILES.items()}
         itos, stoi = build_vocabulary(tokens["train"])

@@ -54,7 +54,7 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
-        if "%(default)" in text or unset or not action.option_strings:
+        if "%(default)" in text or "(default" in text or unset or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
 

@@ -12,7 +12,8 @@ from training.options import DEFAULT_LR, flag
 
 # CLI option -> task constructor keyword
 TASK_OPTIONS = {"seq_len": "T", "subset": "subset", "bptt": "bptt", "level": "level",
-                "data_dir": "data_dir", "data_file": "data_file", "valid_size": "valid_size"}
+                "data_dir": "data_dir", "data_file": "data_file", "valid_size": "valid_size",
+                "input_scale": "input_scale"}
 # CLI option -> model constructor keyword
 MODEL_OPTIONS = {"hidden": "hidden", "layers": "num_layers", "dropout": "dropout", "cell": "kind"}
 

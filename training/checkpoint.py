@@ -4,6 +4,7 @@ The format itself (prefixes, kind, layout) belongs to compressors.checkpoints; t
 names the files of a run folder and turns unreadable files into one-line UserErrors."""
 import os
 
+from compressors.checkpoints import read_checkpoint as read_model_file
 from compressors.checkpoints import (RUN_CHECKPOINT as CHECKPOINT, TRAIN_KIND as CHECKPOINT_KIND,
                                      load_run_checkpoint, run_checkpoint_path as checkpoint_path,
                                      save_run_checkpoint as save_checkpoint)
@@ -28,8 +29,12 @@ def read_checkpoint_meta(path):
 
 
 def load_init_weights(model, path):
-    """--init-from: copy a checkpoint's model weights into the dense model (strict)."""
-    state = read_checkpoint(path, "--init-from: {}").model_state
+    """--init-from: copy the weights of a run checkpoint (file or run folder) or of a save_model file
+    into the dense model (strict)."""
+    try:
+        state = read_model_file(path)[2]      # compressors.checkpoints reads both kinds
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise UserError(f"--init-from: {e}") from None
     try:
         model.load_state_dict(state)
     except (KeyError, ValueError) as e:

@@ -26,8 +26,9 @@ ENDINGS = (UserError, NonFiniteLoss, FloatingPointError, KeyboardInterrupt, Inte
 
 
 def user_message(error):
-    text = " ".join(str(error).split())
-    return f"train.py: error: {text}"
+    """The error's lines (a missing data set's where / what / how), each with its spacing collapsed."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+    return "train.py: error: " + "\n".join(lines)
 
 
 def report_ending(error, out, checkpoint):

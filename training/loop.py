@@ -148,12 +148,16 @@ class Run(RunSetup):
             self.history = list(meta.get("history", []))
             self.seconds = float(meta.get("seconds", 0.0))
             self.global_step = int(meta.get("global_step", 0))
-            print(f"resuming {checkpoint_path(args.resume)}: {phase} phase, epoch {meta['epoch']}, "
-                  f"step {meta['step_in_epoch']} in that epoch (global step {self.global_step})", flush=True)
+            total = args.epochs if phase == "train" else args.finetune_epochs
+            print(f"resuming {checkpoint_path(args.resume)}: {phase} phase, {meta['epoch']}/{total} epochs done; "
+                  f"continuing with {phase} epoch {meta['epoch'] + 1}/{total} at step {meta['step_in_epoch'] + 1} "
+                  f"(global step {self.global_step + 1})", flush=True)
+        # under MPI a model that cannot be built ends every rank; built before config.toml because a
+        # compressor may settle a default there (tucker's ratio)
+        model = self.dist.run_collectively(self.build)
         if self.dist.is_root:
             write_toml(os.path.join(self.out, "config.toml"), effective_config(args),
                        header="effective settings of this run; rerun with: python train.py --config config.toml")
-        model = self.dist.run_collectively(self.build)   # under MPI: a model that cannot be built ends every rank
         self._print_header(model)
         with self.guard:
             if phase == "train":
@@ -171,6 +175,7 @@ class Run(RunSetup):
                 self.selection.restore_best("train", model, self.compressor)   # trained.npz keeps the last
                 start = (0, 0, None, None)
                 model = self.finalize(model)
+                self._report_before_finetune(model)
             else:
                 self.scheduler = None
                 self.restore(model, None, trained[1], trained[0])
@@ -189,6 +194,16 @@ class Run(RunSetup):
                       self.meta("finetune", args.finetune_epochs, 0, self.train_rng.bit_generator.state, None))
         return write_report(self, model)
 
+    def _report_before_finetune(self, model):
+        """With --finetune-epochs: what the compressor's finalize step (e.g. truncation) cost, before
+        fine-tuning repairs it (printed, and under 'before_finetune' in metrics.json)."""
+        if not self.args.finetune_epochs or self.args.compress == "none":
+            return
+        name = self.task.metric_name
+        value = float(self.task.evaluate(model, self.args.eval_batch_size, split="test")[name])
+        self.before_finetune = {name: value}
+        print(f"after compression, before fine-tuning: test {name} {value:.4g}", flush=True)
+
     def _load_trained(self):
         """(RunCheckpoint, meta) of trained.npz beside the checkpoint being resumed."""
         path = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path(self.args.resume))), TRAINED)
@@ -201,3 +216,6 @@ class Run(RunSetup):
               f"params {model.num_parameters():,}  optimizer {args.optimizer} lr {args.lr:g}  "
               f"epochs {args.epochs} x {self.steps_per_epoch} steps  batch {args.batch_size}  "
               f"device {args.device}  out {self.out}", flush=True)
+        note = self.compressor.cost_note()
+        if note:
+            print(note, flush=True)

@@ -1,8 +1,10 @@
 """The command line: flags, per-task recipes and defaults, the --config/--resume layering, the effective config."""
 import argparse
+import os
 import sys
 
-from compressors import plugin
+import tasks
+from compressors import checkpoints, plugin
 from training.argconfig import (ConfigError, HelpFormatter, check_values, explicit_dests, flatten_tables,
                                 load_toml, nonnegative_float, nonnegative_int, option_actions, positive_float,
                                 positive_int, unit_float)
@@ -44,12 +46,18 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one paragraph (no 40-line usage block before them)."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (python train.py --help lists every flag)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} ({self.prog} --help lists every flag)\n")
+
+
+def program_name():
+    """How the user called us: compactnet-train (the console script) or train.py."""
+    called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "compactnet-train" if called.startswith("compactnet-train") else "train.py"
 
 
 def build_parser():
     parser = _Parser(
-        prog="train.py",
+        prog=program_name(),
         description="Train a task x model x compressor; writes metrics.json, log.csv, checkpoint.npz, "
                     "config.toml and summary.md to --out. Unset options take the task's recipe "
                     "(RECIPES in training/options.py).",
@@ -62,10 +70,12 @@ def build_parser():
 
 def _what_to_train(parser):
     g = parser.add_argument_group("what to train")
-    g.add_argument("--task", default="adding", help="task name (tasks.TASKS)")
-    g.add_argument("--model", default=None, help="model name (layers.models.MODELS or wavelet_cnn); "
-                   "default: the task's default model")
-    g.add_argument("--compress", default="none", help="compression method (compressors.plugin.REGISTRY)")
+    g.add_argument("--task", default="adding", help=f"one of {', '.join(sorted(tasks.TASKS))}")
+    defaults = ", ".join(f"{name} {getattr(task, 'func', task).default_model}"
+                         for name, task in sorted(tasks.TASKS.items()))
+    g.add_argument("--model", default=None, help=f"one of {', '.join(checkpoints.model_names())}; default: the "
+                   f"task's default model ({defaults})")
+    g.add_argument("--compress", default="none", help=f"one of {', '.join(sorted(plugin.REGISTRY))}")
     g.add_argument("--config", default=None, metavar="FILE.toml",
                    help="TOML file whose keys mirror the flags (- or _); flags given on the command line win")
 
@@ -111,7 +121,9 @@ def _training_options(parser):
 
 def _task_options(parser):
     g = parser.add_argument_group("task options")
-    g.add_argument("--data-dir", default=None, help="directory of a real data set's files")
+    g.add_argument("--data-dir", default=None,
+                   help="folder of a real data set's files (mnist, ptb); without it: $COMPACTNET_DATA/NAME, then "
+                        "the user cache ~/.cache/compactnet/NAME, where mnist downloads go")
     g.add_argument("--data-file", default=None, help="a UTF-8 text file (task text)")
     g.add_argument("--seq-len", "-T", type=positive_int, default=None, help="sequence length T")
     g.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
@@ -125,6 +137,9 @@ def _task_options(parser):
                         "(ptb.valid.txt; the text's 5%% after its first 90%%) and refuse this option")
     g.add_argument("--bptt", type=positive_int, default=None, help="truncated back-propagation length")
     g.add_argument("--level", default=None, choices=["word", "char"], help="PTB level")
+    g.add_argument("--input-scale", default=None, choices=["standard", "unit"],
+                   help="mnist pixels: standard = (x/255 - 0.1307)/0.3081 (the default), unit = x/255 in [0, 1] "
+                        "(for a network trained on ToTensor() inputs, e.g. imported from PyTorch)")
 
 
 def _model_options(parser):
@@ -178,14 +193,14 @@ def _augmentation_options(parser):
 
 
 def _compressor_options(parser):
-    """Every registered compressor's flags, one group each (methods sharing one adder add it once)."""
-    seen = set()
-    for name in sorted(set(plugin.REGISTRY) - {"none"}):
-        adder = plugin.get(name).add_arguments
-        if adder in seen:       # e.g. scada reusing tucker's flags
-            continue
-        seen.add(adder)
-        adder(parser.add_argument_group(f"{name} compression"))
+    """Every registered compressor's flags, one group each; methods sharing one adder (tucker and scada)
+    share one group named after all of them."""
+    users = {}
+    for name in plugin.REGISTRY:
+        if name != "none":
+            users.setdefault(plugin.get(name).add_arguments, []).append(name)
+    for adder, names in users.items():
+        adder(parser.add_argument_group(f"{' and '.join(names)} compression"))
 
 
 def parse_args(argv=None):

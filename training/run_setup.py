@@ -6,11 +6,12 @@ import signal
 import numpy as np
 
 import engine
-from compressors import report
+from compressors import plugin, report
 from engine import backend
 from engine import rng as engine_random
 from training import distributed
-from training.builders import build_compressor, build_model, build_task, model_spec, place
+from training.builders import (_accepted_keywords, build_compressor, build_model, build_task, model_constructor,
+                               model_spec, place)
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint, save_checkpoint
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
@@ -27,6 +28,7 @@ class RunSetup:
         self.seconds = 0.0
         self.global_step = 0
         self.teacher = None
+        self.before_finetune = None
         self.scheduler = None
         self.dist = distributed.SingleProcess()     # main() sets the MPI group under mpiexec
 
@@ -121,10 +123,15 @@ class RunSetup:
             self.dense_rows = report.summary(model, self.example_on_device())
         except (ValueError, TypeError) as e:
             raise UserError(f"model {self.model_name!r} does not fit the input of task {args.task!r}: {e}") from None
+        self.dense_origin = plugin.dense_origin(self.model_name)
+        if self.dense_origin != self.model_name:
+            self.dense_rows = self._origin_rows()
         if args.init_from:
             load_init_weights(model, args.init_from)
         try:
             model = self.compressor.apply(model, self.task)
+        except plugin.DoesNotApply as e:
+            raise UserError(f"--compress {args.compress} does not apply to model {self.model_name}: {e}") from None
         except (ValueError, TypeError) as e:
             raise UserError(f"--compress {args.compress}: {e}") from None
         model = self.dist.prepare_model(place(model, args))
@@ -132,6 +139,20 @@ class RunSetup:
         if args.distill_from:
             self.teacher = self._build_teacher()
         return model
+
+    def _origin_rows(self):
+        """report.summary rows of the dense network this run's model came from (compressors.plugin.
+        DENSE_ORIGINS), built with the keywords it shares with the model; the engine's random state is
+        kept, so the run itself is unchanged."""
+        constructor = model_constructor(self.dense_origin)
+        accepted = _accepted_keywords(constructor)
+        kwargs = {k: v for k, v in self.model_kwargs.items() if accepted is None or k in accepted}
+        state = engine_random.get_state()
+        try:
+            origin = place(constructor(**kwargs), self.args)
+        finally:
+            engine_random.set_state(state)
+        return report.summary(origin, self.example_on_device())
 
     def _build_teacher(self):
         """--distill-from: the dense --model with a trained run's weights, in eval mode (the engine's

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from compressors import plots, quantize, report
+from compressors import plots, plugin, quantize, report
 from engine import backend
 from engine.io import atomic_write
 from training.errors import UserError
@@ -34,14 +34,23 @@ def epoch_row(run, phase, epoch, epochs, sums, evaluation, lr, model, valid=None
     if hasattr(run.compressor, "log_values"):
         for key, value in (run.compressor.log_values(model) or {}).items():
             row[key] = float(value)
-    others = "".join(f"  {k} {v:.4g}" for k, v in row.items() if k not in LOG_COLUMNS and not k.startswith("test_"))
-    extra = f"  extra {row['extra_loss']:.4g}" if run.args.compress != "none" else ""
+    others = "".join(f"  {k} {_number(v)}" for k, v in row.items()
+                     if k not in LOG_COLUMNS and not k.startswith("test_"))
+    has_extra_loss = type(run.compressor).extra_loss is not plugin.Compressor.extra_loss
+    extra = f"  extra {row['extra_loss']:.4g}" if has_extra_loss else ""
     # the line shows the validation metric; the test metric only when the task holds no validation split
     shown = (f"test {metric_name} {row['metric']:.4g}" if valid is None else
              f"valid {metric_name} {row['valid_metric']:.4g}  valid_loss {row['valid_loss']:.4g}")
     print(f"{phase} epoch {epoch}/{epochs}  step {run.global_step}  train_loss {row['train_loss']:.4g}"
           f"{extra}  {shown}{others}  lr {row['lr']:.3g}  {row['seconds']:.1f}s", flush=True)
     return row
+
+
+def _number(value):
+    """A whole number with thousands separators (a parameter count), any other to 4 significant digits."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
 
 
 def write_log(out, history):
@@ -80,9 +89,11 @@ def run_metrics(run, evaluation, comparison, valid=None):
         "steps": run.global_step, "steps_per_epoch": run.steps_per_epoch,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "seconds": round(run.seconds, 3),
+        "dense_origin": run.dense_origin,
         "params": {"dense": comparison["params"]["dense"], "compressed": comparison["params"]["compressed"],
                    "ratio": comparison["params"]["ratio"],
                    "learnable": comparison["learnable"]["compressed"]},
+        "learnable": dict(comparison["learnable"]),
         "flops": {"dense": comparison["flops"]["dense"], "compressed": comparison["flops"]["compressed"],
                   "ratio": comparison["flops"]["ratio"]},
         "bytes": {"dense": comparison["bytes"]["dense"], "compressed": comparison["bytes"]["compressed"],
@@ -97,6 +108,7 @@ def run_metrics(run, evaluation, comparison, valid=None):
         "task_config": task.config(),
         "model_kwargs": run.model_kwargs,
         "history": run.history,
+        "before_finetune": run.before_finetune,
         "command": "python train.py " + " ".join(args.argv),
     }
 
@@ -161,18 +173,20 @@ def write_report(run, model):
     atomic_write(os.path.join(run.out, "metrics.json"), lambda fh: fh.write(metrics_text.encode("utf-8")))
     metric_name, value = run.task.metric_name, metrics["metric"]["value"]
     table = report.format_summary(rows)
-    versus = report.format_compare(comparison)
+    versus = report.format_compare(comparison, run.dense_origin)
     base_value = metrics["baseline"].get(metric_name)
     verdict = ""
     if isinstance(base_value, (int, float)):
         better = value > base_value if run.task.higher_is_better else value < base_value
         verdict = f"  (trivial baseline {base_value:.4g}: {'beaten' if better else 'NOT beaten'})"
     headline = f"test {metric_name} {value:.4g}{verdict}{_selection_note(metrics)}{quantized_line}"
-    summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}\n\n"
-               f"## Layers\n\n{table}\n\n## Dense vs compressed\n\n{versus}\n")
+    notes = "".join(f"\ntest {name} {float(metrics['test'][name]):.4g}: {note}"
+                    for name, note in getattr(run.task, "notes", {}).items() if name in metrics["test"])
+    summary = (f"# {args.task} / {run.model_name} / {args.compress}\n\n{headline}{notes}\n\n"
+               f"## Dense vs compressed\n\n{versus}\n\n## Layers\n\n{table}\n")
     atomic_write(os.path.join(run.out, "summary.md"), lambda fh: fh.write(summary.encode("utf-8")))
-    print(f"\n{table}\n\n{versus}\n\n{headline}  params {comparison['params']['compressed']:,}  "
-          f"time {run.seconds:.1f}s\nrun folder: {run.out}", flush=True)
+    print(f"\n{versus}\n\n{table}\n\n{headline}  params {comparison['params']['compressed']:,}  "
+          f"time {run.seconds:.1f}s{notes}\nrun folder: {run.out} (summary.md, metrics.json)", flush=True)
     if args.plot:
         plot(run, model)
     return metrics

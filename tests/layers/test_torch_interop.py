@@ -86,12 +86,15 @@ def test_match_by_order_with_other_names():
     names = {"0": "conv1", "2": "conv2", "5": "fc1", "7": "fc2"}
     state = TI.to_torch_state_dict(source, mapping=names)
     assert "fc1.weight" in state and state["fc1.weight"].shape == (500, 800)
-    target = lenet5()
-    with pytest.raises(KeyError, match="missing PyTorch key"):
-        TI.load_torch_state_dict(target, state)
-    TI.load_torch_state_dict(target, state, match="order")
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
-    np.testing.assert_array_equal(forward(target, x), forward(source, x))
+    for match in ("order", "names"):    # names unrelated to ours (conv1, fc1): paired in order as well
+        target = lenet5()
+        TI.load_torch_state_dict(target, state, match=match)
+        np.testing.assert_array_equal(forward(target, x), forward(source, x))
+    partly = dict(state)
+    partly["5.weight"] = partly.pop("fc1.weight")      # one name matches ours: names are taken as names
+    with pytest.raises(KeyError, match="missing PyTorch key.*match='order'"):
+        TI.load_torch_state_dict(lenet5(), partly)
 
 
 def test_import_errors_are_clear():
@@ -128,6 +131,39 @@ def test_files_npz_and_safetensors(tmp_path):
         assert sorted(loaded) == sorted(state)
         for k in state:
             np.testing.assert_array_equal(loaded[k], state[k])
+
+
+def test_torch_save_zip_is_refused_without_unpickling(tmp_path):
+    import zipfile
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as archive:     # the layout torch.save writes
+        archive.writestr("model/data.pkl", b"\x80\x02not to be unpickled")
+        archive.writestr("model/data/0", b"\x00" * 16)
+    with pytest.raises(ValueError, match=r"torch\.save file.*not unpickled.*safetensors\.torch\.save_file"):
+        TI.load_torch_file(str(path))
+
+
+def test_exported_paired_tucker_layer_rebuilds_from_the_rule():
+    """The module docstring's rebuild rule, applied to the exported arrays alone, gives the layer's weight."""
+    tucker = pytest.importorskip("compressors.tucker", reason="compressors.tucker is not available")
+    engine.manual_seed(0)
+    model = Sequential(Dense(12, 10))
+    tucker.compress(model, ranks=2, order=2, reshape="paired")
+    layer = model[0]
+    assert layer.pairing is not None
+    state = TI.to_torch_state_dict(model)
+    groups = state["0.tucker_pairing"]
+    shape = tuple(state["0.tucker_weight_shape"])
+    factors = [state[f"0.factor{i}"] for i in range(len(groups[0]))]
+    tensor = np.einsum("ab,ia,jb->ij", state["0.core"], *factors)
+    n_groups, order = groups.shape
+    tensor = tensor.reshape([groups[g][i] for i in range(order) for g in range(n_groups)])
+    tensor = tensor.transpose([i * n_groups + g for g in range(n_groups) for i in range(order)])
+    rebuilt = tensor.reshape(shape)
+    x = np.random.default_rng(0).standard_normal((3, 12)).astype(np.float32)
+    got = x @ rebuilt + state["0.bias"]
+    np.testing.assert_allclose(got, forward(model, x), rtol=1e-5, atol=1e-6)
+    TI.load_torch_state_dict(Sequential(Dense(12, 10)), {"0.weight": rebuilt.T, "0.bias": state["0.bias"]})
 
 
 # ---------------------------------------------------------------- against PyTorch

@@ -126,8 +126,11 @@ def test_ptb_errors(ptb_dir, tmp_path_factory):
     with pytest.raises(ValueError, match="too short for batch_size 100"):
         list(task.split_batches(100, "test"))
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(MissingDataError, match="ptb.train.txt, ptb.valid.txt, ptb.test.txt in"):
+    with pytest.raises(MissingDataError) as info:
         get_task("ptb", data_dir=empty)
+    looked, missing, fix = str(info.value).splitlines()      # three lines: where, what, how
+    assert str(empty) in looked and missing == "missing: ptb.train.txt, ptb.valid.txt, ptb.test.txt"
+    assert "--data-dir" in fix
 
 
 def test_text_task(tmp_path):
@@ -166,6 +169,7 @@ def test_registry_errors():
     assert get_task("adding", T=5, bptt=None).T == 5        # None options are left at defaults
 
 
+@pytest.mark.data
 @pytest.mark.skipif(not (SHARED_DATA / "ptb").is_dir(), reason=f"real PTB not found in {SHARED_DATA}")
 def test_real_ptb():
     task = get_task("ptb", data_dir=SHARED_DATA / "ptb")

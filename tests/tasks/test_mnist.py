@@ -1,6 +1,7 @@
 """MNIST loader on tiny IDX fixtures (gzip and raw), corrupt/missing files, verified downloads, real data."""
 import gzip
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -131,7 +132,8 @@ def test_missing_file_in_given_folder_is_named(tmp_path):
 
     def no_network(url):
         raise AssertionError("must not download when data_dir is given")
-    with pytest.raises(MissingDataError, match=r"t10k-labels-idx1-ubyte\(\.gz\).*" + str(tmp_path)):
+    with pytest.raises(MissingDataError, match=r"(?s)--data-dir " + re.escape(str(tmp_path)) +
+                       r".*missing: t10k-labels-idx1-ubyte\(\.gz\)"):
         load_mnist(tmp_path, fetch=no_network)
     with pytest.raises(ValueError, match="t10k-labels"):      # also a ValueError for train.py
         get_task("mnist", data_dir=tmp_path)
@@ -148,7 +150,8 @@ def fake_mirrors(monkeypatch, arrays):
 def test_download_verifies_decompressed_checksum(tmp_path, monkeypatch):
     arrays = fixture_arrays()
     contents = fake_mirrors(monkeypatch, arrays)
-    monkeypatch.setenv("COMPACTNET_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("COMPACTNET_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     calls = []
 
     def fetch(url):
@@ -161,7 +164,7 @@ def test_download_verifies_decompressed_checksum(tmp_path, monkeypatch):
     for key in arrays:
         np.testing.assert_array_equal(loaded[key], arrays[key])
     assert len(calls) == 8 and all(u.endswith(".gz") for u in calls)
-    cached = sorted(p.name for p in (tmp_path / "cache" / "mnist").iterdir())
+    cached = sorted(p.name for p in (tmp_path / "cache" / "compactnet" / "mnist").iterdir())
     assert cached == sorted(stem + ".gz" for stem in mnist.FILES.values())
     # the second load reads the cache and never fetches
     load_mnist(fetch=lambda url: pytest.fail("fetched again"))
@@ -170,15 +173,32 @@ def test_download_verifies_decompressed_checksum(tmp_path, monkeypatch):
 def test_download_failure_message(tmp_path, monkeypatch):
     fake_mirrors(monkeypatch, fixture_arrays())
     monkeypatch.setenv("COMPACTNET_DATA", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
     def offline(url):
         raise OSError("network unreachable")
     with pytest.raises(MissingDataError) as info:
         load_mnist(fetch=offline)
-    text = str(info.value)
-    assert "train-images-idx3-ubyte" in text and str(tmp_path / "mnist") in text
-    assert "network unreachable" in text and "--data-dir" in text
-    assert not any((tmp_path / "mnist").glob("*.gz"))
+    looked, missing, fix = str(info.value).splitlines()      # three lines: where, what, how
+    assert str(tmp_path / "mnist") in looked and str(tmp_path / "cache" / "compactnet" / "mnist") in looked
+    assert "train-images-idx3-ubyte" in missing and "network unreachable" in missing
+    assert "--data-dir" in fix
+    assert not any((tmp_path / "cache").rglob("*.gz"))
+
+
+def test_search_order_env_folder_then_cache(tmp_path, monkeypatch):
+    """Without data_dir: $COMPACTNET_DATA/mnist first, then the user cache; nothing is fetched."""
+    arrays, other = fixture_arrays(0), fixture_arrays(1)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_fixture(tmp_path / "cache" / "compactnet" / "mnist", other, True)
+    monkeypatch.delenv("COMPACTNET_DATA", raising=False)
+    no_fetch = lambda url: pytest.fail("fetched")  # noqa: E731
+    np.testing.assert_array_equal(load_mnist(fetch=no_fetch)["test_labels"], other["test_labels"])
+    monkeypatch.setenv("COMPACTNET_DATA", str(tmp_path / "env"))
+    write_fixture(tmp_path / "env" / "mnist", arrays, False)
+    np.testing.assert_array_equal(load_mnist(fetch=no_fetch)["test_labels"], arrays["test_labels"])
+    with pytest.raises(MissingDataError, match="--data-dir"):     # a given folder is the only one searched
+        load_mnist(tmp_path / "empty", fetch=no_fetch)
 
 
 def test_download_verified_rejects_wrong_bytes(tmp_path):
@@ -191,6 +211,7 @@ def test_download_verified_rejects_wrong_bytes(tmp_path):
     assert path.read_bytes() == data
 
 
+@pytest.mark.data
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason=f"real MNIST not found in {SHARED_DATA}")
 def test_real_mnist():
     task = get_task("mnist", data_dir=SHARED_DATA / "mnist")
