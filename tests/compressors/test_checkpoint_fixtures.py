@@ -42,7 +42,12 @@ def test_old_checkpoint_loads_to_the_same_output(expected):
     with engine.no_grad():
         out = np.asarray(model(x).data)
     assert out.dtype == y.dtype and out.shape == y.shape
-    assert np.array_equal(out, y), f"max abs diff {np.max(np.abs(out.astype(np.float64) - y))}"
+    # Bit-equal at the BLAS thread count the fixtures were written with; an earlier test that changes
+    # the thread count changes GEMM summation order (seen: 3e-8 in float32), so allow round-off only:
+    # a wrong rebuild (a permuted pairing, a lost bias, fresh weights) is off by far more.
+    scale = max(1.0, float(np.max(np.abs(y))))
+    assert np.max(np.abs(out.astype(np.float64) - y)) <= 1e-6 * scale, \
+        f"max abs diff {np.max(np.abs(out.astype(np.float64) - y))}"
 
 
 def test_old_run_folder_reads_as_a_run_checkpoint():
