@@ -8,8 +8,7 @@ lives in the training package; this file only sets the thread count before NumPy
 import os
 import sys
 
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+from training.threads import THREAD_VARIABLES  # imports no NumPy
 
 
 def _threads_from_argv(argv):

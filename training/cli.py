@@ -9,7 +9,9 @@ from training.errors import ENDINGS, EXIT_USAGE, UserError, report_ending
 from training.loop import Run
 from training.memory import retain_freed_memory
 from training.options import parse_args
+from training.run_folder import release
 from training.signals import SignalGuard
+from training.threads import restore_threads
 
 
 def main(argv=None):
@@ -22,6 +24,7 @@ def main(argv=None):
             args = parse_args(argv)
         except SystemExit as e:       # argparse: --help (0) or a usage error (2), already printed
             return e.code if isinstance(e.code, int) else EXIT_USAGE
+        restore_threads(args, owns_process=argv is None)
         retain_freed_memory()   # large per-step temporaries reuse heap pages (training/memory.py)
         run = Run(args)
         run.guard = guard = SignalGuard()
@@ -41,5 +44,7 @@ def main(argv=None):
         out = run.out if run is not None else None
         return report_ending(e, out, os.path.join(out or "", CHECKPOINT))
     finally:
+        if run is not None:
+            release(run.lock)
         if guard is not None:
             guard.restore(process_ending=argv is None)

@@ -31,8 +31,8 @@ DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3, 
 
 # settings a --resume may change; any other differing flag is refused (it would change the run)
 RESUME_MAY_CHANGE = {"threads", "device", "epochs", "finetune_epochs", "out", "resume", "config",
-                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly"}
-NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads"}
+                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly", "overwrite"}
+NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads", "overwrite"}
 
 
 def flag(dest):
@@ -138,6 +138,10 @@ def _output_options(parser):
     g.add_argument("--out", default=None, help="run folder (default runs/<task>-<model>-<compress>-<time>)")
     g.add_argument("--resume", default=None, metavar="PATH",
                    help="continue a run from its checkpoint (a run folder or checkpoint.npz)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="use an --out folder that is not empty: first delete the files train.py writes there "
+                        "(checkpoints, metrics, logs, config, plots; other files stay). Without it such a "
+                        "folder is refused; --resume continues the run in it")
     g.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="load dense weights from a checkpoint before compressing")
     g.add_argument("--quantize-bits", type=int, choices=range(1, 9), default=None, metavar="BITS",
@@ -195,19 +199,25 @@ def parse_args(argv=None):
     explicit = explicit_dests(parser, argv)
     layered = {}
     if args.resume:
-        saved = read_checkpoint_meta(args.resume).get("config", {})
+        saved_meta = read_checkpoint_meta(args.resume)
+        saved = saved_meta.get("config", {})
+        if "threads" in saved_meta:
+            args.saved_threads = saved_meta["threads"]
         actions = option_actions(parser)
         layered.update({k: v for k, v in saved.items() if k in actions})
+    from_config = {}
     if args.config:
         try:
-            layered.update(check_values(flatten_tables(load_toml(args.config)), parser,
-                                        f"--config {args.config}", excluded=NOT_IN_CONFIG_FILE))
+            from_config = check_values(flatten_tables(load_toml(args.config)), parser,
+                                       f"--config {args.config}", excluded=NOT_IN_CONFIG_FILE)
         except ConfigError as e:
             raise UserError(str(e)) from None
+        layered.update(from_config)
     for key, value in layered.items():
         if key not in explicit:
             setattr(args, key, value)
     args.explicit = explicit
+    args.chosen = explicit | set(from_config)   # what this invocation sets: a --resume checks every one
     args.argv = argv
     args.parser = parser
     return args

@@ -12,7 +12,9 @@ from training.builders import build_compressor, build_model, build_task, model_s
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
+from training import run_folder
 from training.selection import Selection
+from training.threads import thread_count
 
 
 class RunSetup:
@@ -26,6 +28,7 @@ class RunSetup:
         self.global_step = 0
         self.teacher = None
         self.scheduler = None
+        self.lock = None
 
     def setup(self):
         args = self.args
@@ -62,10 +65,12 @@ class RunSetup:
         return Selection(self.args.select, self.task.higher_is_better)
 
     def _check_resume_changes(self, saved):
+        """Every setting this invocation gives (command line or --config) that the saved run fixed must agree."""
         args = self.args
-        for key in sorted(args.explicit - RESUME_MAY_CHANGE):
+        for key in sorted(getattr(args, "chosen", args.explicit) - RESUME_MAY_CHANGE):
             if key in saved and saved[key] != getattr(args, key):
-                raise UserError(f"--resume: {flag(key)} was {saved[key]!r} in the saved run and cannot "
+                where = flag(key) if key in args.explicit else f"{flag(key)} (from --config {args.config})"
+                raise UserError(f"--resume: {where} was {saved[key]!r} in the saved run and cannot "
                                 f"change on resume (only {', '.join(sorted(map(flag, RESUME_MAY_CHANGE)))} can)")
 
     def _example_input(self):
@@ -75,19 +80,17 @@ class RunSetup:
         raise UserError(f"task {self.args.task!r} has no test batches")
 
     def _out_dir(self):
+        """The run folder, created new or checked and locked (training/run_folder.py has the rules)."""
         args = self.args
-        if args.out:
-            out = args.out
-        elif args.resume:
-            out = os.path.dirname(os.path.abspath(checkpoint_path(args.resume)))
-        else:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            base = os.path.join("runs", f"{args.task}-{self.model_name}-{args.compress}-{stamp}")
-            out, n = base, 1
-            while os.path.exists(out):
-                n += 1
-                out = f"{base}-{n}"
-        os.makedirs(out, exist_ok=True)
+        if args.out or args.resume:
+            out = args.out or os.path.dirname(os.path.abspath(checkpoint_path(args.resume)))
+            resuming = bool(args.resume) and os.path.abspath(out) == os.path.dirname(
+                os.path.abspath(checkpoint_path(args.resume)))
+            self.lock = run_folder.prepare(out, overwrite=args.overwrite, resuming=resuming)
+            return out
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = run_folder.create_unique(os.path.join("runs", f"{args.task}-{self.model_name}-{args.compress}-{stamp}"))
+        self.lock = run_folder.acquire(out)
         return out
 
     def example_on_device(self):
@@ -183,7 +186,7 @@ class RunSetup:
     # ---- checkpoint state --------------------------------------------
     def meta(self, phase, epoch, step_in_epoch, epoch_rng_state, partial):
         return {
-            "kind": CHECKPOINT_KIND,
+            "kind": CHECKPOINT_KIND, "threads": thread_count(self.args),
             "config": effective_config(self.args),
             "architecture": {"model": self.model_name, "kwargs": self.model_kwargs},
             "compressor": {"name": self.args.compress, "config": self.compressor.config(),
