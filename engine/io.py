@@ -73,9 +73,11 @@ def atomic_write(path, write, suffix=""):
             os.fsync(fh.fileno())
         os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename in (None, tmp):   # a full disk names the target, not tmp
+            e.filename = path
         raise
     remove_stale_temporaries(directory)
 

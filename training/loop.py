@@ -12,6 +12,7 @@ from tasks.augment import random_shift
 from training.argconfig import write_toml
 from training.builders import make_optimizer, make_scheduler
 from training.checkpoint import CHECKPOINT, TRAINED, checkpoint_path, read_checkpoint, save_checkpoint
+from training.divergence import check_finite_epoch
 from training.errors import NonFiniteLoss, UserError
 from training.options import effective_config
 from training.progress import progress
@@ -43,6 +44,7 @@ class Run(RunSetup):
         if not (math.isfinite(loss_value) and math.isfinite(extra_value)):
             bad = "loss" if not math.isfinite(loss_value) else "extra (compression) loss"
             raise NonFiniteLoss(f"the {bad} became {loss_value if bad == 'loss' else extra_value} at {where}")
+        self.divergence.observe(loss_value + extra_value, where)
         optimizer.zero_grad()
         total.backward()
         if self.args.clip_grad:
@@ -86,6 +88,7 @@ class Run(RunSetup):
             if self.scheduler is not None:
                 self.scheduler.step()
             valid, evaluation = self._evaluate_epoch(phase, epoch + 1, model)
+            check_finite_epoch(phase, epoch + 1, self.task.metric_name, valid, evaluation)
             sums["seconds"] += time.perf_counter() - started
             self.seconds += time.perf_counter() - started
             epoch += 1
@@ -145,6 +148,7 @@ class Run(RunSetup):
             self.history = list(meta.get("history", []))
             self.seconds = float(meta.get("seconds", 0.0))
             self.global_step = int(meta.get("global_step", 0))
+            self.divergence.load(meta.get("divergence"))
             print(f"resuming {checkpoint_path(args.resume)}: {phase} phase, epoch {meta['epoch']}, "
                   f"step {meta['step_in_epoch']} in that epoch (global step {self.global_step})", flush=True)
         write_toml(os.path.join(self.out, "config.toml"), effective_config(args),

@@ -7,6 +7,7 @@ from training.argconfig import (ConfigError, HelpFormatter, check_values, explic
                                 load_toml, nonnegative_float, nonnegative_int, option_actions, positive_float,
                                 positive_int, unit_float)
 from training.checkpoint import read_checkpoint_meta
+from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE
 from training.errors import EXIT_USAGE, UserError
 from training.selection import SELECT_RULES
 
@@ -31,7 +32,8 @@ DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3, 
 
 # settings a --resume may change; any other differing flag is refused (it would change the run)
 RESUME_MAY_CHANGE = {"threads", "device", "epochs", "finetune_epochs", "out", "resume", "config",
-                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly", "overwrite"}
+                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly", "overwrite",
+                     "diverge_factor", "diverge_patience"}
 NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads", "overwrite"}
 
 
@@ -96,6 +98,11 @@ def _training_options(parser):
     g.add_argument("--finetune-epochs", type=nonnegative_int, default=0,
                    help="epochs after the compressor's finalize step (e.g. truncation)")
     g.add_argument("--finetune-lr", type=positive_float, default=None, help="default: --lr")
+    g.add_argument("--diverge-factor", type=nonnegative_float, default=DEFAULT_FACTOR, metavar="F",
+                   help="stop (exit 3) when the training loss stays above F x max(starting loss, 1) for "
+                        "--diverge-patience steps in a row (training/divergence.py); 0 = never")
+    g.add_argument("--diverge-patience", type=positive_int, default=DEFAULT_PATIENCE, metavar="STEPS",
+                   help="consecutive steps above the --diverge-factor limit that stop the run")
     g.add_argument("--select", default="last", choices=list(SELECT_RULES),
                    help="which epoch the run reports. last: the final one. best-valid: the epoch with the best "
                         "validation metric (higher accuracy, lower MSE/perplexity), whose weights are restored "

@@ -10,6 +10,7 @@ from engine import backend
 from engine import rng as engine_random
 from training.builders import build_compressor, build_model, build_task, model_spec, place
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint
+from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE, DivergenceWatch
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
 from training import run_folder
@@ -29,6 +30,8 @@ class RunSetup:
         self.teacher = None
         self.scheduler = None
         self.lock = None
+        self.divergence = DivergenceWatch(getattr(args, "diverge_factor", DEFAULT_FACTOR),
+                                          getattr(args, "diverge_patience", DEFAULT_PATIENCE))
 
     def setup(self):
         args = self.args
@@ -196,7 +199,7 @@ class RunSetup:
             "global_step": self.global_step, "seconds": self.seconds,
             "train_rng": epoch_rng_state, "engine_rng": engine_random.get_state(),
             "scheduler_epoch": self.scheduler.epoch if self.scheduler is not None else 0,
-            "partial": partial, "history": self.history, "best": self.selection.meta(),
+            "partial": partial, "history": self.history, "divergence": self.divergence.state(), "best": self.selection.meta(),
             "compressor_state": (self.compressor.state_dict()
                                  if hasattr(self.compressor, "state_dict") else None),
         }
