@@ -1,4 +1,5 @@
 """RunSetup: a run's state and how it is built: task, model, compressor, run folder, checkpoint meta."""
+import contextlib
 import datetime
 import os
 
@@ -8,6 +9,8 @@ import engine
 from compressors import report
 from engine import backend
 from engine import rng as engine_random
+from layers.init import build_budget
+from layers.serialization import check_recorded_model
 from training.builders import build_compressor, build_model, build_task, model_spec, place
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint
 from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE, DivergenceWatch
@@ -46,6 +49,10 @@ class RunSetup:
                             "(pip install 'compactnet[gpu]' on a machine with an NVIDIA GPU)")
         self.task = build_task(args)
         self.model_name, self.model_kwargs = model_spec(args, self.task)
+        self.build_budget = None
+        if self.resume_arrays is not None:   # sizes from an untrusted checkpoint's config: checked first
+            self.build_budget = check_recorded_model(args.resume, {"name": self.model_name, "kwargs": self.model_kwargs},
+                                                     [], None, self.resume_arrays.model_state)
         natural = self.task.steps_per_epoch(args.batch_size)   # also where a task rejects the batch size
         try:
             next(iter(self.task.test_batches(args.eval_batch_size)), None)
@@ -115,7 +122,8 @@ class RunSetup:
         args = self.args
         engine.manual_seed(args.seed)
         try:
-            model = build_model(self.model_name, self.model_kwargs, args)
+            with contextlib.nullcontext() if self.build_budget is None else build_budget(self.build_budget):
+                model = build_model(self.model_name, self.model_kwargs, args)
         except (ValueError, TypeError) as e:
             raise UserError(f"--model {self.model_name} {self.model_kwargs}: {e}") from None
         try:

@@ -1,0 +1,67 @@
+"""Fuzzing checkpoint metadata under a memory limit: model files and run checkpoints load or fail clearly."""
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hypothesis", reason="fuzz tests need hypothesis (the test extra)")
+from hypothesis import given, strategies as st  # noqa: E402
+
+import compressors  # noqa: E402
+from compressors import checkpoints  # noqa: E402
+from engine import io  # noqa: E402
+from layers import serialization  # noqa: E402
+from layers.models import sequence_model  # noqa: E402
+from tests.reliability._fuzz import FUZZ  # noqa: E402
+from tests.reliability._memory_limit import run_limited  # noqa: E402
+
+SIZES = st.integers(-2, 64) | st.sampled_from([2 ** 20, 10 ** 9, 2 ** 40, 2 ** 63, 10 ** 30])
+JUNK = (st.none() | st.booleans() | SIZES | st.floats(allow_nan=True) | st.text(max_size=4)
+        | st.lists(SIZES, max_size=3) | st.dictionaries(st.text(max_size=3), SIZES, max_size=2))
+KWARGS = st.fixed_dictionaries({}, optional={"n_in": SIZES | JUNK, "hidden": SIZES | JUNK, "n_out": SIZES,
+                                             "num_layers": SIZES, "kind": st.sampled_from(["gru", "lstm", "x"])})
+DTYPES = st.sampled_from(["float32", "float64", "float16", "int8", "object", "<U3", "bool", "complex64"]) | JUNK
+RUN_FIELDS = st.sampled_from(["phase", "epoch", "step_in_epoch", "global_step", "seconds", "threads", "history",
+                              "train_rng", "engine_rng", "partial", "optimizer", "architecture", "compressor",
+                              "config", "kind"])
+SMALL = dict(n_in=2, hidden=4, n_out=1)
+
+
+def _assert_clear(outcome, message, what):
+    assert outcome != "other", f"{what}: not a clear error: {message}"
+
+
+@FUZZ
+@given(name=st.sampled_from(["sequence_model", "gru", "lenet300", "language_model", "nope"]) | JUNK,
+       kwargs=KWARGS | JUNK, dtype=DTYPES, steps=st.just([]) | JUNK)
+def test_model_file_metadata_loads_or_fails_clearly(name, kwargs, dtype, steps, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("meta") / "model.npz")
+    state = {k: np.asarray(v) for k, v in sequence_model(**SMALL).state_dict().items()}
+    meta = {"kind": serialization.KIND, "version": 1, "arch": {"name": name, "kwargs": kwargs},
+            "compression": steps, "dtype": dtype}
+    io.save(path, state, meta)
+    for load in (serialization.load_model, compressors.load_model):
+        _assert_clear(*run_limited(lambda: load(path)), f"{load.__module__} {meta}")
+
+
+@FUZZ
+@given(fields=st.dictionaries(RUN_FIELDS, JUNK | KWARGS, max_size=4), kwargs=KWARGS)
+def test_run_checkpoint_fields_load_or_fail_clearly(fields, kwargs, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    model = sequence_model(**SMALL)
+    meta = {"phase": "train", "epoch": 1, "step_in_epoch": 0, "global_step": 3, "seconds": 0.1,
+            "architecture": {"model": "sequence_model", "kwargs": dict(SMALL, **kwargs)},
+            "compressor": {"name": "none", "config": {}}, "config": {"dtype": "float32"}, "history": []}
+    meta.update(fields)
+    checkpoints.save_run_checkpoint(os.path.join(folder, checkpoints.RUN_CHECKPOINT), model, None, meta)
+    _assert_clear(*run_limited(lambda: checkpoints.load_run_checkpoint(str(folder))), f"run meta {meta}")
+    _assert_clear(*run_limited(lambda: compressors.load_model(str(folder))), f"load_model of run meta {meta}")
+
+
+def test_a_crafted_size_is_refused_before_it_is_built(tmp_path):
+    path = str(tmp_path / "model.npz")
+    state = {k: np.asarray(v) for k, v in sequence_model(**SMALL).state_dict().items()}
+    io.save(path, state, {"kind": serialization.KIND, "version": 1, "dtype": "float32",
+                          "arch": {"name": "sequence_model", "kwargs": dict(SMALL, hidden=40_000)}})
+    outcome, message = run_limited(lambda: serialization.load_model(path))
+    assert outcome == "clear" and "parameter values" in message, message
