@@ -3,6 +3,7 @@ from engine.untrusted import FileFormatError
 
 TRAIN_KIND = "compactnet-train-checkpoint"
 _COUNTS = ("epoch", "step_in_epoch", "global_step", "scheduler_epoch")
+RESUME_FIELDS = ("phase", "epoch", "step_in_epoch", "global_step", "train_rng", "engine_rng")   # --resume's needs
 _OBJECTS = ("config", "architecture", "compressor", "task", "partial", "best", "optimizer", "divergence")
 
 
@@ -24,16 +25,24 @@ def _check_rng(value, where, key):
         raise FileFormatError(f"{where}: {key} is not a PCG64 generator state")
 
 
+def _is_count_or_none(value):
+    return value is None or _is_count(value)
+
+
 def _is_count_or_big(value):
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 128
 
 
-def check_run_meta(meta, where):
-    """FileFormatError naming `where` unless `meta` is a run checkpoint's (TRAIN_KIND) whose present
-    fields have the types train.py writes (counts, numbers, objects, lists, generator states)."""
+def check_run_meta(meta, where, required=()):
+    """FileFormatError naming `where` unless `meta` is a run checkpoint's (TRAIN_KIND) holding the
+    `required` fields, whose present fields have the types train.py writes (counts, numbers, objects,
+    lists, generator states)."""
     if meta.get("kind") != TRAIN_KIND:
         raise FileFormatError(f"{where} is not a train.py run checkpoint (kind {meta.get('kind')!r}); --resume, "
                               "--init-from and --distill-from take a run folder or its checkpoint.npz")
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise FileFormatError(f"{where}: the run checkpoint lacks {', '.join(missing)}")
     if "phase" in meta and meta["phase"] not in ("train", "finetune"):
         raise FileFormatError(f"{where}: phase {meta['phase']!r} is neither 'train' nor 'finetune'")
     for key in _COUNTS:
@@ -67,6 +76,11 @@ def _check_parts(meta, where):
     if architecture and not (isinstance(architecture.get("model"), str)
                              and isinstance(architecture.get("kwargs") or {}, dict)):
         raise FileFormatError(f"{where}: architecture is not {{'model': str, 'kwargs': {{...}}}}")
+    best = meta.get("best")
+    if best and not (best.get("phase") in ("train", "finetune", None) and _is_count_or_none(best.get("epoch"))
+                     and (best.get("value") is None or _is_number(best.get("value")))
+                     and isinstance(best.get("earlier") or {}, dict)):
+        raise FileFormatError(f"{where}: the kept best epoch (best) is not a phase, an epoch and a value")
     compressor = meta.get("compressor")
     if compressor and not (isinstance(compressor.get("name", "none"), (str, type(None)))
                            and isinstance(compressor.get("config") or {}, dict)):

@@ -82,8 +82,9 @@ def atomic_write(path, write, suffix=""):
     remove_stale_temporaries(directory)
 
 
-def remove_stale_temporaries(directory):
-    """Remove the temporaries of atomic_write in `directory` whose writer process is gone.
+def remove_stale_temporaries(directory, own=False):
+    """Remove the temporaries of atomic_write in `directory` whose writer process is gone (with `own`,
+    this process's too: a caller that knows none of its writes is under way, e.g. while aborting).
 
     The rule: a file named ``.tmp-<pid>-...`` (our naming) whose <pid> is not a live process. A
     live writer, this process's other threads included, is never touched; a pid reused by an
@@ -99,7 +100,8 @@ def remove_stale_temporaries(directory):
         return removed
     for name in names:
         match = _TEMPORARY.match(name)
-        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+        pid = int(match.group(1)) if match else None
+        if match is None or (pid == os.getpid() and not own) or (pid != os.getpid() and _process_alive(pid)):
             continue
         try:
             os.unlink(os.path.join(directory, name))

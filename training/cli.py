@@ -3,6 +3,7 @@ import contextlib
 import os
 
 import engine
+from engine.io import remove_stale_temporaries
 from engine.kernels import numba_disabled
 from training.checkpoint import CHECKPOINT
 from training.errors import ENDINGS, EXIT_USAGE, UserError, report_ending
@@ -42,6 +43,8 @@ def main(argv=None):
         if debug and isinstance(e, UserError):
             raise
         out = run.out if run is not None else None
+        if isinstance(e, KeyboardInterrupt) and out:   # an abort can land between a temporary's creation
+            remove_stale_temporaries(out, own=True)    # and its cleanup
         return report_ending(e, out, os.path.join(out or "", CHECKPOINT))
     finally:
         if run is not None:

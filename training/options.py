@@ -32,8 +32,8 @@ DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3, 
 
 # settings a --resume may change; any other differing flag is refused (it would change the run)
 RESUME_MAY_CHANGE = {"threads", "device", "epochs", "finetune_epochs", "out", "resume", "config",
-                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly", "overwrite",
-                     "diverge_factor", "diverge_patience"}
+                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly",
+                     "overwrite", "diverge_factor", "diverge_patience"}
 NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads", "overwrite"}
 
 
@@ -210,8 +210,7 @@ def parse_args(argv=None):
         saved = saved_meta.get("config", {})
         if "threads" in saved_meta:
             args.saved_threads = saved_meta["threads"]
-        actions = option_actions(parser)
-        layered.update({k: v for k, v in saved.items() if k in actions})
+        layered.update(_saved_settings(saved, parser, args.resume))
     from_config = {}
     if args.config:
         try:
@@ -228,6 +227,19 @@ def parse_args(argv=None):
     args.argv = argv
     args.parser = parser
     return args
+
+
+def _saved_settings(saved, parser, path):
+    """A checkpoint's saved config (untrusted: checked like a --config file), keeping the keys that are
+    options of this version (a newer or older run may record others)."""
+    if not isinstance(saved, dict):
+        raise UserError(f"--resume {path}: the saved config is not a table of settings")
+    actions = option_actions(parser)
+    known = {k: v for k, v in saved.items() if k in actions and k not in NOT_IN_CONFIG_FILE and v is not None}
+    try:
+        return check_values(known, parser, f"--resume {path}: saved config", excluded=NOT_IN_CONFIG_FILE)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
 
 
 def apply_recipe(args):

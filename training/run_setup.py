@@ -7,6 +7,7 @@ import numpy as np
 
 import engine
 from compressors import report
+from compressors.run_meta import RESUME_FIELDS, check_run_meta
 from engine import backend
 from engine import rng as engine_random
 from layers.init import build_budget
@@ -42,6 +43,10 @@ class RunSetup:
         if args.resume:
             self.resume_arrays = read_checkpoint(args.resume, "--resume: {}")
             self.resume_meta = self.resume_arrays.meta
+            try:
+                check_run_meta(self.resume_meta, f"--resume {args.resume}", required=RESUME_FIELDS)
+            except ValueError as e:
+                raise UserError(str(e)) from None
             self._check_resume_changes(self.resume_meta.get("config", {}))
         self.recipe = apply_recipe(args)
         if args.device == "gpu" and not backend.gpu_available():
@@ -51,8 +56,8 @@ class RunSetup:
         self.model_name, self.model_kwargs = model_spec(args, self.task)
         self.build_budget = None
         if self.resume_arrays is not None:   # sizes from an untrusted checkpoint's config: checked first
-            self.build_budget = check_recorded_model(args.resume, {"name": self.model_name, "kwargs": self.model_kwargs},
-                                                     [], None, self.resume_arrays.model_state)
+            arch = {"name": self.model_name, "kwargs": self.model_kwargs}
+            self.build_budget = check_recorded_model(args.resume, arch, [], None, self.resume_arrays.model_state)
         natural = self.task.steps_per_epoch(args.batch_size)   # also where a task rejects the batch size
         try:
             next(iter(self.task.test_batches(args.eval_batch_size)), None)
@@ -207,7 +212,8 @@ class RunSetup:
             "global_step": self.global_step, "seconds": self.seconds,
             "train_rng": epoch_rng_state, "engine_rng": engine_random.get_state(),
             "scheduler_epoch": self.scheduler.epoch if self.scheduler is not None else 0,
-            "partial": partial, "history": self.history, "divergence": self.divergence.state(), "best": self.selection.meta(),
+            "partial": partial, "history": self.history, "divergence": self.divergence.state(),
+            "best": self.selection.meta(),
             "compressor_state": (self.compressor.state_dict()
                                  if hasattr(self.compressor, "state_dict") else None),
         }

@@ -28,7 +28,9 @@ def restore_threads(args, owns_process):
     saved, current = args.saved_threads, thread_count(args)
     if saved == current:
         return
-    describe = lambda n: f"{n} thread{'s' if n > 1 else ''}" if n else "the libraries' default thread count"   # noqa: E731
+    def describe(n):
+        return f"{n} thread{'s' if n > 1 else ''}" if n else "the libraries' default thread count"
+
     if "threads" in args.explicit or not owns_process or os.environ.get(_RESTARTED):
         print(f"train.py: warning: the checkpoint was written with {describe(saved)}, this run uses "
               f"{describe(current)}: results will not be bit-exact with an uninterrupted run", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Issue 18, part 2: one error path (exit 2, one line naming the file), config.toml round trips, finite epochs, divergence."""
+"""Issue 18: one error path (exit 2, one line naming the file), config.toml round trips, finite epochs, divergence."""
 import os
 import resource
 import subprocess

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("hypothesis", reason="fuzz tests need hypothesis (the test extra)")
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
 
 import compressors  # noqa: E402
 from compressors import checkpoints  # noqa: E402
 from engine import io  # noqa: E402
 from layers import serialization  # noqa: E402
 from layers.models import sequence_model  # noqa: E402
-from tests.reliability._fuzz import FUZZ  # noqa: E402
+from tests.reliability._fuzz import EXAMPLES, FUZZ  # noqa: E402
 from tests.reliability._memory_limit import run_limited  # noqa: E402
 
 SIZES = st.integers(-2, 64) | st.sampled_from([2 ** 20, 10 ** 9, 2 ** 40, 2 ** 63, 10 ** 30])
@@ -25,6 +25,12 @@ RUN_FIELDS = st.sampled_from(["phase", "epoch", "step_in_epoch", "global_step", 
                               "train_rng", "engine_rng", "partial", "optimizer", "architecture", "compressor",
                               "config", "kind"])
 SMALL = dict(n_in=2, hidden=4, n_out=1)
+CONFIG_KEYS = st.sampled_from(["per_layer", "shared_core", "layout", "factored", "which", "ranks", "levels",
+                               "filter_length", "conv_reshape", "bias", "replaced", "reshape", "fixed", "init"])
+STEPS = st.lists(st.fixed_dictionaries({
+    "method": st.sampled_from(["basis", "lowrank", "scada", "tucker", "wavelet", "none", "x"]),
+    "config": st.dictionaries(CONFIG_KEYS, JUNK | st.dictionaries(st.sampled_from(["rnn.ih", "head", "x"]),
+                                                                  JUNK, max_size=2), max_size=3)}), max_size=2)
 
 
 def _assert_clear(outcome, message, what):
@@ -33,7 +39,7 @@ def _assert_clear(outcome, message, what):
 
 @FUZZ
 @given(name=st.sampled_from(["sequence_model", "gru", "lenet300", "language_model", "nope"]) | JUNK,
-       kwargs=KWARGS | JUNK, dtype=DTYPES, steps=st.just([]) | JUNK)
+       kwargs=KWARGS | JUNK, dtype=DTYPES, steps=STEPS | JUNK)
 def test_model_file_metadata_loads_or_fails_clearly(name, kwargs, dtype, steps, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("meta") / "model.npz")
     state = {k: np.asarray(v) for k, v in sequence_model(**SMALL).state_dict().items()}
@@ -65,3 +71,35 @@ def test_a_crafted_size_is_refused_before_it_is_built(tmp_path):
                           "arch": {"name": "sequence_model", "kwargs": dict(SMALL, hidden=40_000)}})
     outcome, message = run_limited(lambda: serialization.load_model(path))
     assert outcome == "clear" and "parameter values" in message, message
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from tests.reliability._cli import TINY, train
+    out = tmp_path_factory.mktemp("finished") / "run"
+    proc = train(*TINY, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    return str(out)
+
+
+def _resume(folder, out):
+    """train.py --resume in this (forked) process: an exit status, never an exception."""
+    from training.cli import main
+    status = main(["--resume", folder, "--out", out, "--epochs", "2", "--no-progress", "--log-every", "0"])
+    assert status in (0, 2, 3), status
+
+
+@settings(FUZZ, max_examples=max(1, EXAMPLES // 3))   # each case is a whole (tiny) resumed run
+@given(fields=st.dictionaries(RUN_FIELDS | st.sampled_from(["best", "divergence", "scheduler_epoch"]),
+                              JUNK | KWARGS, min_size=1, max_size=3),
+       config=st.dictionaries(st.sampled_from(["hidden", "seq_len", "lr", "epochs", "batch_size", "optimizer",
+                                               "model_arg", "select"]), JUNK, max_size=2))
+def test_resume_from_crafted_run_fields_ends_in_a_status(fields, config, finished_run, tmp_path_factory):
+    arrays, meta = io.load(os.path.join(finished_run, checkpoints.RUN_CHECKPOINT))
+    meta = {k: v for k, v in meta.items() if k not in ("format", "sha256")}
+    meta["config"] = dict(meta["config"], **config)
+    meta.update(fields)
+    folder = tmp_path_factory.mktemp("crafted")
+    io.save(os.path.join(folder, checkpoints.RUN_CHECKPOINT), arrays, meta)
+    out = str(tmp_path_factory.mktemp("resumed") / "run")
+    _assert_clear(*run_limited(lambda: _resume(str(folder), out)), f"--resume with {fields}, config {config}")

@@ -89,6 +89,9 @@ def test_out_that_is_a_file(tmp_path):
     proc = train(*TINY, "--out", target)
     assert proc.returncode == 2
     assert_user_error(proc, str(target), "not a folder")
+    proc = train(*TINY, "--out", target / "run")          # a folder that cannot be made
+    assert proc.returncode == 2
+    assert_user_error(proc, str(target / "run"), "cannot create")
 
 
 def test_out_that_is_not_writable(tmp_path):
