@@ -152,7 +152,8 @@ def run_seed(args, seed):
     stale = os.path.join(out, "metrics.json")
     if os.path.exists(stale):          # an earlier run's file would hide this run's failure
         os.remove(stale)
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *args.command, "--seed", str(seed), "--out", out]
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *args.command, "--seed", str(seed), "--out", out,
+           "--overwrite"]   # the folder holds seeds-stdout.txt (and an earlier run's files)
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     with open(os.path.join(out, "seeds-stdout.txt"), "w") as log:

@@ -70,12 +70,16 @@ def arch_spec(model, arch, constructor=_dense_constructor):
 
 
 def structure_mismatch(model, state):
-    """Human-readable differences between a model's state_dict keys/shapes and `state`, or ''."""
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    """Human-readable differences between a model's state_dict keys/shapes/dtype kinds and `state`, or ''."""
+    own_state = model.state_dict()
+    own = {k: tuple(v.shape) for k, v in own_state.items()}
     other = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(own) - set(other))
     unexpected = sorted(set(other) - set(own))
     shapes = [f"{k}: {other[k]} vs rebuilt {own[k]}" for k in sorted(set(own) & set(other)) if own[k] != other[k]]
+    # a float parameter stored as integers or booleans is not this model's weight (the load would cast it)
+    kinds = [f"{k}: {state[k].dtype}" for k in sorted(set(own) & set(other))
+             if np.dtype(own_state[k].dtype).kind == "f" and np.dtype(state[k].dtype).kind != "f"]
     parts = []
     if missing:
         parts.append(f"rebuilt model has extra keys {missing[:10]}")
@@ -83,6 +87,8 @@ def structure_mismatch(model, state):
         parts.append(f"rebuilt model lacks keys {unexpected[:10]}")
     if shapes:
         parts.append(f"shapes differ: {shapes[:10]}")
+    if kinds:
+        parts.append(f"float weights stored as {kinds[:10]}")
     return "; ".join(parts)
 
 

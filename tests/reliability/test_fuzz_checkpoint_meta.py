@@ -103,3 +103,13 @@ def test_resume_from_crafted_run_fields_ends_in_a_status(fields, config, finishe
     io.save(os.path.join(folder, checkpoints.RUN_CHECKPOINT), arrays, meta)
     out = str(tmp_path_factory.mktemp("resumed") / "run")
     _assert_clear(*run_limited(lambda: _resume(str(folder), out)), f"--resume with {fields}, config {config}")
+
+
+def test_integer_arrays_in_place_of_float_weights_are_refused(tmp_path):
+    path = str(tmp_path / "model.npz")
+    state = {k: np.asarray(v).astype(np.int64) for k, v in sequence_model(**SMALL).state_dict().items()}
+    io.save(path, state, {"kind": serialization.KIND, "version": 1, "dtype": "float32",
+                          "arch": {"name": "sequence_model", "kwargs": SMALL}})
+    for load in (serialization.load_model, compressors.load_model):
+        with pytest.raises(ValueError, match="float weights stored as"):
+            load(path)
