@@ -1,6 +1,7 @@
 """Weight initialisers drawing from the engine's seeded generator, and the build budget of untrusted models."""
 import contextlib
 import math
+import weakref
 
 import numpy as np
 
@@ -27,15 +28,27 @@ def build_budget(values):
         _budget = previous
 
 
-def check_allocation(shape, charge=False):
-    """BuildTooLarge when `shape` does not fit the active budget; `charge` counts it as built."""
+def check_allocation(shape):
+    """BuildTooLarge when an array of `shape` does not fit beside the parameters alive under the budget."""
     if _budget is None:
         return
     size = math.prod(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
     if _budget[1] + size > _budget[0]:
         raise BuildTooLarge(f"the architecture asks for more than {_budget[0]:,} parameter values")
-    if charge:
+    return size
+
+
+def charge(parameter):
+    """Count a new Parameter against the active budget while it lives (a dense weight that a
+    compression step replaces stops counting once it is freed)."""
+    size = check_allocation(parameter.shape)
+    if size is not None:
         _budget[1] += size
+        weakref.finalize(parameter, _release, _budget, size)
+
+
+def _release(budget, size):
+    budget[1] -= size
 
 
 def uniform(shape, bound, dtype=None):

@@ -14,7 +14,7 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad=True, dtype=None, name=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype, name=name)
-        init.check_allocation(self.shape, charge=True)   # counted only under init.build_budget
+        init.charge(self)   # counted only under init.build_budget
 
 
 class Module:

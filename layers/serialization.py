@@ -28,7 +28,10 @@ from . import init
 
 KIND = "compactnet-model"
 FLOAT_DTYPES = ("float16", "float32", "float64")
-BUILD_ALLOWANCE = 1 << 24   # parameter values a build may add beyond the stored ones (64 MiB as float32)
+# parameter values alive during a build beyond the stored ones: room for the dense model that compression
+# steps rebuild from, and within issue 18's 100 MB for a rejected file (32 MiB as float32, plus one float64
+# temporary of an initialiser of at most as many values)
+BUILD_ALLOWANCE = 1 << 23
 VERSION = 1
 SAFETENSORS_KEY = "compactnet"
 COMPRESSED_HINT = "compressors.load_model (compressors.checkpoints) loads it"
