@@ -12,12 +12,12 @@ from engine import backend
 from engine import rng as engine_random
 from layers.init import build_budget
 from layers.serialization import check_recorded_model
+from training import run_folder
 from training.builders import build_compressor, build_model, build_task, model_spec, place
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint
 from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE, DivergenceWatch
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
-from training import run_folder
 from training.selection import Selection
 from training.threads import thread_count
 
@@ -34,6 +34,7 @@ class RunSetup:
         self.teacher = None
         self.scheduler = None
         self.lock = None
+        self.build_budget = None   # a --resume's parameter budget (untrusted sizes), set by setup()
         self.divergence = DivergenceWatch(getattr(args, "diverge_factor", DEFAULT_FACTOR),
                                           getattr(args, "diverge_patience", DEFAULT_PATIENCE))
 
@@ -98,13 +99,14 @@ class RunSetup:
         """The run folder, created new or checked and locked (training/run_folder.py has the rules)."""
         args = self.args
         if args.out or args.resume:
-            out = args.out or os.path.dirname(os.path.abspath(checkpoint_path(args.resume)))
-            resuming = bool(args.resume) and os.path.abspath(out) == os.path.dirname(
-                os.path.abspath(checkpoint_path(args.resume)))
+            resumed = os.path.dirname(os.path.realpath(checkpoint_path(args.resume))) if args.resume else None
+            out = args.out or resumed
+            resuming = resumed is not None and os.path.realpath(out) == resumed
             self.lock = run_folder.prepare(out, overwrite=args.overwrite, resuming=resuming)
             return out
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = run_folder.create_unique(os.path.join("runs", f"{args.task}-{self.model_name}-{args.compress}-{stamp}"))
+        name = f"{args.task}-{self.model_name}-{args.compress}-{stamp}"
+        out = run_folder.create_unique(os.path.join("runs", name))
         self.lock = run_folder.acquire(out)
         return out
 

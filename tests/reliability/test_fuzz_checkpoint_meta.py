@@ -113,3 +113,17 @@ def test_integer_arrays_in_place_of_float_weights_are_refused(tmp_path):
     for load in (serialization.load_model, compressors.load_model):
         with pytest.raises(ValueError, match="float weights stored as"):
             load(path)
+
+
+def test_build_budget_counts_the_parameters_alive():
+    from layers import init
+    from layers.module import Parameter
+    with init.build_budget(100):
+        first = Parameter(np.zeros(60, np.float32))
+        with pytest.raises(init.BuildTooLarge):
+            init.uniform((50,), 1.0)                   # refused before it allocates
+        with pytest.raises(init.BuildTooLarge):
+            Parameter(np.zeros(50, np.float32))
+        del first                                      # a replaced weight stops counting once freed
+        Parameter(np.zeros(90, np.float32))
+    Parameter(np.zeros(1000, np.float32))              # no budget outside the context
