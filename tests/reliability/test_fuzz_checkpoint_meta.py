@@ -127,3 +127,15 @@ def test_build_budget_counts_the_parameters_alive():
         del first                                      # a replaced weight stops counting once freed
         Parameter(np.zeros(90, np.float32))
     Parameter(np.zeros(1000, np.float32))              # no budget outside the context
+
+
+@pytest.mark.parametrize("text, words", [("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+                                          ('"a string"', "not a JSON object"), ("{,}", "not UTF-8 JSON")])
+def test_safetensors_compactnet_metadata_is_parsed_as_untrusted(tmp_path, text, words):
+    from engine import safetensors
+    path = str(tmp_path / "model.safetensors")
+    state = {k: np.asarray(v) for k, v in sequence_model(**SMALL).state_dict().items()}
+    safetensors.save_safetensors(path, state, {serialization.SAFETENSORS_KEY: text, "format": "np"})
+    for load in (serialization.load_model, compressors.load_model):
+        outcome, message = run_limited(lambda: load(path))
+        assert outcome == "clear" and words in message and path in message, message
