@@ -101,7 +101,7 @@ def remove_stale_temporaries(directory, own=False):
     for name in names:
         match = _TEMPORARY.match(name)
         pid = int(match.group(1)) if match else None
-        if match is None or (pid == os.getpid() and not own) or (pid != os.getpid() and _process_alive(pid)):
+        if match is None or (pid == os.getpid() and not own) or (pid != os.getpid() and process_alive(pid)):
             continue
         try:
             os.unlink(os.path.join(directory, name))
@@ -111,7 +111,8 @@ def remove_stale_temporaries(directory, own=False):
     return removed
 
 
-def _process_alive(pid):
+def process_alive(pid):
+    """Whether `pid` is a live process (POSIX; another user's process counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -17,6 +17,7 @@ import os
 import socket
 import tempfile
 
+from engine.io import process_alive
 from training.errors import UserError
 
 LOCK_NAME = "run.lock"
@@ -91,16 +92,6 @@ def _lock_holder(path):
         return None
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
 def acquire(out):
     """Take `out`'s lock (a file holding "<pid> <host>", created whole by a hard link); returns its path.
 
@@ -117,7 +108,7 @@ def acquire(out):
                 return path
             except FileExistsError:
                 holder = _lock_holder(path)
-                if holder is not None and (holder[1] != host or _alive(holder[0])):
+                if holder is not None and (holder[1] != host or process_alive(holder[0])):
                     where = "this machine" if holder[1] == host else f"host {holder[1]}"
                     raise UserError(f"--out {out}: another run (pid {holder[0]} on {where}) is using this "
                                     f"folder; wait for it to end (or delete {path} if no run uses it)") from None
