@@ -10,9 +10,7 @@ import os
 import sys
 
 from training.mpi_env import share_cores
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+from training.threads import THREAD_VARIABLES  # imports no NumPy
 
 
 def _threads_from_argv(argv):

@@ -141,7 +141,7 @@ def run_one(args, data_dir, model, method, setting, variant, extra, init_from):
         shutil.rmtree(out)
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--task", "mnist", "--model", model,
            "--data-dir", data_dir, "--epochs", str(args.epochs), "--seed", str(args.seed),
-           "--no-progress", "--out", out]
+           "--no-progress", "--out", out, "--overwrite"]   # the folder holds compare-stdout.txt
     if args.steps:
         cmd += ["--steps", str(args.steps)]
     if args.threads:

@@ -151,7 +151,8 @@ def run_train(command, out, threads, seed):
     stale = os.path.join(out, "metrics.json")
     if os.path.exists(stale):          # an earlier run's file would hide this run's failure
         os.remove(stale)
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *command, "--seed", str(seed), "--out", out]
+    # --overwrite: a rerun into the same root replaces that seed's earlier run (train.py clears only its files)
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *command, "--seed", str(seed), "--out", out, "--overwrite"]
     if threads:
         cmd += ["--threads", str(threads)]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -15,18 +15,23 @@ MODEL_PREFIX, the optimiser's under OPTIM_PREFIX, metadata of kind TRAIN_KIND re
 config() after the run), so load_model reads a run folder like a model file.
 """
 import collections
+import contextlib
 import os
 
 import numpy as np
 
 from engine import io as engine_io
 from engine import rng as engine_random
+from engine.untrusted import FileFormatError
 from layers import serialization as files
+from layers.init import BuildTooLarge, build_budget
 
 from . import plugin
+from . import run_meta
+from .run_meta import check_run_meta
 
 KIND = files.KIND
-TRAIN_KIND = "compactnet-train-checkpoint"
+TRAIN_KIND = run_meta.TRAIN_KIND
 RUN_CHECKPOINT = "checkpoint.npz"
 MODEL_PREFIX, OPTIM_PREFIX = "model/", "optim/"
 
@@ -89,17 +94,19 @@ def _normalize_steps(compression):
     return steps
 
 
-def rebuild(arch, steps, state=None, dtype=None):
-    """The dense `arch` with every compression step re-applied (fresh values; the engine's RNG is left as it was)."""
+def rebuild(arch, steps, state=None, dtype=None, budget=None):
+    """The dense `arch` with every compression step re-applied (fresh values; the engine's RNG is left as it
+    was); with `budget`, under layers.init.build_budget (an untrusted file's, from check_recorded_model)."""
     rng_state = engine_random.get_state()
     try:
-        model = files.build_dense(model_constructor(arch["name"]), arch)
-        for i, step in enumerate(steps):
-            try:
-                method = _method(step.get("method"), i)
-            except ValueError as e:
-                raise ValueError(f"load_model: {e}") from None
-            method.rebuild(model, step.get("config") or {}, state)
+        with contextlib.nullcontext() if budget is None else build_budget(budget):
+            model = files.build_dense(model_constructor(arch["name"]), arch)
+            for i, step in enumerate(steps):
+                try:
+                    method = _method(step.get("method"), i)
+                except ValueError as e:
+                    raise ValueError(f"load_model: {e}") from None
+                method.rebuild(model, step.get("config") or {}, state)
     finally:
         engine_random.set_state(rng_state)
     if dtype is not None:
@@ -135,6 +142,7 @@ def read_checkpoint(path):
     path = run_checkpoint_path(path)
     arrays, meta = files.read_model_file(path)
     if meta.get("kind") == TRAIN_KIND:
+        check_run_meta(meta, path)
         arch = meta.get("architecture") or {}
         spec = {"name": arch.get("model"), "kwargs": arch.get("kwargs") or {}}
         compressor = meta.get("compressor") or {}
@@ -142,7 +150,7 @@ def read_checkpoint(path):
         steps = [] if name in (None, "none") else [{"method": name, "config": compressor.get("config") or {}}]
         return spec, steps, _strip(arrays, MODEL_PREFIX), (meta.get("config") or {}).get("dtype")
     files.check_model_file(path, meta)
-    return meta["arch"], meta.get("compression") or [], arrays, meta.get("dtype")
+    return meta.get("arch"), meta.get("compression") or [], arrays, meta.get("dtype")
 
 
 def load_model(path, device="cpu"):
@@ -152,7 +160,11 @@ def load_model(path, device="cpu"):
     re-applied and the arrays loaded (strictly: every key and shape must match).
     """
     arch, steps, state, dtype = read_checkpoint(path)
-    model = rebuild(arch, steps, state, dtype)
+    budget = files.check_recorded_model(path, arch, steps, dtype, state)
+    try:
+        model = rebuild(arch, steps, state, dtype, budget)
+    except BuildTooLarge as e:
+        raise FileFormatError(f"load_model: {path}: {e}, more than its arrays justify") from None
     files.load_state_strictly(model, state, path,
                               f"{arch['name']!r} with compression {[s.get('method') for s in steps]}")
     object.__setattr__(model, "compression_steps", steps)
@@ -192,7 +204,9 @@ RunCheckpoint = collections.namedtuple("RunCheckpoint", "model_state optim_array
 def load_run_checkpoint(path):
     """RunCheckpoint(model state, optimiser arrays, metadata, extra arrays) of a run checkpoint (file or
     run folder). FileNotFoundError / ValueError (naming the file) when it is missing, corrupted or foreign."""
-    arrays, meta = engine_io.load(run_checkpoint_path(path))
+    path = run_checkpoint_path(path)
+    arrays, meta = engine_io.load(path)
+    check_run_meta(meta, path)
     extra = {k: v for k, v in arrays.items() if not k.startswith((MODEL_PREFIX, OPTIM_PREFIX))}
     return RunCheckpoint(_strip(arrays, MODEL_PREFIX), _strip(arrays, OPTIM_PREFIX), meta, extra)
 

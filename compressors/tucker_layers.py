@@ -13,7 +13,6 @@ import numpy as np
 import engine
 import engine.ops as F
 from engine import backend
-from engine import rng as erandom
 from engine.kernels import tucker as kernels
 from engine.ops.conv import pair
 from layers import init
@@ -73,7 +72,7 @@ class _TuckerWeight(Module):
         kept = math.prod(min(m, k) for m, k in zip(modes, ranks))
         if core is None:
             core_var = target_var * count / kept
-            self.core = Parameter((erandom.get_rng().standard_normal(ranks) * math.sqrt(core_var)).astype(dtype))
+            self.core = Parameter(init.normal(ranks, math.sqrt(core_var), dtype))
             scale = 1.0
         else:
             self.core = core

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine import rng as erandom
+from layers import init
 from layers.module import Parameter
 
 from .layer_swap import find_layers
@@ -143,7 +143,7 @@ def shared_core_ranks(plan, ratio, ranks, k, dtype):
         k = solve_shared_k([plan.modes[n] for n in plan.names], budget, where)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"{where}: k must be a positive int, got {k!r}")
-    core = Parameter(erandom.get_rng().standard_normal((int(k),) * orders.pop()).astype(dtype))
+    core = Parameter(init.normal((int(k),) * orders.pop(), 1.0, dtype))
     return core, {n: None for n in plan.names}
 
 

@@ -76,15 +76,18 @@ def atomic_write(path, write, suffix=""):
             os.fsync(fh.fileno())
         os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename in (None, tmp):   # a full disk names the target, not tmp
+            e.filename = path
         raise
     remove_stale_temporaries(directory)
 
 
-def remove_stale_temporaries(directory):
-    """Remove the temporaries of atomic_write in `directory` whose writer process is gone.
+def remove_stale_temporaries(directory, own=False):
+    """Remove the temporaries of atomic_write in `directory` whose writer process is gone (with `own`,
+    this process's too: a caller that knows none of its writes is under way, e.g. while aborting).
 
     The rule: a file named ``.tmp-<pid>-...`` (our naming) whose <pid> is not a live process. A
     live writer, this process's other threads included, is never touched; a pid reused by an
@@ -100,7 +103,8 @@ def remove_stale_temporaries(directory):
         return removed
     for name in names:
         match = _TEMPORARY.match(name)
-        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+        pid = int(match.group(1)) if match else None
+        if match is None or (pid == os.getpid() and not own) or (pid != os.getpid() and process_alive(pid)):
             continue
         try:
             os.unlink(os.path.join(directory, name))
@@ -110,7 +114,8 @@ def remove_stale_temporaries(directory):
     return removed
 
 
-def _process_alive(pid):
+def process_alive(pid):
+    """Whether `pid` is a live process (POSIX; another user's process counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

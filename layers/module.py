@@ -4,6 +4,8 @@ from collections import OrderedDict
 from engine import backend
 from engine.tensor import Tensor
 
+from . import init
+
 
 class Parameter(Tensor):
     """A Tensor that a Module registers as learnable (requires_grad=True by default)."""
@@ -12,6 +14,7 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad=True, dtype=None, name=None):
         super().__init__(data, requires_grad=requires_grad, dtype=dtype, name=name)
+        init.charge(self)   # counted only under init.build_budget
 
 
 class Module:

@@ -22,8 +22,16 @@ from engine import backend
 from engine import io as engine_io
 from engine import rng as engine_random
 from engine import safetensors as st
+from engine.untrusted import FileFormatError, parse_json
+
+from . import init
 
 KIND = "compactnet-model"
+FLOAT_DTYPES = ("float16", "float32", "float64")
+# parameter values alive during a build beyond the stored ones: room for the dense model that compression
+# steps rebuild from, and within issue 18's 100 MB for a rejected file (32 MiB as float32, plus one float64
+# temporary of an initialiser of at most as many values)
+BUILD_ALLOWANCE = 1 << 23
 VERSION = 1
 SAFETENSORS_KEY = "compactnet"
 COMPRESSED_HINT = "compressors.load_model (compressors.checkpoints) loads it"
@@ -65,12 +73,16 @@ def arch_spec(model, arch, constructor=_dense_constructor):
 
 
 def structure_mismatch(model, state):
-    """Human-readable differences between a model's state_dict keys/shapes and `state`, or ''."""
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    """Human-readable differences between a model's state_dict keys/shapes/dtype kinds and `state`, or ''."""
+    own_state = model.state_dict()
+    own = {k: tuple(v.shape) for k, v in own_state.items()}
     other = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(own) - set(other))
     unexpected = sorted(set(other) - set(own))
     shapes = [f"{k}: {other[k]} vs rebuilt {own[k]}" for k in sorted(set(own) & set(other)) if own[k] != other[k]]
+    # a float parameter stored as integers or booleans is not this model's weight (the load would cast it)
+    kinds = [f"{k}: {state[k].dtype}" for k in sorted(set(own) & set(other))
+             if np.dtype(own_state[k].dtype).kind == "f" and np.dtype(state[k].dtype).kind != "f"]
     parts = []
     if missing:
         parts.append(f"rebuilt model has extra keys {missing[:10]}")
@@ -78,6 +90,8 @@ def structure_mismatch(model, state):
         parts.append(f"rebuilt model lacks keys {unexpected[:10]}")
     if shapes:
         parts.append(f"shapes differ: {shapes[:10]}")
+    if kinds:
+        parts.append(f"float weights stored as {kinds[:10]}")
     return "; ".join(parts)
 
 
@@ -113,10 +127,12 @@ def read_model_file(path):
             raise ValueError(f"load_model: {path} is a safetensors file without compactnet metadata (keys "
                              f"{sorted(smeta)}); for PyTorch weights use layers.torch_interop."
                              "load_torch_state_dict on a model you build")
-        try:
-            meta = json.loads(smeta[SAFETENSORS_KEY])
-        except json.JSONDecodeError as e:
-            raise ValueError(f"load_model: {path} has unreadable compactnet metadata ({e})") from None
+        text = smeta[SAFETENSORS_KEY]
+        if not isinstance(text, str):
+            raise FileFormatError(f"load_model: {path}: the compactnet metadata is not a string")
+        meta = parse_json(text.encode("utf-8", errors="replace"), f"load_model: {path}: compactnet metadata")
+        if not isinstance(meta, dict):
+            raise FileFormatError(f"load_model: {path}: the compactnet metadata is not a JSON object")
         if "sha256" in meta and meta["sha256"] != engine_io.digest(arrays):
             raise ValueError(f"load_model: {path} is corrupted: checksum of its arrays does not match")
         return arrays, meta
@@ -129,9 +145,59 @@ def check_model_file(path, meta):
     if kind != KIND:
         raise ValueError(f"load_model: {path} records no architecture (kind {kind!r}); it holds arrays only: "
                          "build the model yourself and call model.load_state_dict(engine.io.load(path)[0])")
+    if not isinstance(meta.get("version", 0), int):
+        raise FileFormatError(f"load_model: {path}: checkpoint version {meta.get('version')!r} is not an integer")
     if meta.get("version", 0) > VERSION:
         raise ValueError(f"load_model: {path} has checkpoint version {meta['version']}, this "
                          f"compactnet reads up to {VERSION}")
+
+
+def _integers(value, name):
+    """(name, int) for every integer inside a JSON value (bools excluded)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _integers(item, f"{name}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _integers(item, f"{name}[{i}]")
+
+
+def check_recorded_model(path, arch, steps, dtype, state):
+    """Check a file's recorded architecture, compression steps and dtype against its arrays before
+    anything is built; returns the parameter-value budget to build it under (init.build_budget).
+
+    The rules (README "Safety"): the dtype is one of FLOAT_DTYPES; every integer among the
+    architecture's kwargs (every size and layer count of the registry's models) is at most the budget;
+    and building may create at most the budget's parameter values: the stored values plus
+    BUILD_ALLOWANCE (room for the dense model that compression steps rebuild from), checked before
+    each initialiser allocates. FileFormatError naming `path` otherwise."""
+    where = f"load_model: {path}"
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        raise FileFormatError(f"{where}: recorded dtype {dtype!r} is not one of {', '.join(FLOAT_DTYPES)}")
+    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str)
+            and isinstance(arch.get("kwargs") or {}, dict)):
+        raise FileFormatError(f"{where}: the recorded architecture is not {{'name': str, 'kwargs': {{...}}}}")
+    if not isinstance(steps, list) or not all(
+            isinstance(step, dict) and isinstance(step.get("config") or {}, dict) for step in steps):
+        raise FileFormatError(f"{where}: the recorded compression is not a list of {{'method', 'config'}}")
+    budget = sum(int(np.size(a)) for a in state.values()) + BUILD_ALLOWANCE
+    for name, value in _integers(arch.get("kwargs") or {}, "kwargs"):
+        if value > budget:
+            raise FileFormatError(f"{where}: architecture {name} = {value} exceeds what the stored arrays "
+                                  f"justify (their {budget - BUILD_ALLOWANCE:,} values + {BUILD_ALLOWANCE:,}); "
+                                  "the file is inconsistent or crafted")
+    return budget
+
+
+def build_within(path, budget, build):
+    """build() under init.build_budget(budget); FileFormatError naming `path` when it asks for more."""
+    try:
+        with init.build_budget(budget):
+            return build()
+    except init.BuildTooLarge as e:
+        raise FileFormatError(f"load_model: {path}: {e}, more than its arrays justify") from None
 
 
 def build_dense(constructor, arch, dtype=None):
@@ -184,11 +250,12 @@ def load_model(path, device="cpu"):
     if meta.get("kind") != KIND and meta.get("kind") is not None:
         raise ValueError(f"load_model: {path} is a {meta.get('kind')!r} file; {COMPRESSED_HINT}")
     check_model_file(path, meta)
-    arch, steps = meta["arch"], meta.get("compression") or []
+    arch, steps = meta.get("arch"), meta.get("compression") or []
+    budget = check_recorded_model(path, arch, steps, meta.get("dtype"), arrays)
     from .models import MODELS
     if steps or arch.get("name") not in MODELS:
         what = f"compression {[s.get('method') for s in steps]}" if steps else f"architecture {arch.get('name')!r}"
         raise ValueError(f"load_model: {path} holds a model with {what}; {COMPRESSED_HINT}")
-    model = build_dense(MODELS[arch["name"]], arch, meta.get("dtype"))
+    model = build_within(path, budget, lambda: build_dense(MODELS[arch["name"]], arch, meta.get("dtype")))
     load_state_strictly(model, arrays, path, repr(arch["name"]))
     return model.to(device).eval()

@@ -6,6 +6,9 @@ import math
 from engine.io import atomic_write
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
 class ConfigError(ValueError):
     """A config file or value that does not fit the command line's options."""
 
@@ -98,9 +101,16 @@ def load_toml(path, source="--config"):
                               "package") from None
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file: {path}") from None
+    except OSError as e:   # a folder, no permission, an I/O error
+        raise ConfigError(f"{source} {path}: cannot read it ({e.strerror or e})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source} {path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+    try:
+        # surrogateescape: a path that is not valid UTF-8 round-trips through write_toml (see there)
+        return tomllib.loads(data.decode("utf-8", errors="surrogateescape"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source} {path}: not valid TOML ({e})") from None
 
@@ -183,7 +193,10 @@ def toml_value(value):
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))   # a JSON string is a valid TOML basic string
+    # a JSON string is a TOML basic string; DEL is the one character JSON leaves raw and TOML refuses.
+    # Raw non-ASCII is kept, so a path with undecodable bytes (surrogate escapes) is written back as those
+    # bytes by write_toml and read back by load_toml unchanged
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def write_toml(path, values, header=""):
@@ -191,4 +204,4 @@ def write_toml(path, values, header=""):
     lines = [f"# {line}" for line in header.splitlines()]
     lines += [f"{key} = {toml_value(value)}" for key, value in sorted(values.items()) if value is not None]
     text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), suffix=".toml")
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8", errors="surrogateescape")), suffix=".toml")

@@ -4,6 +4,7 @@ import functools
 import os
 
 import engine
+from engine.io import remove_stale_temporaries
 from engine.kernels import numba_disabled
 from training import distributed
 from training.checkpoint import CHECKPOINT
@@ -11,7 +12,9 @@ from training.errors import ENDINGS, EXIT_USAGE, UserError, report_ending
 from training.loop import Run
 from training.memory import retain_freed_memory
 from training.options import parse_args
+from training.run_folder import release
 from training.signals import SignalGuard
+from training.threads import restore_threads
 
 
 def main(argv=None):
@@ -24,6 +27,7 @@ def main(argv=None):
             args = parse_args(argv)
         except SystemExit as e:       # argparse: --help (0) or a usage error (2), already printed
             return e.code if isinstance(e.code, int) else EXIT_USAGE
+        restore_threads(args, owns_process=argv is None)
         retain_freed_memory()   # large per-step temporaries reuse heap pages (training/memory.py)
         run = Run(args)
         run.guard = guard = SignalGuard()
@@ -38,6 +42,8 @@ def main(argv=None):
         if debug and isinstance(e, UserError):
             raise
         out = run.out if run is not None else None
+        if isinstance(e, KeyboardInterrupt) and out:   # an abort can land between a temporary's creation
+            remove_stale_temporaries(out, own=True)    # and its cleanup
         report = functools.partial(report_ending, e, out, os.path.join(out or "", CHECKPOINT))
         return run.dist.end(e, report) if run is not None else report()
     except Exception:
@@ -45,6 +51,8 @@ def main(argv=None):
             raise
         run.dist.abort_on_exception()   # under MPI a rank that dies alone must end the job, not leave it hanging
     finally:
+        if run is not None:
+            release(run.lock)
         if guard is not None:
             guard.restore(process_ending=argv is None)
         if run is not None:

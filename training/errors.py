@@ -22,7 +22,24 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-ENDINGS = (UserError, NonFiniteLoss, FloatingPointError, KeyboardInterrupt, Interrupted)
+class Diverged(Exception):
+    """The training loss stayed far above its starting value (--diverge-factor, --diverge-patience)."""
+
+
+# MemoryError and OSError: what the machine refuses (memory, a full disk, a file-size limit, permissions)
+ENDINGS = (UserError, NonFiniteLoss, Diverged, FloatingPointError, KeyboardInterrupt, Interrupted, MemoryError,
+           OSError)
+
+
+def resource_message(error):
+    """The one line for a MemoryError or an OSError that reached the command line."""
+    if isinstance(error, MemoryError):
+        return ("train.py: error: out of memory: the settings (model sizes such as --hidden or --model-arg, "
+                "--batch-size, --eval-batch-size) need more memory than this machine can give")
+    name = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or str(error) or type(error).__name__
+    return (f"train.py: error: cannot read or write{name}: {reason}; files written before it "
+            "(the last checkpoint) are intact")
 
 
 def user_message(error):
@@ -41,6 +58,12 @@ def report_ending(error, out, checkpoint):
         message = (f"train.py: stopped: {error}. The last good checkpoint (if any) is kept in "
                    f"{out or 'the run folder'}; try a smaller --lr, --clip-grad, or --detect-anomaly to find the op.")
         status = EXIT_NONFINITE
+    elif isinstance(error, Diverged):
+        message = (f"train.py: stopped: {error}. The last checkpoint is kept in {out or 'the run folder'}; "
+                   "try a smaller --lr or --clip-grad (or raise --diverge-factor / --diverge-patience)")
+        status = EXIT_NONFINITE
+    elif isinstance(error, (MemoryError, OSError)):
+        message, status = resource_message(error), EXIT_USAGE
     elif isinstance(error, FloatingPointError):
         message, status = f"train.py: stopped by --detect-anomaly: {error}", EXIT_NONFINITE
     elif isinstance(error, KeyboardInterrupt):

@@ -12,6 +12,7 @@ from tasks.augment import random_shift
 from training.argconfig import write_toml
 from training.builders import make_optimizer, make_scheduler
 from training.checkpoint import CHECKPOINT, TRAINED, checkpoint_path, read_checkpoint
+from training.divergence import check_finite_epoch
 from training.errors import NonFiniteLoss, UserError
 from training.options import effective_config
 from training.progress import progress
@@ -49,6 +50,7 @@ class Run(RunSetup):
         if not (math.isfinite(loss_value) and math.isfinite(extra_value)):
             bad = "loss" if not math.isfinite(loss_value) else "extra (compression) loss"
             raise NonFiniteLoss(f"the {bad} became {loss_value if bad == 'loss' else extra_value} at {where}")
+        self.divergence.observe(loss_value + extra_value, where)
         if self.args.clip_grad:
             optim.clip_grad_norm([p for g in optimizer.param_groups for p in g["params"]], self.args.clip_grad)
         optimizer.step()
@@ -90,6 +92,7 @@ class Run(RunSetup):
             if self.scheduler is not None:
                 self.scheduler.step()
             valid, evaluation = self._evaluate_epoch(phase, epoch + 1, model)
+            check_finite_epoch(phase, epoch + 1, self.task.metric_name, valid, evaluation)
             sums["seconds"] += time.perf_counter() - started
             self.seconds += time.perf_counter() - started
             epoch += 1
@@ -148,6 +151,7 @@ class Run(RunSetup):
             self.history = list(meta.get("history", []))
             self.seconds = float(meta.get("seconds", 0.0))
             self.global_step = int(meta.get("global_step", 0))
+            self.divergence.load(meta.get("divergence"))
             total = args.epochs if phase == "train" else args.finetune_epochs
             print(f"resuming {checkpoint_path(args.resume)}: {phase} phase, {meta['epoch']}/{total} epochs done; "
                   f"continuing with {phase} epoch {meta['epoch'] + 1}/{total} at step {meta['step_in_epoch'] + 1} "

@@ -9,6 +9,7 @@ from training.argconfig import (ConfigError, HelpFormatter, check_values, explic
                                 load_toml, nonnegative_float, nonnegative_int, option_actions, positive_float,
                                 positive_int, unit_float)
 from training.checkpoint import read_checkpoint_meta
+from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE
 from training.errors import EXIT_USAGE, UserError
 from training.selection import SELECT_RULES
 
@@ -33,8 +34,9 @@ DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 1e-3, 
 
 # settings a --resume may change; any other differing flag is refused (it would change the run)
 RESUME_MAY_CHANGE = {"threads", "device", "distributed", "epochs", "finetune_epochs", "out", "resume", "config",
-                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly"}
-NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads"}
+                     "no_progress", "log_every", "plot", "export_onnx", "eval_batch_size", "detect_anomaly",
+                     "overwrite", "diverge_factor", "diverge_patience"}
+NOT_IN_CONFIG_FILE = {"config", "resume", "out", "threads", "overwrite"}
 
 
 def flag(dest):
@@ -110,6 +112,11 @@ def _training_options(parser):
     g.add_argument("--finetune-epochs", type=nonnegative_int, default=0,
                    help="epochs after the compressor's finalize step (e.g. truncation)")
     g.add_argument("--finetune-lr", type=positive_float, default=None, help="default: --lr")
+    g.add_argument("--diverge-factor", type=nonnegative_float, default=DEFAULT_FACTOR, metavar="F",
+                   help="stop (exit 3) when the training loss stays above F x max(starting loss, 1) for "
+                        "--diverge-patience steps in a row (training/divergence.py); 0 = never")
+    g.add_argument("--diverge-patience", type=positive_int, default=DEFAULT_PATIENCE, metavar="STEPS",
+                   help="consecutive steps above the --diverge-factor limit that stop the run")
     g.add_argument("--select", default="last", choices=list(SELECT_RULES),
                    help="which epoch the run reports. last: the final one. best-valid: the epoch with the best "
                         "validation metric (higher accuracy, lower MSE/perplexity), whose weights are restored "
@@ -157,6 +164,10 @@ def _output_options(parser):
     g.add_argument("--out", default=None, help="run folder (default runs/<task>-<model>-<compress>-<time>)")
     g.add_argument("--resume", default=None, metavar="PATH",
                    help="continue a run from its checkpoint (a run folder or checkpoint.npz)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="use an --out folder that is not empty: first delete the files train.py writes there "
+                        "(checkpoints, metrics, logs, config, plots; other files stay). Without it such a "
+                        "folder is refused; --resume continues the run in it")
     g.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="load dense weights from a checkpoint before compressing")
     g.add_argument("--quantize-bits", type=int, choices=range(1, 9), default=None, metavar="BITS",
@@ -214,22 +225,40 @@ def parse_args(argv=None):
     explicit = explicit_dests(parser, argv)
     layered = {}
     if args.resume:
-        saved = read_checkpoint_meta(args.resume).get("config", {})
-        actions = option_actions(parser)
-        layered.update({k: v for k, v in saved.items() if k in actions})
+        saved_meta = read_checkpoint_meta(args.resume)
+        saved = saved_meta.get("config", {})
+        if "threads" in saved_meta:
+            args.saved_threads = saved_meta["threads"]
+        layered.update(_saved_settings(saved, parser, args.resume))
+    from_config = {}
     if args.config:
         try:
-            layered.update(check_values(flatten_tables(load_toml(args.config)), parser,
-                                        f"--config {args.config}", excluded=NOT_IN_CONFIG_FILE))
+            from_config = check_values(flatten_tables(load_toml(args.config)), parser,
+                                       f"--config {args.config}", excluded=NOT_IN_CONFIG_FILE)
         except ConfigError as e:
             raise UserError(str(e)) from None
+        layered.update(from_config)
     for key, value in layered.items():
         if key not in explicit:
             setattr(args, key, value)
     args.explicit = explicit
+    args.chosen = explicit | set(from_config)   # what this invocation sets: a --resume checks every one
     args.argv = argv
     args.parser = parser
     return args
+
+
+def _saved_settings(saved, parser, path):
+    """A checkpoint's saved config (untrusted: checked like a --config file), keeping the keys that are
+    options of this version (a newer or older run may record others)."""
+    if not isinstance(saved, dict):
+        raise UserError(f"--resume {path}: the saved config is not a table of settings")
+    actions = option_actions(parser)
+    known = {k: v for k, v in saved.items() if k in actions and k not in NOT_IN_CONFIG_FILE and v is not None}
+    try:
+        return check_values(known, parser, f"--resume {path}: saved config", excluded=NOT_IN_CONFIG_FILE)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
 
 
 def apply_recipe(args):

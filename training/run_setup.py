@@ -1,4 +1,5 @@
 """RunSetup: a run's state and how it is built: task, model, compressor, run folder, checkpoint meta."""
+import contextlib
 import datetime
 import os
 import signal
@@ -7,15 +8,20 @@ import numpy as np
 
 import engine
 from compressors import plugin, report
+from compressors.run_meta import RESUME_FIELDS, check_run_meta
 from engine import backend
 from engine import rng as engine_random
-from training import distributed
+from layers.init import build_budget
+from layers.serialization import check_recorded_model
+from training import distributed, run_folder
 from training.builders import (_accepted_keywords, build_compressor, build_model, build_task, model_constructor,
                                model_spec, place)
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint, save_checkpoint
+from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE, DivergenceWatch
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
 from training.selection import Selection
+from training.threads import thread_count
 
 
 class RunSetup:
@@ -31,6 +37,10 @@ class RunSetup:
         self.before_finetune = None
         self.scheduler = None
         self.dist = distributed.SingleProcess()     # main() sets the MPI group under mpiexec
+        self.lock = None
+        self.build_budget = None   # a --resume's parameter budget (untrusted sizes), set by setup()
+        self.divergence = DivergenceWatch(getattr(args, "diverge_factor", DEFAULT_FACTOR),
+                                          getattr(args, "diverge_patience", DEFAULT_PATIENCE))
 
     def setup(self):
         args = self.args
@@ -38,6 +48,10 @@ class RunSetup:
         if args.resume:
             self.resume_arrays = read_checkpoint(args.resume, "--resume: {}")
             self.resume_meta = self.resume_arrays.meta
+            try:
+                check_run_meta(self.resume_meta, f"--resume {args.resume}", required=RESUME_FIELDS)
+            except ValueError as e:
+                raise UserError(str(e)) from None
             self._check_resume_changes(self.resume_meta.get("config", {}))
         self.recipe = apply_recipe(args)
         self.dist.check_global_batch(args.batch_size)
@@ -46,6 +60,10 @@ class RunSetup:
                             "(pip install 'compactnet[gpu]' on a machine with an NVIDIA GPU)")
         self.task = self.dist.shard_task(build_task(args))
         self.model_name, self.model_kwargs = model_spec(args, self.task)
+        self.build_budget = None
+        if self.resume_arrays is not None:   # sizes from an untrusted checkpoint's config: checked first
+            arch = {"name": self.model_name, "kwargs": self.model_kwargs}
+            self.build_budget = check_recorded_model(args.resume, arch, [], None, self.resume_arrays.model_state)
         natural = self.task.steps_per_epoch(args.batch_size)   # also where a task rejects the batch size
         try:
             next(iter(self.task.test_batches(args.eval_batch_size)), None)
@@ -68,10 +86,12 @@ class RunSetup:
         return Selection(self.args.select, self.task.higher_is_better)
 
     def _check_resume_changes(self, saved):
+        """Every setting this invocation gives (command line or --config) that the saved run fixed must agree."""
         args = self.args
-        for key in sorted(args.explicit - RESUME_MAY_CHANGE):
+        for key in sorted(getattr(args, "chosen", args.explicit) - RESUME_MAY_CHANGE):
             if key in saved and saved[key] != getattr(args, key):
-                raise UserError(f"--resume: {flag(key)} was {saved[key]!r} in the saved run and cannot "
+                where = flag(key) if key in args.explicit else f"{flag(key)} (from --config {args.config})"
+                raise UserError(f"--resume: {where} was {saved[key]!r} in the saved run and cannot "
                                 f"change on resume (only {', '.join(sorted(map(flag, RESUME_MAY_CHANGE)))} can)")
 
     def _example_input(self):
@@ -81,20 +101,20 @@ class RunSetup:
         raise UserError(f"task {self.args.task!r} has no test batches")
 
     def _out_dir(self):
+        """The run folder, created new or checked and locked (training/run_folder.py has the rules)."""
         args = self.args
-        if args.out:
-            out = args.out
-        elif args.resume:
-            out = os.path.dirname(os.path.abspath(checkpoint_path(args.resume)))
-        else:
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            base = os.path.join("runs", f"{args.task}-{self.model_name}-{args.compress}-{stamp}")
-            out, n = base, 1
-            while os.path.exists(out):
-                n += 1
-                out = f"{base}-{n}"
-        if self.dist.is_root:
-            os.makedirs(out, exist_ok=True)
+        resumed = os.path.dirname(os.path.realpath(checkpoint_path(args.resume))) if args.resume else None
+        if not self.dist.is_root:    # rank 0 alone checks, creates and locks the folder; main() shares its name
+            return args.out or resumed
+        if args.out or args.resume:
+            out = args.out or resumed
+            resuming = resumed is not None and os.path.realpath(out) == resumed
+            self.lock = run_folder.prepare(out, overwrite=args.overwrite, resuming=resuming)
+            return out
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = f"{args.task}-{self.model_name}-{args.compress}-{stamp}"
+        out = run_folder.create_unique(os.path.join("runs", name))
+        self.lock = run_folder.acquire(out)
         return out
 
     def example_on_device(self):
@@ -116,7 +136,8 @@ class RunSetup:
         args = self.args
         engine.manual_seed(args.seed)
         try:
-            model = build_model(self.model_name, self.model_kwargs, args)
+            with contextlib.nullcontext() if self.build_budget is None else build_budget(self.build_budget):
+                model = build_model(self.model_name, self.model_kwargs, args)
         except (ValueError, TypeError) as e:
             raise UserError(f"--model {self.model_name} {self.model_kwargs}: {e}") from None
         try:
@@ -223,7 +244,7 @@ class RunSetup:
     # ---- checkpoint state --------------------------------------------
     def meta(self, phase, epoch, step_in_epoch, epoch_rng_state, partial):
         return {
-            "kind": CHECKPOINT_KIND,
+            "kind": CHECKPOINT_KIND, "threads": thread_count(self.args),
             "config": effective_config(self.args),
             "architecture": {"model": self.model_name, "kwargs": self.model_kwargs},
             "compressor": {"name": self.args.compress, "config": self.compressor.config(),
@@ -233,7 +254,8 @@ class RunSetup:
             "global_step": self.global_step, "seconds": self.seconds,
             "train_rng": epoch_rng_state, "engine_rng": engine_random.get_state(),
             "scheduler_epoch": self.scheduler.epoch if self.scheduler is not None else 0,
-            "partial": partial, "history": self.history, "best": self.selection.meta(),
+            "partial": partial, "history": self.history, "divergence": self.divergence.state(),
+            "best": self.selection.meta(),
             "compressor_state": (self.compressor.state_dict()
                                  if hasattr(self.compressor, "state_dict") else None),
         }
