@@ -1,0 +1,109 @@
+"""RESULTS.md's summary table, read from results/<row>.json as bench/headline.py writes them.
+
+Usage: python bench/summary_table.py [--results results]    (prints the Markdown table)
+
+Each row names its target, the result files behind it and how the target is read; a row whose runs
+have not been made says so instead of showing a number. The mean +- std (sample, over seeds) is of
+the test metric of the setting chosen on validation.
+"""
+import argparse
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(results, name):
+    path = os.path.join(results, f"{name}.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _percent(stats):
+    return f"{100 * stats['mean']:.2f}% +- {100 * (stats['std'] or 0):.2f}"
+
+
+def _figure(run, key):
+    stats = (run.get("figures") or {}).get(key)
+    return None if stats is None else stats["mean"]
+
+
+# (row, target text, paper's figure, result files, check(runs) -> (our figure text, met or not))
+def _dense(threshold):
+    def check(runs):
+        run = runs[0]
+        return _percent(run["test"]), run["test"]["mean"] >= threshold
+    return check
+
+
+def _adding(runs):
+    run = runs[0]
+    return f"MSE {run['test']['mean']:.2e} +- {run['test']['std'] or 0:.1e}", run["test"]["mean"] < 1e-3
+
+
+def _wavelet_cnn(runs):
+    run = runs[0]
+    params = _figure(run, "params")
+    return f"{_percent(run['test'])} at {params:,.0f} params", run["test"]["mean"] >= 0.9916 and params <= 36030
+
+
+def _tucker_bytes(ratio):
+    def check(runs):
+        compressed, dense = runs
+        q8 = (compressed.get("quantized_test") or compressed["test"])
+        byte_ratio = _figure(compressed, "quantized_bytes_ratio")
+        gap = 100 * (q8["mean"] - dense["test"]["mean"])
+        text = (f"{_percent(q8)} (8-bit) at {byte_ratio:.1f}x bytes ({_figure(compressed, 'params_ratio'):.1f}x "
+                f"float values); dense {_percent(dense['test'])}; gap {gap:+.2f}")
+        return text, byte_ratio is not None and byte_ratio >= ratio and gap >= -0.5
+    return check
+
+
+ROWS = [
+    ("dense LeNet-300-100", ">= 98.3%", "98.4% (ADA-Tucker paper's baseline)", ["dense-lenet300"], _dense(0.983)),
+    ("dense LeNet-5", ">= 99.2%", "99.2%", ["dense-lenet5"], _dense(0.992)),
+    ("wavelet CNN (MNIST)", ">= 99.16% at <= 36,030 params", "99.16%", ["wavelet-cnn"], _wavelet_cnn),
+    ("adding, T=150, GRU 128, state_reset", "test MSE < 1e-3", "3.1e-4 (hidden 512)",
+     ["adding-gru128-state_reset"], _adding),
+    ("ADA-Tucker LeNet-300-100 (+-1 px shifts, dense likewise)", ">= 233x bytes, 8-bit, within 0.5 point",
+     "233x", ["tucker-lenet300-234x", "dense-lenet300-shift1"], _tucker_bytes(233)),
+]
+NOT_RUN = [
+    ("copy memory, T=60, GRU 128, state_reset", ">= 99% recall", "99.05% (hidden 512)"),
+    ("ADA-Tucker LeNet-5", ">= 691x bytes, 8-bit, within 0.5 point", "691x"),
+    ("SCADA-Tucker, both nets", "best ratio within 0.5 point", "-"),
+    ("BasisConv LeNet-5 and widecnn", ">= 2x fewer FLOPs, >= 5x fewer learnable, within 0.5 point", "-"),
+    ("low rank LeNet-300-100 and LeNet-5", ">= 90% fewer params within 0.5 point, ahead of post-hoc SVD", "-"),
+]
+
+
+def table(results):
+    lines = ["| row | target | ours: 3-seed test mean +- std | paper | met | command |",
+             "|---|---|---|---|---|---|"]
+    for row, target, paper, names, check in ROWS:
+        runs = [_load(results, n) for n in names]
+        if any(r is None for r in runs):
+            lines.append(f"| {row} | {target} | not re-run yet | {paper} | - | - |")
+            continue
+        ours, met = check(runs)
+        seeds = min(len(r["seeds"]) for r in runs)
+        note = "" if seeds >= 3 else f" ({seeds} seeds only)"
+        shared = os.path.join(os.path.dirname(ROOT), "shared")     # this machine's path, written portably
+        commands = "<br>".join(f"`{r['command'].replace(shared, '../shared')}` ({n})" for r, n in zip(runs, names))
+        lines.append(f"| {row} | {target} | {ours}{note} | {paper} | {'yes' if met else 'NO'} | {commands} |")
+    for row, target, paper in NOT_RUN:
+        lines.append(f"| {row} | {target} | not re-run yet | {paper} | - | - |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", default=os.path.join(ROOT, "results"))
+    print(table(parser.parse_args(argv).results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""bench/summary_table.py: rows read from results/*.json, targets judged on the test mean of the chosen setting."""
+import json
+
+from bench import summary_table
+
+
+def _write(folder, name, test_mean, seeds=3, **figures):
+    summary = {"seeds": list(range(seeds)), "test": {"n": seeds, "mean": test_mean, "std": 0.001, "min": test_mean},
+               "figures": {k: {"mean": v} for k, v in figures.items()}, "command": f"python train.py --{name}"}
+    (folder / f"{name}.json").write_text(json.dumps(summary))
+
+
+def _row(text, start):
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_rows_judge_their_targets(tmp_path):
+    _write(tmp_path, "dense-lenet300", 0.9859)
+    _write(tmp_path, "dense-lenet5", 0.9900)
+    _write(tmp_path, "wavelet-cnn", 0.9920, params=36030)
+    text = summary_table.table(str(tmp_path))
+    assert "98.59% +- 0.10" in _row(text, "| dense LeNet-300-100") and "| yes |" in _row(text, "| dense LeNet-300-100")
+    assert "| NO |" in _row(text, "| dense LeNet-5 ")
+    assert "| yes |" in _row(text, "| wavelet CNN")
+    assert "not re-run yet" in _row(text, "| adding")
+
+
+def test_the_tucker_row_needs_both_ratio_and_gap(tmp_path):
+    _write(tmp_path, "dense-lenet300-shift1", 0.9900)
+    _write(tmp_path, "tucker-lenet300-234x", 0.9880, quantized_bytes_ratio=234.2, params_ratio=60.1)
+    text = summary_table.table(str(tmp_path))
+    assert "| yes |" in _row(text, "| ADA-Tucker LeNet-300-100")      # gap -0.20, ratio 234.2
+    _write(tmp_path, "tucker-lenet300-234x", 0.9840, quantized_bytes_ratio=234.2, params_ratio=60.1)
+    assert "| NO |" in _row(summary_table.table(str(tmp_path)), "| ADA-Tucker LeNet-300-100")
+
+
+def test_fewer_than_three_seeds_are_flagged(tmp_path):
+    _write(tmp_path, "dense-lenet300", 0.9859, seeds=2)
+    assert "(2 seeds only)" in _row(summary_table.table(str(tmp_path)), "| dense LeNet-300-100")
