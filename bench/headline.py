@@ -21,14 +21,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.seeds import MARKDOWN_HEADER, STD_NOTE, aggregate, markdown_row, run_train, seed_list  # noqa: E402
+from bench.seeds import MARKDOWN_HEADER, STD_NOTE, aggregate, markdown_row, run_train, seed_list, split_command  # noqa: E402
 from bench.selection import choose, read_metrics, valid_value  # noqa: E402
 
 
 def parse_args(argv):
-    argv = list(argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    own, command = argv[:split], argv[split + 1:]
+    own, command = split_command(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True, help="the row's name (folder and results/<name>.json)")
     p.add_argument("--root", default=os.path.join("runs", "headline"))

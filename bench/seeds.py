@@ -119,10 +119,15 @@ def seed_list(text):
     return seeds
 
 
-def parse_args(argv):
+def split_command(argv):
+    """(this script's own arguments, the train.py options after '--')."""
     argv = list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
-    own, command = argv[:split], argv[split + 1:]
+    return argv[:split], argv[split + 1:]
+
+
+def parse_args(argv):
+    own, command = split_command(argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", required=True, help="folder that receives one run folder per seed")
     which = p.add_mutually_exclusive_group()

@@ -53,6 +53,7 @@ from engine import backend
 
 from .layer_swap import replace_module
 from .plugin import Compressor
+from .settings import number_list
 # the layers stay importable from here too (public names since issue 5)
 from .tucker_layers import TuckerConv2d, TuckerDense, _check_ranks, _TuckerWeight  # noqa: F401
 from .tucker_layers import describe_scada, describe_tucker, rebuild_tucker
@@ -215,12 +216,9 @@ def _as_flag_value(values):
 
 def _ranks_arg(text):
     """--tucker-ranks: one int (every mode), or a comma list of ints (per mode, every layer)."""
-    try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tucker-ranks: expected an int or a comma list of ints, "
-                                         f"got {text!r}") from None
-    if not values or any(v < 1 for v in values):
+    values = number_list(int, "--tucker-ranks")(text)
+    values = values if isinstance(values, list) else [values]
+    if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"--tucker-ranks: expected positive ints, got {text!r}")
     return _as_flag_value(values)
 
