@@ -189,6 +189,7 @@ def main(argv=None):
     if unknown:
         print(f"bench/inference.py: unknown cases {unknown}; valid: {list(cases)}", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
@@ -197,12 +198,15 @@ def main(argv=None):
     stem = os.path.join(args.out, "inference_quick" if args.quick else "inference")
     os.makedirs(args.out, exist_ok=True)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": platform.platform(), "threads": args.threads, "quick": args.quick}
+            "machine": platform.platform(), "threads": args.threads, "quick": args.quick,
+            "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0], "cores": os.cpu_count()}
     with open(stem + ".json", "w", encoding="utf-8") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=2)
     text = table(rows, args.quick)
     with open(stem + ".md", "w", encoding="utf-8") as fh:
-        fh.write(f"# Inference latency ({meta['date']}, {args.threads} thread(s))\n\n{text}\n")
+        fh.write(f"# Inference latency ({meta['date']}, {args.threads} thread(s))\n\nMachine: {meta['machine']}, "
+                 f"{meta['cores']} cores; 1-minute load average {load_before:.2f} before, "
+                 f"{meta['load_1min_after']:.2f} after.\n\n{text}\n")
     print(text)
     return 0
 

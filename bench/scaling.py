@@ -148,8 +148,11 @@ def main(argv=None):
         return worker(args)
     if args.quick:
         args.batch, args.steps, args.warmup = 8, 3, 1
+    load_before = os.getloadavg()[0]
     results = {model: (measure(model, 1, args), measure(model, 2, args)) for model in args.models.split(",")}
-    text = table(results)
+    load = (f"Machine: {os.cpu_count()} cores; 1-minute load average {load_before:.2f} before, "
+            f"{os.getloadavg()[0]:.2f} after.")
+    text = table(results) + "\n\n" + load
     print(text)
     out = args.out or (None if args.quick else os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     if out:
