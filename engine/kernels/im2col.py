@@ -3,7 +3,7 @@ import functools
 
 import numpy as np
 
-from .. import backend
+from .. import backend, buffers
 from . import PARALLEL_VARIABLE, env_flag, load_numba_module, pays_to_thread
 
 
@@ -11,23 +11,44 @@ def conv_output_size(size, k, stride, pad, dilation):
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
+def channel_major_shape(x_shape, kh, kw, stride, padding, dilation):
+    """The shape (C, kh, kw, B, OH, OW) of im2col_channel_major's result for an input of x_shape."""
+    b, c, h, w = x_shape
+    oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    return (c, kh, kw, b, oh, ow)
+
+
+def _padded(x, ph, pw):
+    """x (B, C, H, W) zero-padded by (ph, pw), in an array from the buffer pool that the caller
+    gives back once it is done with it (np.pad would allocate a fresh one every call)."""
+    b, c, h, w = x.shape
+    out = buffers.take((b, c, h + 2 * ph, w + 2 * pw), x.dtype, like=x)
+    out[:, :, :ph] = 0
+    out[:, :, ph + h:] = 0
+    out[:, :, ph:ph + h, :pw] = 0
+    out[:, :, ph:ph + h, pw + w:] = 0
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
+
+
 # ---- NumPy reference (also the CuPy path: the same code with xp = cupy) ----------
 
-def _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major):
+def _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major, out=None):
     """Built by kh*kw strided copies (one per kernel tap), each a whole-batch slice: fast in
-    NumPy and identical on CuPy."""
+    NumPy and identical on CuPy. `out`, when given, is the destination of the result's shape."""
     xp = backend.xp_of(x)
     b, c, h, w = x.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh = conv_output_size(h, kh, sh, ph, dh)
     ow = conv_output_size(w, kw, sw, pw, dw)
-    if ph or pw:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    padded = _padded(x, ph, pw) if ph or pw else None
+    if padded is not None:
+        x = padded
+    shape = (c, kh, kw, b, oh, ow) if channel_major else (b, c, kh, kw, oh, ow)
+    cols = xp.empty(shape, dtype=x.dtype) if out is None else out
     if channel_major:
         x = x.transpose(1, 0, 2, 3)
-        cols = xp.empty((c, kh, kw, b, oh, ow), dtype=x.dtype)
-    else:
-        cols = xp.empty((b, c, kh, kw, oh, ow), dtype=x.dtype)
     for i in range(kh):
         i0 = i * dh
         for j in range(kw):
@@ -37,6 +58,7 @@ def _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major):
                 cols[:, i, j] = tap
             else:
                 cols[:, :, i, j] = tap
+    buffers.give_back(padded)
     return cols
 
 
@@ -45,13 +67,13 @@ def im2col_numpy(x, kh, kw, stride, padding, dilation):
     return _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major=False)
 
 
-def im2col_cm_numpy(x, kh, kw, stride, padding, dilation):
+def im2col_cm_numpy(x, kh, kw, stride, padding, dilation, out=None):
     """Patches of x (B, C, H, W) in channel-major order, cols (C, kh, kw, B, OH, OW).
 
     cols.reshape(C*kh*kw, B*OH*OW) is then the whole batch's patch matrix, so a
     convolution's forward and weight gradient are each one matrix product.
     """
-    return _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major=True)
+    return _patches_numpy(x, kh, kw, stride, padding, dilation, channel_major=True, out=out)
 
 
 def col2im_numpy(cols, x_shape, stride, padding, dilation):
@@ -97,7 +119,7 @@ def numba_kernels():
     return load_numba_module("im2col_numba")
 
 
-def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_major):
+def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_major, out=None):
     if not numba_enabled():
         raise RuntimeError(f"{name}: Numba is not available (or COMPACTNET_DISABLE_NUMBA disables it)")
     kernels = numba_kernels()
@@ -109,10 +131,13 @@ def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_ma
     if not channel_major:
         kernel = kernels.im2col_parallel if parallel else kernels.im2col_serial
         return kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    if ph or pw:   # padding first keeps the kernel's copy loop free of bounds tests
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    # padding first keeps the kernel's copy loop free of bounds tests
+    padded = _padded(x, ph, pw) if ph or pw else None
+    cols = np.empty((x.shape[1], kh, kw, x.shape[0], oh, ow), dtype=x.dtype) if out is None else out
     kernel = kernels.im2col_cm_parallel if parallel else kernels.im2col_cm_serial
-    return kernel(x, kh, kw, sh, sw, dh, dw, oh, ow)
+    kernel(x if padded is None else padded, cols, sh, sw, dh, dw)
+    buffers.give_back(padded)
+    return cols
 
 
 def im2col_nb(x, kh, kw, stride, padding, dilation, parallel=None):
@@ -120,9 +145,10 @@ def im2col_nb(x, kh, kw, stride, padding, dilation, parallel=None):
     return _patches_nb("im2col_nb", x, kh, kw, stride, padding, dilation, parallel, channel_major=False)
 
 
-def im2col_cm_nb(x, kh, kw, stride, padding, dilation, parallel=None):
+def im2col_cm_nb(x, kh, kw, stride, padding, dilation, parallel=None, out=None):
     """The Numba version of im2col_cm_numpy (same result); parallel None picks threads by _pays_to_thread."""
-    return _patches_nb("im2col_cm_nb", x, kh, kw, stride, padding, dilation, parallel, channel_major=True)
+    return _patches_nb("im2col_cm_nb", x, kh, kw, stride, padding, dilation, parallel,
+                       channel_major=True, out=out)
 
 
 def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None):
@@ -149,11 +175,13 @@ def im2col(x, kh, kw, stride, padding, dilation):
     return im2col_numpy(x, kh, kw, stride, padding, dilation)
 
 
-def im2col_channel_major(x, kh, kw, stride, padding, dilation):
-    """Patches of x (B, C, H, W) as cols (C, kh, kw, B, OH, OW): Numba on CPU when it pays, else NumPy/CuPy."""
+def im2col_channel_major(x, kh, kw, stride, padding, dilation, out=None):
+    """Patches of x (B, C, H, W) as cols (C, kh, kw, B, OH, OW): Numba on CPU when it pays, else
+    NumPy/CuPy. `out`, when given, is a C-contiguous array of that shape and x's dtype to fill
+    (conv2d passes one from engine/buffers.py)."""
     if _use_numba(x, "im2col"):
-        return im2col_cm_nb(x, kh, kw, stride, padding, dilation)
-    return im2col_cm_numpy(x, kh, kw, stride, padding, dilation)
+        return im2col_cm_nb(x, kh, kw, stride, padding, dilation, out=out)
+    return im2col_cm_numpy(x, kh, kw, stride, padding, dilation, out=out)
 
 
 def col2im(cols, x_shape, stride, padding, dilation):

@@ -84,15 +84,13 @@ def _im2col_cm_tap(x, cols, ch, i, j, sh, sw, dh, dw):
                 cols[ch, i, j, n, p, q] = x[n, ch, r, np.uint64(q) * usw + col0]
 
 
-def _im2col_cm(x, kh, kw, sh, sw, dh, dw, oh, ow):
-    """cols (C, kh, kw, B, OH, OW) from a padded x (B, C, H, W); the parallel copy shares out the
-    (channel, tap) triples."""
-    c = x.shape[1]
-    cols = np.empty((c, kh, kw, x.shape[0], oh, ow), dtype=x.dtype)
+def _im2col_cm(x, cols, sh, sw, dh, dw):
+    """Fill cols (C, kh, kw, B, OH, OW) from a padded x (B, C, H, W); the parallel copy shares out
+    the (channel, tap) triples. The caller allocates cols (engine/buffers.py may recycle it)."""
+    c, kh, kw = cols.shape[:3]
     for t in numba.prange(c * kh * kw):
         ch, rest = t // (kh * kw), t % (kh * kw)
         _im2col_cm_tap(x, cols, ch, rest // kw, rest % kw, sh, sw, dh, dw)
-    return cols
 
 
 im2col_cm_serial, im2col_cm_parallel = serial_and_parallel(_im2col_cm, "im2col_cm")

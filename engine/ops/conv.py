@@ -1,7 +1,10 @@
 """2-D convolution (stride, padding, dilation, groups) as im2col + matrix products."""
-from .. import backend
+import weakref
+
+from .. import backend, buffers
 from ..function import Function
-from ..kernels.im2col import im2col, im2col_channel_major, col2im, conv_output_size
+from ..kernels.im2col import (im2col, im2col_channel_major, col2im, conv_output_size,
+                              channel_major_shape)
 from ..tensor import as_tensor
 
 # The forward product over the whole batch, (N, K) @ (K, B*P), needs its (N, B, P) result
@@ -21,6 +24,13 @@ def pair(v, name):
     return v
 
 
+def _product_into_pool(a, b, shape):
+    """a @ b, computed into an array of `shape` from the buffer pool (the caller gives it back)."""
+    out = buffers.take(shape, a.dtype, like=a)
+    backend.xp_of(a).matmul(a, b, out=out)
+    return out
+
+
 class Conv2d(Function):
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
@@ -32,13 +42,23 @@ class Conv2d(Function):
         g = self.groups
         self.x_shape, self.w = x.shape, w
         if g == 1:
-            # channel-major patches (K, B, P): the whole batch is one (K, B*P) matrix
-            cols = im2col_channel_major(x, kh, kw, self.stride, self.padding, self.dilation)
+            # channel-major patches (K, B, P): the whole batch is one (K, B*P) matrix. They live
+            # until this Function is dropped (after backward, or at once without a graph), then
+            # go back to the buffer pool; no result ever aliases them.
+            shape = channel_major_shape(x.shape, kh, kw, self.stride, self.padding, self.dilation)
+            cols = buffers.take(shape, x.dtype, like=x)
+            weakref.finalize(self, buffers.give_back, cols)
+            im2col_channel_major(x, kh, kw, self.stride, self.padding, self.dilation, out=cols)
             oh, ow = cols.shape[-2:]
             k, p = cg * kh * kw, oh * ow
             w2 = w.reshape(n, k)
             if k >= ONE_PRODUCT_MIN_K:
-                y = xp.ascontiguousarray((w2 @ cols.reshape(k, bsz * p)).reshape(n, bsz, p).transpose(1, 0, 2))
+                product = _product_into_pool(w2, cols.reshape(k, bsz * p), (n, bsz * p))
+                # a fresh output and an explicit copy: ascontiguousarray would return the pooled
+                # product itself when bsz == 1
+                y = xp.empty((bsz, n, p), dtype=product.dtype)
+                y[...] = product.reshape(n, bsz, p).transpose(1, 0, 2)
+                buffers.give_back(product)
             else:
                 y = w2 @ cols.reshape(k, bsz, p).transpose(1, 0, 2)
         else:
@@ -63,12 +83,16 @@ class Conv2d(Function):
             gy2 = gy.reshape(bsz, n, p)
             k = cg * kh * kw
             if needs[1]:
-                gy_rows = xp.ascontiguousarray(gy2.transpose(1, 0, 2)).reshape(n, bsz * p)
-                gw = (gy_rows @ cols.reshape(k, bsz * p).T).reshape(w.shape)
+                gy_rows = buffers.take((n, bsz, p), gy.dtype, like=gy)
+                gy_rows[...] = gy2.transpose(1, 0, 2)
+                gw = (gy_rows.reshape(n, bsz * p) @ cols.reshape(k, bsz * p).T).reshape(w.shape)
+                buffers.give_back(gy_rows)
             if needs[0]:
-                gcols = w.reshape(n, k).T @ gy2   # per image, (B, K, P): col2im's batch-major layout
+                # per image, (B, K, P): col2im's batch-major layout
+                gcols = _product_into_pool(w.reshape(n, k).T, gy2, (bsz, k, p))
                 gx = col2im(gcols.reshape(bsz, cg, kh, kw, oh, ow), self.x_shape, self.stride,
                             self.padding, self.dilation)
+                buffers.give_back(gcols)
         else:
             gy2 = gy.reshape(bsz, g, n // g, p)
             cols2 = cols.reshape(bsz, g, cg * kh * kw, p)

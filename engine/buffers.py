@@ -1,0 +1,120 @@
+"""A small caching pool of large temporary arrays, keyed by (shape, dtype, device), reused across calls.
+
+Why: a training step allocates the same large temporaries (im2col patch matrices, product and
+gradient scratch) every time. glibc gives each block above its mmap threshold a fresh mapping and
+returns it to the OS when freed, so every step pays page faults and zero-filling for all of them
+unless the whole process retunes malloc (training/memory.py). The pool keeps those arrays itself.
+
+The contract that keeps it correct: only the owner of a temporary whose lifetime ends inside an
+operation (or inside one Function's forward-to-backward span) gives it back, and it gives it back
+once, when nothing else can still see it. The pool never tracks arrays it has handed out, so an
+array that is not given back is an ordinary array; outputs returned to users are never taken from
+the pool. Arrays on the GPU pass straight through (CuPy pools device memory itself).
+
+Switch: COMPACTNET_DISABLE_BUFFER_POOL=1 (read on every call, like COMPACTNET_DISABLE_NUMBA) makes
+take() allocate afresh and give_back() a no-op.
+"""
+import collections
+import threading
+
+import numpy as np
+
+from . import backend
+from .kernels import env_flag
+
+DISABLE_VARIABLE = "COMPACTNET_DISABLE_BUFFER_POOL"
+
+# Bound on the bytes the pool holds between uses: LeNet-5 at batch 128 keeps about 40 MiB of
+# temporaries; larger models get the least recently returned shapes evicted.
+DEFAULT_MAX_BYTES = 256 << 20
+
+POOLED_DEVICES = ("cpu",)
+
+
+def pool_disabled():
+    """True when COMPACTNET_DISABLE_BUFFER_POOL is 1/true/yes/on: no array is kept or reused."""
+    return env_flag(DISABLE_VARIABLE)
+
+
+class BufferPool:
+    """Free arrays by (shape, dtype, device), at most `max_bytes` in all; safe to share between
+    threads (one lock around the bookkeeping, never around allocation or array work)."""
+
+    def __init__(self, max_bytes=DEFAULT_MAX_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._free = collections.OrderedDict()   # key -> list of arrays; least recent first
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def held_bytes(self):
+        """Bytes of the free arrays the pool holds now."""
+        return self._bytes
+
+    def take(self, shape, dtype, like):
+        """An uninitialised C-contiguous array of `shape` and `dtype` on the device of `like`:
+        one given back earlier when there is one, else a new one. The caller owns it."""
+        shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        device = backend.device_of(like)
+        if device in POOLED_DEVICES and not pool_disabled():
+            key = (shape, dtype.str, device)
+            with self._lock:
+                free = self._free.get(key)
+                if free:
+                    array = free.pop()
+                    self._bytes -= array.nbytes
+                    return array
+        return backend.xp_of(like).empty(shape, dtype=dtype)
+
+    def give_back(self, array):
+        """Keep `array` for a later take(). The caller promises that nothing still refers to it
+        (no view, no result); arrays that cannot be reused whole (views, GPU arrays, arrays
+        larger than the bound) are left alone."""
+        if array is None or pool_disabled() or not isinstance(array, np.ndarray):
+            return
+        if array.base is not None or not array.flags.c_contiguous or array.nbytes > self.max_bytes:
+            return
+        key = (array.shape, array.dtype.str, "cpu")
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            if any(kept is array for kept in free):
+                return   # given back twice: keeping it twice would hand it out twice
+            free.append(array)
+            self._free.move_to_end(key)
+            self._bytes += array.nbytes
+            self._evict_to(self.max_bytes)
+
+    def clear(self):
+        """Drop every free array (their memory goes back to the allocator)."""
+        with self._lock:
+            self._evict_to(0)
+
+    def _evict_to(self, limit):
+        while self._bytes > limit and self._free:
+            key, free = next(iter(self._free.items()))
+            self._bytes -= free.pop(0).nbytes
+            if not free:
+                del self._free[key]
+
+
+_default_pool = BufferPool()
+
+
+def default_pool():
+    """The process-wide pool the engine's kernels and ops use."""
+    return _default_pool
+
+
+def take(shape, dtype, like):
+    """default_pool().take(shape, dtype, like)."""
+    return _default_pool.take(shape, dtype, like)
+
+
+def give_back(array):
+    """default_pool().give_back(array)."""
+    _default_pool.give_back(array)
+
+
+def clear():
+    """Empty the default pool (e.g. after training, to hand its memory back)."""
+    _default_pool.clear()

@@ -1,0 +1,221 @@
+"""The buffer pool (engine/buffers.py): reuse, bound, switch, and conv results identical with it on and off."""
+import threading
+
+import numpy as np
+import pytest
+
+import engine
+import engine.ops as F
+from engine import buffers, optim
+from engine.kernels import im2col as kernels
+from engine.ops import conv
+from layers import models
+
+DISABLE = buffers.DISABLE_VARIABLE
+
+
+@pytest.fixture(params=sorted({"numpy", "numba"} & set(kernels.implementations())))
+def kernel(request, monkeypatch):
+    """Each conv test once with the NumPy im2col/col2im and once with the Numba ones (when installed)."""
+    monkeypatch.setattr(kernels, "PREFERRED", {"im2col": request.param, "col2im": request.param})
+    return request.param
+
+
+@pytest.fixture(params=["one product", "per image"])
+def forward_product(request, monkeypatch):
+    """Both forward strategies of a groups=1 convolution (only the first uses a pooled product)."""
+    monkeypatch.setattr(conv, "ONE_PRODUCT_MIN_K", 1 if request.param == "one product" else 10 ** 9)
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def empty_pool():
+    buffers.clear()
+    yield
+    buffers.clear()
+
+
+# ---- the pool itself -----------------------------------------------------------------------
+
+def test_take_reuses_what_was_given_back_for_the_same_key_only():
+    pool = buffers.BufferPool(1 << 20)
+    like = np.zeros(1)
+    a = pool.take((4, 5), np.float32, like)
+    assert a.shape == (4, 5) and a.dtype == np.float32 and a.flags.c_contiguous
+    pool.give_back(a)
+    assert pool.held_bytes == a.nbytes
+    assert pool.take((4, 5), np.float64, like) is not a
+    assert pool.take((5, 4), np.float32, like) is not a
+    assert pool.take((4, 5), np.float32, like) is a
+    assert pool.held_bytes == 0
+    assert pool.take((4, 5), np.float32, like) is not a   # handed out once only
+
+
+def test_the_bound_is_respected_and_the_least_recent_shapes_go_first():
+    pool = buffers.BufferPool(1000)
+    like = np.zeros(1)
+    arrays = [pool.take((n, 100), np.uint8, like) for n in (1, 2, 3, 4)]   # 100..400 bytes
+    for a in arrays:
+        pool.give_back(a)
+        assert pool.held_bytes <= 1000
+    assert pool.held_bytes == 1000   # exactly the bound: nothing evicted
+    pool.give_back(pool.take((5, 100), np.uint8, like))   # 1500: the three oldest must go
+    assert pool.held_bytes == 900
+    assert pool.take((1, 100), np.uint8, like) is not arrays[0]
+    assert pool.take((3, 100), np.uint8, like) is not arrays[2]
+    assert pool.take((4, 100), np.uint8, like) is arrays[3]
+
+
+def test_views_oversized_and_twice_given_arrays_are_not_kept():
+    pool = buffers.BufferPool(1000)
+    like = np.zeros(1)
+    base = pool.take((10, 10), np.uint8, like)
+    pool.give_back(base[:5])
+    pool.give_back(base.T)
+    pool.give_back(np.empty(2000, np.uint8))
+    assert pool.held_bytes == 0
+    pool.give_back(base)
+    pool.give_back(base)
+    assert pool.held_bytes == base.nbytes
+    assert pool.take((10, 10), np.uint8, like) is base
+    assert pool.take((10, 10), np.uint8, like) is not base
+
+
+def test_clear_empties_the_pool():
+    pool = buffers.BufferPool(1 << 20)
+    pool.give_back(pool.take((8, 8), np.float32, np.zeros(1)))
+    assert pool.held_bytes > 0
+    pool.clear()
+    assert pool.held_bytes == 0
+
+
+def test_the_switch_turns_the_pool_off(monkeypatch):
+    monkeypatch.setenv(DISABLE, "1")
+    pool = buffers.BufferPool(1 << 20)
+    a = pool.take((3, 3), np.float32, np.zeros(1))
+    pool.give_back(a)
+    assert pool.held_bytes == 0 and pool.take((3, 3), np.float32, np.zeros(1)) is not a
+    monkeypatch.setenv(DISABLE, "maybe")
+    with pytest.raises(ValueError, match=DISABLE):
+        pool.take((3, 3), np.float32, np.zeros(1))
+
+
+def test_threads_never_share_a_buffer():
+    pool = buffers.BufferPool(1 << 20)
+    like = np.zeros(1)
+    clashes = []
+
+    def work(mark):
+        for _ in range(300):
+            a = pool.take((64,), np.int64, like)
+            a[:] = mark
+            if not (a == mark).all():
+                clashes.append(mark)
+            pool.give_back(a)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert clashes == []
+    assert pool.held_bytes <= 4 * 64 * 8
+
+
+# ---- convolution with the pool on and off ----------------------------------------------------
+
+CASES = [  # (x shape, w shape, stride, padding)
+    ((3, 2, 9, 8), (4, 2, 3, 3), 1, 1),
+    ((1, 8, 7, 7), (5, 8, 3, 3), 2, 1),    # batch 1, K = 72: the one-product path's transpose
+    ((2, 3, 6, 6), (2, 3, 2, 2), 1, 0),
+]
+
+
+def _conv_step(x, w, b, stride, padding):
+    xt, wt, bt = (engine.Tensor(a, requires_grad=True) for a in (x, w, b))
+    y = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
+    gy = np.cos(np.arange(y.data.size, dtype=x.dtype)).reshape(y.shape)
+    y.backward(gy)
+    return y.data, xt.grad, wt.grad, bt.grad
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_conv_forward_and_backward_are_bit_identical_with_the_pool_off(case, kernel, forward_product,
+                                                                       monkeypatch):
+    xs, ws, stride, padding = case
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    pooled = [_conv_step(x, w, b, stride, padding) for _ in range(2)]   # the second reuses buffers
+    assert buffers.default_pool().held_bytes > 0
+    monkeypatch.setenv(DISABLE, "1")
+    plain = _conv_step(x, w, b, stride, padding)
+    for run in pooled:
+        for got, want in zip(run, plain):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_returned_output_is_not_overwritten_by_later_calls(case, kernel, forward_product):
+    xs, ws, stride, padding = case
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    first_x = rng.standard_normal(xs).astype(np.float32)
+    first = _conv_step(first_x, w, b, stride, padding)
+    kept = [a.copy() for a in first]
+    with engine.no_grad():
+        inferred = F.conv2d(engine.Tensor(first_x), engine.Tensor(w), engine.Tensor(b),
+                            stride=stride, padding=padding).data
+    inferred_kept = inferred.copy()
+    for seed in range(3):   # other inputs of the same shapes, with and without a graph
+        other = np.random.default_rng(10 + seed).standard_normal(xs).astype(np.float32)
+        _conv_step(other, w, b, stride, padding)
+        with engine.no_grad():
+            F.conv2d(engine.Tensor(other), engine.Tensor(w), stride=stride, padding=padding)
+    for now, then in zip(first + (inferred,), kept + [inferred_kept]):
+        np.testing.assert_array_equal(now, then)
+
+
+def test_backward_twice_with_retain_graph_keeps_the_patches(kernel):
+    rng = np.random.default_rng(2)
+    xt = engine.Tensor(rng.standard_normal((2, 3, 6, 6)).astype(np.float32), requires_grad=True)
+    wt = engine.Tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.conv2d(xt, wt, padding=1)
+    y.sum().backward(retain_graph=True)
+    once = wt.grad.copy()
+    for _ in range(2):   # other convolutions of the same shapes meanwhile
+        F.conv2d(engine.Tensor(rng.standard_normal((2, 3, 6, 6)).astype(np.float32)), wt.detach(),
+                 padding=1).sum()
+    wt.grad = None
+    y.sum().backward()
+    np.testing.assert_array_equal(wt.grad, once)
+
+
+def _lenet5_steps(model, start, images, labels):
+    for p, value in zip(model.parameters(), start):
+        p.data[...] = value
+    optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for batch in range(images.shape[0]):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(engine.Tensor(images[batch])), labels[batch])
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.data))
+    return losses, [p.data.copy() for p in model.parameters()]
+
+
+def test_lenet5_training_steps_are_bit_identical_with_the_pool_off(kernel, monkeypatch):
+    rng = np.random.default_rng(3)
+    images = rng.standard_normal((3, 8, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, size=(3, 8))
+    model = models.lenet5()
+    start = [p.data.copy() for p in model.parameters()]
+    pooled = _lenet5_steps(model, start, images, labels)
+    assert buffers.default_pool().held_bytes > 0
+    monkeypatch.setenv(DISABLE, "1")
+    plain = _lenet5_steps(model, start, images, labels)
+    assert pooled[0] == plain[0]
+    for got, want in zip(pooled[1], plain[1]):
+        np.testing.assert_array_equal(got, want)
