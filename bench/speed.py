@@ -60,14 +60,11 @@ def _copy_dense_to_torch(torch, ours, theirs):
             b.bias.copy_(torch.from_numpy(a.bias.data.copy()))
 
 
-def bench_mlp_and_cnn(torch, rows, repeats):
-    import numpy as np
-    import engine.ops as F
-    from engine import Tensor
+def lenet_step_specs():
+    """(name, our model builder, input shape, PyTorch model builder given torch.nn) of the two
+    train steps compared with PyTorch (bench/contention.py times the same ones)."""
     from layers.models import lenet300, lenet5
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 128)
-    specs = [
+    return [
         ("LeNet-300-100 train step, batch 128, SGD", lenet300, (128, 784),
          lambda tnn: tnn.Sequential(tnn.Linear(784, 300), tnn.ReLU(), tnn.Linear(300, 100), tnn.ReLU(),
                                     tnn.Linear(100, 10))),
@@ -76,7 +73,15 @@ def bench_mlp_and_cnn(torch, rows, repeats):
                                     tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(800, 500), tnn.ReLU(),
                                     tnn.Linear(500, 10))),
     ]
-    for name, build, shape, build_torch in specs:
+
+
+def bench_mlp_and_cnn(torch, rows, repeats):
+    import numpy as np
+    import engine.ops as F
+    from engine import Tensor
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 128)
+    for name, build, shape, build_torch in lenet_step_specs():
         x = rng.standard_normal(shape).astype(np.float32)
         model = build()
         steps = [_ours_train_step(model, Tensor(x), lambda y: F.cross_entropy(y, labels))]
