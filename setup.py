@@ -20,6 +20,7 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "test": ["pytest>=7", "hypothesis>=6", "pywavelets>=1.4", "tensorly>=0.8", "matplotlib"],
         "mpi": ["mpi4py>=4", "mpich"],
+        "threads": ["threadpoolctl>=3"],
     },
     entry_points={"console_scripts": ["compactnet-train=train:main"]},
 )
