@@ -38,13 +38,15 @@ def pool_disabled():
 
 class BufferPool:
     """Free arrays by (shape, dtype, device), at most `max_bytes` in all; safe to share between
-    threads (one lock around the bookkeeping, never around allocation or array work)."""
+    threads (one lock around the bookkeeping, never around allocation or array work). The lock is
+    re-entrant because a give_back may run from a finalizer that the garbage collector starts
+    while this thread is inside the pool."""
 
     def __init__(self, max_bytes=DEFAULT_MAX_BYTES):
         self.max_bytes = int(max_bytes)
         self._free = collections.OrderedDict()   # key -> list of arrays; least recent first
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def held_bytes(self):
@@ -74,11 +76,12 @@ class BufferPool:
             return
         if array.base is not None or not array.flags.c_contiguous or array.nbytes > self.max_bytes:
             return
-        key = (array.shape, array.dtype.str, "cpu")
+        key, fresh = (array.shape, array.dtype.str, "cpu"), []
         with self._lock:
-            free = self._free.setdefault(key, [])
-            if any(kept is array for kept in free):
-                return   # given back twice: keeping it twice would hand it out twice
+            free = self._free.setdefault(key, fresh)
+            for kept in free:
+                if kept is array:
+                    return   # given back twice: keeping it twice would hand it out twice
             free.append(array)
             self._free.move_to_end(key)
             self._bytes += array.nbytes

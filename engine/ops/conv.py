@@ -47,7 +47,7 @@ class Conv2d(Function):
             # go back to the buffer pool; no result ever aliases them.
             shape = channel_major_shape(x.shape, kh, kw, self.stride, self.padding, self.dilation)
             cols = buffers.take(shape, x.dtype, like=x)
-            weakref.finalize(self, buffers.give_back, cols)
+            weakref.finalize(self, buffers.give_back, cols).atexit = False
             im2col_channel_major(x, kh, kw, self.stride, self.padding, self.dilation, out=cols)
             oh, ow = cols.shape[-2:]
             k, p = cg * kh * kw, oh * ow

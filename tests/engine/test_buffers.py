@@ -219,3 +219,20 @@ def test_lenet5_training_steps_are_bit_identical_with_the_pool_off(kernel, monke
     assert pooled[0] == plain[0]
     for got, want in zip(pooled[1], plain[1]):
         np.testing.assert_array_equal(got, want)
+
+
+def test_patches_stay_out_of_the_pool_while_their_graph_lives(kernel):
+    rng = np.random.default_rng(4)
+    x = engine.Tensor(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    w = engine.Tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    patches = y.creator.cols
+    shape = patches.shape
+    assert buffers.take(shape, np.float32, like=patches) is not patches   # held by the graph
+    y.sum().backward()
+    del y   # the graph goes with its last tensor; the patches go back to the pool
+    assert buffers.take(shape, np.float32, like=patches) is patches
+    buffers.give_back(patches)
+    with engine.no_grad():   # no graph at all: back in the pool as soon as the call returns
+        F.conv2d(x, w, padding=1)
+    assert buffers.take(shape, np.float32, like=patches) is patches
