@@ -18,7 +18,7 @@ TASK_OPTIONS = {"seq_len": "T", "subset": "subset", "bptt": "bptt", "level": "le
 MODEL_OPTIONS = {"hidden": "hidden", "layers": "num_layers", "dropout": "dropout", "cell": "kind"}
 
 
-def _accepted_keywords(fn):
+def accepted_keywords(fn):
     """Keyword names `fn` accepts, or None when it takes **kwargs (anything)."""
     try:
         params = inspect.signature(fn).parameters.values()
@@ -32,7 +32,7 @@ def _accepted_keywords(fn):
 def build_task(args):
     if args.task not in tasks.TASKS:
         raise UserError(f"unknown task {args.task!r}; valid tasks: {', '.join(sorted(tasks.TASKS))}")
-    accepted = _accepted_keywords(tasks.TASKS[args.task])
+    accepted = accepted_keywords(tasks.TASKS[args.task])
     if args.valid_size is not None and "valid_size" not in tasks.task_options(args.task):
         resizable = sorted(name for name in tasks.TASKS if "valid_size" in tasks.task_options(name))
         raise UserError(f"--valid-size {args.valid_size}: task {args.task!r} has a fixed validation split "
@@ -86,7 +86,7 @@ def model_spec(args, task):
     if not name:
         raise UserError(f"task {args.task!r} has no default model; pass --model")
     constructor = model_constructor(name)
-    accepted = _accepted_keywords(constructor)
+    accepted = accepted_keywords(constructor)
     kwargs = dict(task.model_kwargs())
     if accepted is not None:
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}

@@ -14,7 +14,7 @@ from engine import rng as engine_random
 from layers.init import build_budget
 from layers.serialization import check_recorded_model
 from training import distributed, run_folder
-from training.builders import (_accepted_keywords, build_compressor, build_model, build_task, model_constructor,
+from training.builders import (accepted_keywords, build_compressor, build_model, build_task, model_constructor,
                                model_spec, place)
 from training.checkpoint import CHECKPOINT_KIND, checkpoint_path, load_init_weights, read_checkpoint, save_checkpoint
 from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE, DivergenceWatch
@@ -166,7 +166,7 @@ class RunSetup:
         DENSE_ORIGINS), built with the keywords it shares with the model; the engine's random state is
         kept, so the run itself is unchanged."""
         constructor = model_constructor(self.dense_origin)
-        accepted = _accepted_keywords(constructor)
+        accepted = accepted_keywords(constructor)
         kwargs = {k: v for k, v in self.model_kwargs.items() if accepted is None or k in accepted}
         state = engine_random.get_state()
         try:
