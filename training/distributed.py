@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -64,6 +65,9 @@ def parameter_digest(model):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(backend.to_numpy(p.data)).tobytes())
     return digest.hexdigest()
+
+
+ABORT_GRACE_SECONDS = 0.5
 
 
 class SingleProcess:
@@ -215,12 +219,15 @@ class MPIGroup(SingleProcess):
 
     def abort_on_exception(self):
         """Inside an except block: print the traceback, then end the whole job."""
-        traceback.print_exc()
-        self._abort(1)
+        self._abort(1, traceback.format_exc())
 
-    def _abort(self, status):
-        print(f"train.py: rank {self.rank} of {self.size} failed; ending the whole MPI job (MPI_Abort)",
-              file=sys.stderr, flush=True)
+    def _abort(self, status, details=""):
+        # one write, then a moment for the launcher to forward it: MPI_Abort kills every process at
+        # once, and output still in the launcher's pipes may be lost with them
+        sys.stderr.write(f"{details}train.py: rank {self.rank} of {self.size} failed; ending the whole MPI "
+                         f"job (MPI_Abort)\n")
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_SECONDS)
         self.comm.Abort(status or 1)
 
     def close(self):
