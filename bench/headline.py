@@ -10,7 +10,8 @@ Usage:
 3. The chosen runs are summarised (bench.seeds.aggregate: mean, sample std, min of valid and test,
    the compression figures) and written, with every candidate's validation value and the choice,
    to results/<name>.json (--results) and <root>/<name>/headline.md.
-Test values are read once, for the chosen setting's seeds only.
+Test values are read once, for the chosen setting's seeds only. `{seed}` in the train.py options
+stands for each run's seed (bench.seeds.with_seed), e.g. `--init-from runs/dense/seed-{seed}`.
 """
 import argparse
 import json
@@ -21,8 +22,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.seeds import MARKDOWN_HEADER, STD_NOTE, aggregate, markdown_row, run_train, seed_list, split_command  # noqa: E402
-from bench.selection import choose, read_metrics, valid_value  # noqa: E402
+from bench.seeds import (MARKDOWN_HEADER, STD_NOTE, aggregate, finished_run, markdown_row, run_train,  # noqa: E402
+                         seed_list, split_command)
+from bench.selection import choose, valid_value  # noqa: E402
 
 
 def parse_args(argv):
@@ -42,34 +44,35 @@ def parse_args(argv):
 
 
 def select_candidate(args, folder):
-    """(index of the chosen candidate, why, [validation value of each]) after running them all."""
+    """(index of the chosen candidate, why, [validation value of each], [metrics of each]) after running
+    them all (a candidate's earlier run is reused only when it ran with exactly these flags)."""
     metrics = []
     for i, flags in enumerate(args.candidates):
-        out = os.path.join(folder, f"candidate-{i}")
-        if read_metrics(out) is None:
-            run_train([*args.command, *flags], out, args.threads, args.seeds[0])
-        metrics.append(read_metrics(out))
+        out, command = os.path.join(folder, f"candidate-{i}"), [*args.command, *flags]
+        if finished_run(out, command, args.threads, args.seeds[0]) is None:
+            run_train(command, out, args.threads, args.seeds[0])
+        metrics.append(finished_run(out, command, args.threads, args.seeds[0]))
     finished = [m for m in metrics if m is not None]
     index, reason = choose(finished)
     if index is not None:
         index = metrics.index(finished[index])
-    return index, reason, [None if m is None else valid_value(m) for m in metrics]
+    return index, reason, [None if m is None else valid_value(m) for m in metrics], metrics
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     folder = os.path.join(args.root, args.name)
-    index, reason, valid_values = select_candidate(args, folder)
+    index, reason, valid_values, metrics_of = select_candidate(args, folder)
     if index is None:
         print(f"headline.py: nothing chosen for {args.name} ({reason})", file=sys.stderr)
         return 1
     chosen = [*args.command, *args.candidates[index]]
-    runs = {args.seeds[0]: read_metrics(os.path.join(folder, f"candidate-{index}"))}
+    runs = {args.seeds[0]: metrics_of[index]}
     for seed in args.seeds[1:]:
         out = os.path.join(folder, f"chosen-seed-{seed}")
-        if read_metrics(out) is None:
+        if finished_run(out, chosen, args.threads, seed) is None:
             run_train(chosen, out, args.threads, seed)
-        metrics = read_metrics(out)
+        metrics = finished_run(out, chosen, args.threads, seed)
         if metrics is not None:
             runs[seed] = metrics
     summary = aggregate(runs)

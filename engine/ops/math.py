@@ -165,6 +165,8 @@ class Sigmoid(Function):
 
 class ReLU(Function):
     def forward(self, x):
+        if x.dtype.kind == "f" and not self.recording:   # inference: no mask to keep
+            return backend.xp_of(x).maximum(x, 0)
         self.mask = x > 0
         if x.dtype.kind == "f":   # relu(-inf) = 0 (x * mask would give NaN); NaN stays NaN
             return backend.xp_of(x).maximum(x, 0)

@@ -2,7 +2,9 @@
 import json
 import os
 
-from bench import headline
+import pytest
+
+from bench import headline, seeds
 from tests.bench.scripted import scripted_metrics
 
 # candidate flags -> (valid, test): test would pick candidate 0, validation picks candidate 1
@@ -15,8 +17,10 @@ def _fake_train(calls):
         valid, test = SCRIPT[flags]
         calls.append((flags, seed))
         os.makedirs(out, exist_ok=True)
+        metrics = scripted_metrics(test + seed / 100, valid)
+        metrics["command"] = "python train.py " + " ".join(seeds.train_arguments(command, out, threads, seed))
         with open(os.path.join(out, "metrics.json"), "w") as fh:
-            json.dump(scripted_metrics(test + seed / 100, valid), fh)
+            json.dump(metrics, fh)
         return 0
     return run_train
 
@@ -43,3 +47,18 @@ def test_finished_runs_are_reused(tmp_path, monkeypatch):
     headline.main(argv)
     calls.clear()
     assert headline.main(argv) == 0 and calls == []
+
+
+def test_a_folder_left_by_other_flags_is_run_again(tmp_path, monkeypatch):
+    """Candidates changed between two calls: candidate-0 and the chosen seeds' folders hold runs of other
+    flags, so they run again instead of being read as this setting's results."""
+    calls = []
+    monkeypatch.setattr(headline, "run_train", _fake_train(calls))
+    root, results = str(tmp_path / "runs"), str(tmp_path)
+    headline.main(["--name", "row", "--root", root, "--results", results, "--candidate", "--lr 1e-3",
+                   "--", "--task", "mnist"])
+    calls.clear()
+    assert headline.main(["--name", "row", "--root", root, "--results", results, "--candidate", "--lr 1e-2",
+                          "--", "--task", "mnist"]) == 0
+    assert calls == [("--lr 1e-2", 0), ("--lr 1e-2", 1), ("--lr 1e-2", 2)]
+    assert json.loads((tmp_path / "row.json").read_text())["test"]["mean"] == pytest.approx(0.92)

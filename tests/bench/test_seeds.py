@@ -104,3 +104,9 @@ def test_two_real_seeds_of_a_tiny_run(tmp_path):
     assert [json.loads((tmp_path / f"seed-{s}" / "metrics.json").read_text())["seed"] for s in (0, 1)] == [0, 1]
     assert summary["test"]["mean"] == pytest.approx(sum(values) / 2) and summary["test"]["min"] == min(values)
     assert summary["test"]["std"] == pytest.approx(sample_std(values))
+
+
+def test_seed_placeholder_is_replaced_in_every_word():
+    command = ["--init-from", "runs/dense/chosen-seed-{seed}", "--lr", "1e-3", "--out-note", "{seed}{seed}"]
+    assert seeds.with_seed(command, 2) == ["--init-from", "runs/dense/chosen-seed-2", "--lr", "1e-3", "--out-note", "22"]
+    assert seeds.with_seed(["--lr", "1e-3"], 5) == ["--lr", "1e-3"]

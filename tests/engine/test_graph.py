@@ -71,6 +71,24 @@ def test_backward_twice_needs_retain_graph():
         y.backward()
 
 
+def test_forward_knows_whether_it_records_and_relu_keeps_no_mask_without_a_graph():
+    from engine.ops.math import ReLU
+    x = leaf([-1.0, 2.0, -np.inf])
+    with engine.no_grad():
+        f = ReLU()
+        y = f(x)
+    assert not f.recording and not hasattr(f, "mask")
+    np.testing.assert_array_equal(y.data, [0.0, 2.0, 0.0])
+    f = ReLU()
+    z = f(Tensor(np.array([-1.0, 2.0])))            # no input requires a gradient: nothing recorded
+    assert not f.recording and not hasattr(f, "mask") and z.creator is None
+    f = ReLU()
+    w = f(x)
+    assert f.recording and w.creator is f
+    w.sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 1.0, 0.0])
+
+
 def test_no_grad_records_nothing_and_enable_grad_inside():
     x = leaf([1.0])
     with engine.no_grad():

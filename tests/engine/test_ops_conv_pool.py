@@ -189,6 +189,27 @@ def test_max_pool_2x2_numba_and_numpy_paths_agree_with_ties_and_nan(monkeypatch,
         np.testing.assert_array_equal(g[1:], results[0][1][1:])
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 6, 6), (2, 3, 7, 9)])
+def test_max_pool_2x2_tree_kernel_matches_the_exact_loop(shape, rng):
+    """The vectorized tree kernel against the tap-by-tap loop: ties (first tap wins), +-inf, odd sizes,
+    and a NaN in any of the four taps is flagged (the exact loop then answers)."""
+    pool_numba = pytest.importorskip("engine.kernels.pool_numba", reason="numba (the jit extra) is not installed")
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    x[0, 0, 0, 0], x[-1, -1, 1, 1] = np.inf, -np.inf
+    oh, ow = shape[2] // 2, shape[3] // 2
+    y, tap, has_nan = pool_numba._max_pool_2x2_tree(x, oh, ow)
+    y_exact, tap_exact = pool_numba._max_pool_2x2_exact(x, oh, ow)
+    assert not has_nan
+    np.testing.assert_array_equal(y, y_exact)
+    np.testing.assert_array_equal(tap, tap_exact)
+    for row, col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        bad = x.copy()
+        bad[1, 1, 2 + row, 2 + col] = np.nan
+        assert pool_numba._max_pool_2x2_tree(bad, oh, ow)[2]
+        y_nan, tap_nan = pool_numba.max_pool_2x2_forward(bad, oh, ow)
+        assert np.isnan(y_nan[1, 1, 1, 1]) and tap_nan[1, 1, 1, 1] == 2 * row + col
+
+
 @pytest.mark.parametrize("op", [F.max_pool2d, F.avg_pool2d])
 def test_pool_bad_input(op):
     name = op.__name__
@@ -198,3 +219,18 @@ def test_pool_bad_input(op):
         op(leaf(np.ones((1, 1, 4, 4))), 2, padding=2)
     with pytest.raises(ValueError, match=f"{name}.*does not fit"):
         op(leaf(np.ones((1, 1, 2, 2))), 3)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_conv_without_a_graph_matches_the_recorded_path(bias, rng):
+    """The no_grad 1x1 path (one product per image) gives what the im2col path gives with a graph."""
+    x = rng.standard_normal((3, 5, 4, 6)).astype(np.float32)
+    w = rng.standard_normal((7, 5, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(7).astype(np.float32) if bias else None
+    recorded = F.conv2d(engine.Tensor(x, requires_grad=True), w, b)
+    with engine.no_grad():
+        plain = F.conv2d(x, w, b)
+    assert plain.shape == recorded.shape == (3, 7, 4, 6)
+    np.testing.assert_allclose(plain.data, recorded.data, rtol=1e-5, atol=1e-6)
+    reference = np.einsum("nc,bchw->bnhw", w[:, :, 0, 0], x) + (0 if b is None else b[None, :, None, None])
+    np.testing.assert_allclose(plain.data, reference, rtol=1e-5, atol=1e-5)
