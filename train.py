@@ -10,19 +10,24 @@ import os
 import sys
 
 from training.mpi_env import share_cores
-from training.threads import THREAD_VARIABLES  # imports no NumPy
+from training.threads import AUTO, THREAD_VARIABLES, auto_applies, prepare_auto  # import no NumPy
 
 
 def _threads_from_argv(argv):
-    """Apply --threads N before NumPy loads its BLAS (it reads these variables once, at import)."""
+    """Apply --threads before NumPy loads its BLAS (it reads these variables once, at import): a count
+    as it is; auto (also the default) through training.threads.prepare_auto."""
     for i, word in enumerate(argv):
         value = word.split("=", 1)[1] if word.startswith("--threads=") else (
             argv[i + 1] if word == "--threads" and i + 1 < len(argv) else None)
+        if value == AUTO:
+            prepare_auto()
+            return
         if value is not None and value.isdigit() and int(value) > 0:
             for name in THREAD_VARIABLES:
                 os.environ[name] = value
             return
-    share_cores(THREAD_VARIABLES)     # under mpiexec: cores / (ranks on this machine) each
+    if share_cores(THREAD_VARIABLES) is None and auto_applies(None):   # under mpiexec: each rank's share
+        prepare_auto()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ def positive_int(text):
     return value
 
 
+def threads_value(text):
+    """--threads: a positive count, or "auto" (the cores other work leaves free, re-checked during the run)."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {text!r}")
+    return int(text)
+
+
 def nonnegative_int(text):
     value = int(text)
     if value < 0:

@@ -2,8 +2,6 @@
 
 The format itself (prefixes, kind, layout) belongs to compressors.checkpoints; this module only
 names the files of a run folder and turns unreadable files into one-line UserErrors."""
-import os
-
 from compressors.checkpoints import read_checkpoint as read_model_file
 from compressors.checkpoints import (RUN_CHECKPOINT as CHECKPOINT, TRAIN_KIND as CHECKPOINT_KIND,
                                      load_run_checkpoint, run_checkpoint_path as checkpoint_path,

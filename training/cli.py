@@ -57,6 +57,8 @@ def main(argv=None):
             guard.restore(process_ending=argv is None)
         if run is not None:
             run.dist.close()
+            if run.auto_threads is not None:
+                run.auto_threads.close()
 
 
 def _setup(run, debug):

@@ -77,6 +77,8 @@ class Run(RunSetup):
                     if i < skip:
                         continue
                     where = f"{phase} epoch {epoch + 1}, step {i + 1} (global step {self.global_step + 1})"
+                    if self.auto_threads is not None:
+                        self.auto_threads.check()
                     loss_value, extra_value = self.train_step(model, optimizer, inputs, targets, where)
                     self.global_step += 1
                     sums["loss"] += loss_value

@@ -7,7 +7,7 @@ import tasks
 from compressors import checkpoints, plugin
 from training.argconfig import (ConfigError, HelpFormatter, check_values, explicit_dests, flatten_tables,
                                 load_toml, nonnegative_float, nonnegative_int, option_actions, positive_float,
-                                positive_int, unit_float)
+                                positive_int, threads_value, unit_float)
 from training.checkpoint import read_checkpoint_meta
 from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE
 from training.errors import EXIT_USAGE, UserError
@@ -100,9 +100,12 @@ def _training_options(parser):
     g.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="L2 penalty added to gradients")
     g.add_argument("--clip-grad", type=positive_float, default=None, help="max global gradient norm")
     g.add_argument("--seed", type=nonnegative_int, default=0, help="seeds initialisation and batch order")
-    g.add_argument("--threads", type=positive_int, default=None,
-                   help="BLAS/OpenMP threads (sets OMP/OPENBLAS/MKL_NUM_THREADS before NumPy loads; use 1 on "
-                        "a machine shared with other jobs). Default: the environment's setting")
+    g.add_argument("--threads", type=threads_value, default=None, metavar="N|auto",
+                   help="BLAS/OpenMP threads: N sets OMP/OPENBLAS/MKL_NUM_THREADS before NumPy loads (a fixed "
+                        "count: bit-exact reruns); auto uses the cores other processes leave free, re-checked "
+                        "every second during the run (with the extra 'threads'; without it, once at start). "
+                        "Default: auto, unless one of those variables is set (then the environment's setting) "
+                        "or under mpiexec (each rank's share of the cores)")
     g.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="gpu needs CuPy")
     g.add_argument("--distributed", default="auto", choices=["auto", "mpi", "none"],
                    help="data-parallel training over MPI (mpiexec -n N python train.py ...; --batch-size is "

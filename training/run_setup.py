@@ -21,7 +21,7 @@ from training.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE, DivergenceWatc
 from training.errors import UserError
 from training.options import RESUME_MAY_CHANGE, apply_recipe, compressor_args, effective_config, flag
 from training.selection import Selection
-from training.threads import thread_count
+from training.threads import AutoThreads, auto_applies, thread_count
 
 
 class RunSetup:
@@ -41,6 +41,7 @@ class RunSetup:
         self.build_budget = None   # a --resume's parameter budget (untrusted sizes), set by setup()
         self.divergence = DivergenceWatch(getattr(args, "diverge_factor", DEFAULT_FACTOR),
                                           getattr(args, "diverge_patience", DEFAULT_PATIENCE))
+        self.auto_threads = AutoThreads() if auto_applies(getattr(args, "threads", None)) else None
 
     def setup(self):
         args = self.args

@@ -11,6 +11,7 @@ from compressors import plots, plugin, quantize, report
 from engine import backend
 from engine.io import atomic_write
 from training.errors import UserError
+from training.threads import thread_count
 
 LOG_COLUMNS = ["phase", "epoch", "step", "train_loss", "extra_loss", "test_loss", "metric", "valid_loss",
                "valid_metric", "lr", "seconds"]
@@ -77,6 +78,14 @@ def _numbers(evaluation):
     return {k: v for k, v in evaluation.items() if isinstance(v, (int, float, str))}
 
 
+def _threads_record(run):
+    """How the run set its BLAS/OpenMP threads: auto with every count it used, or a fixed count (None: the
+    libraries' default)."""
+    if run.auto_threads is not None:
+        return {"policy": "auto", "counts": list(run.auto_threads.counts) or [thread_count(run.args)]}
+    return {"policy": "fixed", "counts": [thread_count(run.args)]}
+
+
 def run_metrics(run, evaluation, comparison, valid=None):
     """metrics.json's content (without the optional 'quantized' entry); `valid`: the final model's
     validation metrics (None when the task holds no validation split)."""
@@ -89,6 +98,7 @@ def run_metrics(run, evaluation, comparison, valid=None):
         "steps": run.global_step, "steps_per_epoch": run.steps_per_epoch,
         "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
         "seconds": round(run.seconds, 3),
+        "threads": _threads_record(run),
         "dense_origin": run.dense_origin,
         "params": {"dense": comparison["params"]["dense"], "compressed": comparison["params"]["compressed"],
                    "ratio": comparison["params"]["ratio"],
