@@ -8,7 +8,8 @@ the level is done), then times the LeNet-300-100 and LeNet-5 train steps of benc
 128, SGD) in fresh worker processes, one per setting, so that every runtime starts its thread pools
 under the setting being measured and no other runtime's pools spin beside it:
   - "default": no thread variables (OMP/OpenBLAS/MKL/Numba) and no COMPACTNET_* switches, as a
-    library user gets without tuning anything; for PyTorch, its own default thread count;
+    library user gets without tuning anything, with train.py's default policy (--threads auto:
+    training.threads.AutoThreads checked before every step); for PyTorch, its own default count;
   - 1 .. cores threads: the thread variables set to N (and torch.set_num_threads(N)).
 "best" is the fastest of the explicit counts. Writes contention.md and contention.json to --out
 (default bench/results) with the machine's load (1-minute load average before and after, without
@@ -72,6 +73,20 @@ def _threads_in_effect(framework):
     return info
 
 
+def _with_auto_threads(step):
+    """The step with training.threads.AutoThreads checked before it, as train.py's loop does; its first
+    measurement is made before timing starts."""
+    from training.threads import AutoThreads
+    auto = AutoThreads()
+    time.sleep(auto.every)
+    auto.check()
+
+    def checked_step():
+        auto.check()
+        step()
+    return checked_step
+
+
 def worker(args):
     """Time one train step (one framework, one model, one thread setting); print one JSON line."""
     import numpy as np
@@ -96,6 +111,8 @@ def worker(args):
                                  lambda y: torch.nn.functional.cross_entropy(y, tl))
     else:
         step = _ours_train_step(model, Tensor(x), lambda y: F.cross_entropy(y, labels))
+        if not args.threads:        # our default is train.py's: --threads auto, checked between steps
+            step = _with_auto_threads(step)
     seconds = median_seconds(step, repeats=args.repeats, warmup=args.warmup, min_time=args.min_time)
     print(json.dumps({"seconds": seconds, "threads_in_effect": _threads_in_effect(args.framework)}))
 
