@@ -95,6 +95,35 @@ def bench_mlp_and_cnn(torch, rows, repeats):
         rows.append(_row(name, "engine", ours, "PyTorch CPU", anchor, "torch"))
 
 
+def bench_inference(torch, rows, repeats):
+    """LeNet-5 forward in eval mode without a graph (engine.no_grad / torch.no_grad), batch 1 and 128."""
+    import numpy as np
+    import engine
+    _, build, _, build_torch = lenet_step_specs()[1]
+    model = build().eval()
+    tmodel = None
+    if torch is not None:
+        tmodel = build_torch(torch.nn).eval()
+        _copy_dense_to_torch(torch, model, tmodel)
+    for batch in (1, 128):
+        x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+
+        def ours():
+            with engine.no_grad():
+                model(x)
+        timed = [median_seconds(ours, repeats=repeats)]
+        if tmodel is not None:
+            tx = torch.from_numpy(x)
+
+            def theirs():
+                with torch.no_grad():
+                    tmodel(tx)
+            timed.append(median_seconds(theirs, repeats=repeats))
+        timed += [None] * (2 - len(timed))
+        rows.append(_row(f"LeNet-5 inference (eval, no graph), batch {batch}", "engine", timed[0],
+                         "PyTorch CPU", timed[1], "torch"))
+
+
 def bench_recurrent(torch, rows, repeats):
     import numpy as np
     from engine import Tensor
@@ -235,7 +264,8 @@ def _row(what, ours_label, ours, anchor_label, anchor, anchor_pkg):
 
 
 def to_markdown(rows, meta):
-    lines = [f"Machine: {meta['machine']}; threads: {meta['threads']}; numba: {meta['numba']}; "
+    lines = [f"Machine: {meta['machine']}; 1-minute load average at the end: {meta.get('load_1min', '-')}; "
+             f"threads: {meta['threads']}; numba: {meta['numba']}; "
              f"torch: {meta['torch']}; freed heap kept for reuse: {meta.get('heap_retained', False)}; "
              f"date: {meta['date']}",
              f"Command: `{meta['command']}`", "",
@@ -254,7 +284,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
-    p.add_argument("--only", default="", help="comma list of: mlp,rnn,wavelet,tucker,layers")
+    p.add_argument("--only", default="", help="comma list of: mlp,inference,rnn,wavelet,tucker,layers")
+    p.add_argument("--label", default="", help="writes speed-<label>.md/.json (e.g. run1, run2, run3: "
+                                               "consecutive runs kept side by side)")
     p.add_argument("--malloc-defaults", action="store_true",
                    help="leave glibc's allocator as it is (default: keep freed heap for reuse, as train.py does)")
     args = p.parse_args(argv)
@@ -269,6 +301,7 @@ def main(argv=None):
     only = set(filter(None, args.only.split(",")))
     rows = []
     sections = [("mlp", lambda: bench_mlp_and_cnn(torch, rows, args.repeats)),
+                ("inference", lambda: bench_inference(torch, rows, args.repeats)),
                 ("rnn", lambda: bench_recurrent(torch, rows, args.repeats)),
                 ("wavelet", lambda: bench_wavelet(rows, args.repeats)),
                 ("tucker", lambda: bench_tucker(rows, args.repeats)),
@@ -284,15 +317,16 @@ def main(argv=None):
                          "anchor_s": None, "ratio": None, "note": f"skipped: {e}"})
         print(f"[{key}] {time.perf_counter() - start:.1f} s", file=sys.stderr)
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
-            "threads": args.threads, "numba": getattr(numba, "__version__", "absent"),
+            "threads": args.threads, "load_1min": os.getloadavg()[0], "numba": getattr(numba, "__version__", "absent"),
             "torch": getattr(torch, "__version__", "absent"), "heap_retained": heap_retained,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python bench/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     os.makedirs(args.out, exist_ok=True)
     md = to_markdown(rows, meta)
-    with open(os.path.join(args.out, "speed.md"), "w") as fh:
+    stem = os.path.join(args.out, f"speed-{args.label}" if args.label else "speed")
+    with open(stem + ".md", "w") as fh:
         fh.write(md)
-    with open(os.path.join(args.out, "speed.json"), "w") as fh:
+    with open(stem + ".json", "w") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=2)
     print(md)
 
