@@ -1,10 +1,11 @@
 """Fused recurrent gate math: one op per GRU/LSTM time step, with hand-written backward."""
 from .. import backend
 from ..function import Function
+from .math import sigmoid_into
 
 
 def _sigmoid(xp, a):
-    return 0.5 * xp.tanh(0.5 * a) + 0.5
+    return sigmoid_into(xp, a, xp.empty_like(a))
 
 
 class GRUGates(Function):

@@ -8,14 +8,7 @@ from .. import backend
 from ..function import Function
 from ..kernels import recurrent as kernels
 from ..tensor import Tensor, as_tensor
-
-
-def _sigmoid_(xp, a):
-    """In place: a <- sigmoid(a), as 0.5 tanh(a / 2) + 0.5 (no overflow, one transcendental)."""
-    a *= 0.5
-    xp.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
+from .math import sigmoid_into
 
 
 class _SequenceOp(Function):
@@ -42,23 +35,16 @@ class LSTMSequence(_SequenceOp):
         cs = xp.empty((steps + 1, batch, hidden), dtype=gi.dtype)
         tcs = xp.empty((steps, batch, hidden), dtype=gi.dtype)       # tanh(c_{t+1})
         hs[0], cs[0] = h0, c0
-        # sigmoid(a) = 0.5 tanh(a / 2) + 0.5: with these per-column factors one tanh call
-        # activates all four gates (the cell gate g keeps scale 1, shift 0)
-        scale = xp.full(width, 0.5, dtype=gi.dtype)
-        scale[2 * hidden:3 * hidden] = 1
-        shift = xp.full(width, 0.5, dtype=gi.dtype)
-        shift[2 * hidden:3 * hidden] = 0
         for t in range(steps):
             a = acts[t]
             xp.matmul(hs[t], w, out=a)
             a += gi[:, t]
             if b is not None:
                 a += b
-            a *= scale
-            xp.tanh(a, out=a)
-            a *= scale
-            a += shift
             i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            sigmoid_into(xp, a[:, :2 * hidden], a[:, :2 * hidden])      # i and f side by side
+            xp.tanh(g, out=g)
+            sigmoid_into(xp, o, o)
             c = cs[t + 1]
             xp.multiply(f, cs[t], out=c)
             c += i * g
@@ -112,7 +98,7 @@ class GRUSequence(_SequenceOp):
                 gh += b
             a = gates[t]
             xp.add(gi[:, t, :2 * hidden], gh[:, :2 * hidden], out=a[:, :2 * hidden])
-            _sigmoid_(xp, a[:, :2 * hidden])
+            sigmoid_into(xp, a[:, :2 * hidden], a[:, :2 * hidden])
             r, z, n = (a[:, k * hidden:(k + 1) * hidden] for k in range(3))
             gh_n[t] = gh[:, 2 * hidden:]
             xp.multiply(r, gh_n[t], out=n)
