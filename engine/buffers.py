@@ -64,6 +64,8 @@ class BufferPool:
                 free = self._free.get(key)
                 if free:
                     array = free.pop()
+                    if not free:     # no empty lists: eviction takes the oldest key's first array
+                        del self._free[key]
                     self._bytes -= array.nbytes
                     return array
         return backend.xp_of(like).empty(shape, dtype=dtype)
@@ -95,7 +97,8 @@ class BufferPool:
     def _evict_to(self, limit):
         while self._bytes > limit and self._free:
             key, free = next(iter(self._free.items()))
-            self._bytes -= free.pop(0).nbytes
+            if free:
+                self._bytes -= free.pop(0).nbytes
             if not free:
                 del self._free[key]
 

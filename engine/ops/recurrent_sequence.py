@@ -4,7 +4,9 @@ One graph node per layer instead of a few per time step, and the hidden weight's
 as one matrix product over all steps instead of one small product (and one accumulation)
 per step. The per-step ops in recurrent.py stay for cells called on their own.
 """
-from .. import backend
+import weakref
+
+from .. import backend, buffers
 from ..function import Function
 from ..kernels import recurrent as kernels
 from ..tensor import Tensor, as_tensor
@@ -12,8 +14,26 @@ from .math import sigmoid_into
 
 
 class _SequenceOp(Function):
+    """The per-step workspaces (gates, states) come from the buffer pool and go back to it when the op
+    is dropped (after backward, or at once without a graph); backward's scratch goes back when it
+    ends. What the op returns is always a fresh array: a transposed copy made with ascontiguousarray
+    would be the workspace itself when the batch or the sequence has length 1."""
+
     def __init__(self, impl=None):
         self.impl = impl
+
+    def _workspace(self, shape, like):
+        """A pooled array that stays with this op until the op is dropped."""
+        array = buffers.take(shape, like.dtype, like=like)
+        weakref.finalize(self, buffers.give_back, array).atexit = False
+        return array
+
+
+def _batch_major(xp, time_major):
+    """(T, B, ...) -> a fresh C-contiguous (B, T, ...) array."""
+    out = xp.empty((time_major.shape[1], time_major.shape[0]) + time_major.shape[2:], dtype=time_major.dtype)
+    out[...] = time_major.transpose(1, 0, *range(2, time_major.ndim))
+    return out
 
 
 class LSTMSequence(_SequenceOp):
@@ -30,10 +50,10 @@ class LSTMSequence(_SequenceOp):
         batch, steps, width = gi.shape
         hidden = width // 4
         b = b if b.size else None
-        acts = xp.empty((steps, batch, width), dtype=gi.dtype)       # i, f, g, o after activation
-        hs = xp.empty((steps + 1, batch, hidden), dtype=gi.dtype)    # hs[t] is the state before step t
-        cs = xp.empty((steps + 1, batch, hidden), dtype=gi.dtype)
-        tcs = xp.empty((steps, batch, hidden), dtype=gi.dtype)       # tanh(c_{t+1})
+        acts = self._workspace((steps, batch, width), gi)            # i, f, g, o after activation
+        hs = self._workspace((steps + 1, batch, hidden), gi)         # hs[t] is the state before step t
+        cs = self._workspace((steps + 1, batch, hidden), gi)
+        tcs = self._workspace((steps, batch, hidden), gi)            # tanh(c_{t+1})
         hs[0], cs[0] = h0, c0
         for t in range(steps):
             a = acts[t]
@@ -52,7 +72,7 @@ class LSTMSequence(_SequenceOp):
             xp.multiply(o, tcs[t], out=hs[t + 1])
         self.w, self.acts, self.hs, self.cs, self.tcs = w, acts, hs, cs, tcs
         self.has_bias = b is not None
-        return xp.ascontiguousarray(hs[1:].transpose(1, 0, 2)), hs[steps].copy(), cs[steps].copy()
+        return _batch_major(xp, hs[1:]), hs[steps].copy(), cs[steps].copy()
 
     def backward(self, g_out, g_hT, g_cT):
         xp = backend.xp_of(g_out)
@@ -60,7 +80,7 @@ class LSTMSequence(_SequenceOp):
         w_t = xp.ascontiguousarray(self.w.T)   # BLAS ran the per-step product faster (76 vs 98 us)
         steps, batch, width = acts.shape
         hidden = width // 4
-        g_acts = xp.empty_like(acts)          # gradient of each step's pre-activation a
+        g_acts = buffers.take(acts.shape, acts.dtype, like=acts)     # gradient of each step's pre-activation
         dh = g_hT.copy()
         dc = g_cT.copy()
         for t in range(steps - 1, -1, -1):
@@ -70,7 +90,8 @@ class LSTMSequence(_SequenceOp):
         flat = g_acts.reshape(steps * batch, width)
         g_w = hs[:steps].reshape(steps * batch, hidden).T @ flat if needs[1] else None
         g_b = flat.sum(axis=0) if self.has_bias and needs[2] else None
-        g_gi = xp.ascontiguousarray(g_acts.transpose(1, 0, 2)) if needs[0] else None
+        g_gi = _batch_major(xp, g_acts) if needs[0] else None
+        buffers.give_back(g_acts)
         return g_gi, g_w, g_b, dh, dc
 
 
@@ -87,10 +108,10 @@ class GRUSequence(_SequenceOp):
         batch, steps, width = gi.shape
         hidden = width // 3
         b = b if b.size else None
-        gates = xp.empty((steps, batch, width), dtype=gi.dtype)      # r, z, n after activation
-        gh_n = xp.empty((steps, batch, hidden), dtype=gi.dtype)      # the hidden part of n's input
-        hs = xp.empty((steps + 1, batch, hidden), dtype=gi.dtype)
-        gh = xp.empty((batch, width), dtype=gi.dtype)
+        gates = self._workspace((steps, batch, width), gi)           # r, z, n after activation
+        gh_n = self._workspace((steps, batch, hidden), gi)           # the hidden part of n's input
+        hs = self._workspace((steps + 1, batch, hidden), gi)
+        gh = buffers.take((batch, width), gi.dtype, like=gi)
         hs[0] = h0
         for t in range(steps):
             xp.matmul(hs[t], w, out=gh)
@@ -108,9 +129,10 @@ class GRUSequence(_SequenceOp):
             xp.subtract(hs[t], n, out=h)
             h *= z
             h += n
+        buffers.give_back(gh)
         self.w, self.gates, self.gh_n, self.hs = w, gates, gh_n, hs
         self.has_bias = b is not None
-        return xp.ascontiguousarray(hs[1:].transpose(1, 0, 2)), hs[steps].copy()
+        return _batch_major(xp, hs[1:]), hs[steps].copy()
 
     def backward(self, g_out, g_hT):
         xp = backend.xp_of(g_out)
@@ -118,8 +140,8 @@ class GRUSequence(_SequenceOp):
         w_t = xp.ascontiguousarray(self.w.T)
         steps, batch, width = gates.shape
         hidden = width // 3
-        g_gi = xp.empty_like(gates)           # gradient of gi_t (the n part: of gi_n alone)
-        g_gh = xp.empty_like(gates)           # gradient of gh_t = h_t w + b
+        g_gi = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gi_t (n part: of gi_n alone)
+        g_gh = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gh_t = h_t w + b
         dh = g_hT.copy()
         product = xp.empty_like(dh)
         for t in range(steps - 1, -1, -1):
@@ -129,7 +151,9 @@ class GRUSequence(_SequenceOp):
         flat = g_gh.reshape(steps * batch, width)
         g_w = hs[:steps].reshape(steps * batch, hidden).T @ flat if needs[1] else None
         g_b = flat.sum(axis=0) if self.has_bias and needs[2] else None
-        g_in = xp.ascontiguousarray(g_gi.transpose(1, 0, 2)) if needs[0] else None
+        g_in = _batch_major(xp, g_gi) if needs[0] else None
+        buffers.give_back(g_gi)
+        buffers.give_back(g_gh)
         return g_in, g_w, g_b, dh
 
 

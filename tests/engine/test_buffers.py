@@ -66,6 +66,18 @@ def test_the_bound_is_respected_and_the_least_recent_shapes_go_first():
     assert pool.take((4, 100), np.uint8, like) is arrays[3]
 
 
+def test_a_shape_taken_back_to_empty_does_not_break_eviction():
+    """take() emptied the list of the oldest shape; eviction then reached it (IndexError before the fix)."""
+    pool = buffers.BufferPool(max_bytes=3000)
+    like = np.empty(1)
+    pool.give_back(np.empty(100))                                 # shape (100,) is the oldest
+    pool.give_back(np.empty(101))
+    assert pool.take((100,), np.float64, like).shape == (100,)    # ... and its list is empty now
+    pool.give_back(np.empty(300))                                 # over the bound: evict the oldest
+    assert pool.held_bytes <= 3000
+    assert pool.take((300,), np.float64, like).shape == (300,)
+
+
 def test_views_oversized_and_twice_given_arrays_are_not_kept():
     pool = buffers.BufferPool(1000)
     like = np.zeros(1)
@@ -236,3 +248,40 @@ def test_patches_stay_out_of_the_pool_while_their_graph_lives(kernel):
     with engine.no_grad():   # no graph at all: back in the pool as soon as the call returns
         F.conv2d(x, w, padding=1)
     assert buffers.take(shape, np.float32, like=patches) is patches
+
+
+def _sequence_run(kind, batch, steps, seed=0):
+    """Outputs and gradients of one whole-sequence GRU/LSTM op (float64)."""
+    rng = np.random.default_rng(seed)
+    gates, hidden = (3 if kind == "gru" else 4), 4
+    gi = engine.Tensor(rng.standard_normal((batch, steps, gates * hidden)), requires_grad=True)
+    w = engine.Tensor(rng.standard_normal((hidden, gates * hidden)) * 0.3, requires_grad=True)
+    op = F.gru_sequence if kind == "gru" else F.lstm_sequence
+    outs = op(gi, w)
+    loss = F.sum(outs[0] * outs[0]) + F.sum(outs[1])
+    loss.backward()
+    return [o.data for o in outs] + [gi.grad, w.grad]
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("batch, steps", [(1, 5), (3, 1), (1, 1), (3, 4)])
+def test_sequence_workspaces_never_leak_into_results(kind, batch, steps, monkeypatch):
+    """Outputs stay as they were after later calls reuse the pooled workspaces (length 1 in the batch or in
+    time made ascontiguousarray return the workspace itself), and match a run with the pool off."""
+    first = _sequence_run(kind, batch, steps)
+    kept = [a.copy() for a in first]
+    for seed in (1, 2):
+        _sequence_run(kind, batch, steps, seed)            # takes the buffers the first run gave back
+    for a, b in zip(first, kept):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setenv(DISABLE, "1")
+    for a, b in zip(_sequence_run(kind, batch, steps), kept):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sequence_workspaces_go_back_when_the_op_is_dropped():
+    buffers.clear()
+    with engine.no_grad():
+        F.gru_sequence(np.ones((2, 3, 6)), np.ones((2, 6)) * 0.1)
+    assert buffers.default_pool().held_bytes > 0
+    buffers.clear()
