@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # run with at least the low-rank recipe's budget (8 epochs + the chosen fine-tune epochs)
 SCADA_LENET300 = "scada-lenet300-r50"
 SCADA_LENET5 = "scada-lenet5-r100"
-LOWRANK_LENET300_DENSE = "dense-lenet300-momentum9"
+LOWRANK_LENET300_DENSE = "dense-lenet300-momentum11"
 
 
 def _load(results, name):

@@ -169,7 +169,9 @@ class Tanh(Function):
 class Sigmoid(Function):
     def forward(self, x):
         xp = backend.xp_of(x)
-        self.y = sigmoid_into(xp, x, xp.empty_like(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64))
+        if x.dtype.kind != "f":     # negate as floats: the smallest int64 has no negative in int64
+            x = x.astype(np.float64)
+        self.y = sigmoid_into(xp, x, xp.empty_like(x))
         return self.y
 
     def backward(self, gy):
