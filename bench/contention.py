@@ -55,22 +55,16 @@ def cores():
 
 # ---------------------------------------------------------------- one setting, in its own process
 def _threads_in_effect(framework):
-    """What the runtimes report they use, so the table shows which pools exist and their sizes."""
-    info = {}
+    """What the runtimes report they use, so the table shows which pools exist and their sizes. Only pools
+    the step loaded count: importing Numba here would load its OpenMP runtime at its default size."""
     if framework == "torch":
         import torch
-        info["torch"] = torch.get_num_threads()
-    else:
-        if importlib.util.find_spec("numba") is not None:
-            import numba
-            info["numba"] = numba.get_num_threads()
-        try:
-            from threadpoolctl import threadpool_info
-            for pool in threadpool_info():
-                info[f"{pool['user_api']}:{pool['internal_api']}"] = pool["num_threads"]
-        except ImportError:
-            info["blas"] = "unknown (threadpoolctl not installed)"
-    return info
+        return {"torch": torch.get_num_threads()}
+    try:
+        from engine.threads import thread_pools
+        return {f"{pool['api']}:{pool['library']}": pool["threads"] for pool in thread_pools()}
+    except ImportError:
+        return {"blas": "unknown (threadpoolctl not installed)"}
 
 
 def _with_auto_threads(step):

@@ -42,6 +42,12 @@ class limit_threads:
         if numba is not None:
             self._numba_before = numba.get_num_threads()
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        self._pools = loaded_pools()
+
+    def covers(self):
+        """Whether the pools loaded now are the ones this limit was applied to. A pool that loads later
+        (Numba and its OpenMP runtime load with the first kernel call) runs at its own default."""
+        return loaded_pools() == self._pools
 
     def restore(self):
         """Put back the limits in force before this call."""
@@ -56,6 +62,12 @@ class limit_threads:
 
     def __exit__(self, *exc):
         self.restore()
+
+
+def loaded_pools():
+    """The thread pools loaded in this process, as a comparable tuple (libraries' paths, and Numba)."""
+    paths = sorted(info.get("filepath", "") for info in _threadpoolctl().threadpool_info())
+    return tuple(paths) + (("numba",) if _numba() is not None else ())
 
 
 def thread_pools():

@@ -75,6 +75,41 @@ def test_auto_threads_rechecks_every_interval_and_limits_only_on_change():
     assert log[-1] == ("restore", 2)
 
 
+def test_auto_threads_limits_again_when_a_pool_loads_after_the_limit():
+    """Numba's pool (and its OpenMP runtime) loads with the first kernel call, after the first limit."""
+    clock, log, loaded = Clock(), [], {"pools": 1}
+
+    class Covering(Limiter):
+        def __init__(self, log, n):
+            super().__init__(log, n)
+            self.pools = loaded["pools"]
+
+        def covers(self):
+            return loaded["pools"] == self.pools
+
+    auto = AutoThreads(every=1.0, measure=lambda: 1, clock=clock, limit=lambda n: Covering(log, n))
+    clock.now += 1.0
+    assert auto.check() == 1 and log == [("limit", 1)]
+    clock.now += 1.0
+    assert auto.check() == 1 and len(log) == 1          # same count, same pools: nothing to do
+    loaded["pools"] = 2
+    clock.now += 1.0
+    assert auto.check() == 1 and log[1:] == [("restore", 1), ("limit", 1)]
+    assert auto.counts == [1]
+
+
+def test_limit_threads_covers_only_the_pools_loaded_when_applied(monkeypatch):
+    pytest.importorskip("threadpoolctl", reason="the extra 'threads' is not installed")
+    from engine import threads as engine_threads
+    limit = engine_threads.limit_threads(1)
+    try:
+        assert limit.covers()
+        monkeypatch.setattr(engine_threads, "loaded_pools", lambda: ("a pool loaded later",))
+        assert not limit.covers()
+    finally:
+        limit.restore()
+
+
 def test_without_threadpoolctl_auto_threads_changes_nothing():
     clock = Clock()
     auto = AutoThreads(every=1.0, measure=lambda: 1, clock=clock, limit=None)

@@ -108,7 +108,9 @@ class AutoThreads:
             return self.current
         self._next = now + self.every
         count = self.measure()
-        if count != self.current and self.limit is not None:
+        covers = getattr(self._limiter, "covers", None)
+        stale = covers is not None and not covers()     # a pool loaded after the limit was applied
+        if (count != self.current or stale) and self.limit is not None:
             if self._limiter is not None:
                 self._limiter.restore()
             self._limiter, self.current = self.limit(count), count
