@@ -46,6 +46,15 @@ class LowRankDense(Module):
     def forward(self, x):
         return self.second(self.first(x))
 
+    def as_factors(self):
+        """(first weight (n_in, r), second weight (r, n_out), bias or None): what a recurrent layer's
+        whole-sequence op runs instead of calling this layer each step; None while a hook watches
+        either factor (the hook must see each call)."""
+        parts = (self.first, self.second)
+        if any(type(m) is not Dense or m._pre_hooks or m._post_hooks for m in parts) or self.first.bias is not None:
+            return None
+        return self.first.weight, self.second.weight, self.second.bias
+
     def extra_repr(self):
         return f"{self.first.n_in} -> rank {self.rank} -> {self.second.n_out}"
 

@@ -86,6 +86,31 @@ class _RecurrentCell(Module):
         bias = F.concat([b for _, b in forms], axis=0) if any(with_bias) else None
         return weight, bias
 
+    def factored_hh(self):
+        """((a, c), b) for a low-rank hidden transform run inside the whole-sequence op, or None.
+
+        Every hh_* module must offer `as_factors()` -> (first (H, r), second (r, H), bias or None), all at
+        the same rank r, with no hooks: a is the first factors side by side (H, k r), c the second
+        factors stacked (k, r, H), b their biases side by side or None.
+        """
+        factors = []
+        for m in self.hh_modules():
+            as_factors = getattr(m, "as_factors", None)
+            form = as_factors() if as_factors is not None and not (m._pre_hooks or m._post_hooks) else None
+            if form is None:
+                return None
+            factors.append(form)
+        first, second, biases = zip(*factors)
+        rank = first[0].shape[1]
+        if any(w.shape != (self.hidden, rank) for w in first) or any(w.shape != (rank, self.hidden) for w in second):
+            return None
+        with_bias = [b is not None for b in biases]
+        if any(with_bias) and not all(with_bias):
+            biases = [b if b is not None else Tensor(backend.xp_of(first[0].data).zeros(
+                self.hidden, dtype=first[0].dtype)) for b in biases]
+        bias = F.concat(list(biases), axis=0) if any(with_bias) else None
+        return (F.concat(list(first), axis=1), F.stack(list(second), axis=0)), bias
+
     def _hh(self, h, fused):
         """The hidden-to-hidden transforms of h: one (B, k*H) tensor (fast path) or k of (B, H)."""
         k, batch = len(self.gate_names), h.shape[0]
@@ -185,8 +210,8 @@ class _RecurrentLayer(Module):
 
     Each layer projects its whole input sequence with one matmul (the cell's `ih`), then
     runs the time loop: as one whole-sequence op (F.lstm_sequence / F.gru_sequence) when the
-    cell is a plain GRUCell/LSTMCell without hooks whose hh_* transforms fuse into one weight,
-    else by calling the cell on each projected slice (replaced hh modules, hooks such as the
+    cell is a plain GRUCell/LSTMCell without hooks whose hh_* transforms fuse into one weight or
+    are low-rank factor pairs of one rank (factored_hh), else by calling the cell on each projected slice (replaced hh modules, hooks such as the
     FLOP report's). Both compute the same thing.
     """
 
@@ -231,8 +256,9 @@ class _RecurrentLayer(Module):
             projected = cell.ih(inputs)
             fused = cell.fused_hh(materialize=projected.shape[1] > 1)
             s = states[layer]
-            if fused is not None and self._one_op_per_layer(cell):
-                inputs, s = self._sequence_op(projected, fused, s)
+            whole = fused if fused is not None else cell.factored_hh()
+            if whole is not None and self._one_op_per_layer(cell):
+                inputs, s = self._sequence_op(projected, whole, s)
             else:   # a cell call per step, so cell hooks (e.g. the FLOP report's) see each step
                 outputs = []
                 for step in F.unstack(projected, axis=1):

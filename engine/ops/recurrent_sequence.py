@@ -11,6 +11,7 @@ from ..function import Function
 from ..kernels import recurrent as kernels
 from ..tensor import Tensor, as_tensor
 from .math import sigmoid_into
+from .recurrent_product import hidden_product
 
 
 class _SequenceOp(Function):
@@ -28,6 +29,12 @@ class _SequenceOp(Function):
         weakref.finalize(self, buffers.give_back, array).atexit = False
         return array
 
+    def _hidden(self, xp, weights, gi):
+        """The hidden product for this op's weights (recurrent_product), its workspaces pooled like the rest."""
+        batch, steps = gi.shape[:2]
+        self.hidden_product = hidden_product(xp, weights, steps, batch, lambda shape: self._workspace(shape, gi))
+        return self.hidden_product
+
 
 def _batch_major(xp, time_major):
     """(T, B, ...) -> a fresh C-contiguous (B, T, ...) array."""
@@ -37,19 +44,21 @@ def _batch_major(xp, time_major):
 
 
 class LSTMSequence(_SequenceOp):
-    """(out (B, T, H), h_T, c_T) from the projected inputs gi (B, T, 4H), the hidden weight
-    w (H, 4H), its bias b (4H,) or None, and the initial state h0, c0 (B, H).
+    """(out (B, T, H), h_T, c_T) from the projected inputs gi (B, T, 4H), the hidden bias b (4H,)
+    or empty, the initial state h0, c0 (B, H), and the hidden weight: w (H, 4H), or the factors
+    a (H, 4r), c (4, r, H) of a low-rank one (recurrent_product).
 
     Each step: a = gi_t + h w + b; i, f, g, o = s, s, tanh, s of a's quarters (gate order
     input, forget, cell, output); c' = f c + i g; h' = o tanh(c'). Time-major buffers keep
     every per-step array contiguous.
     """
 
-    def forward(self, gi, w, b, h0, c0):
+    def forward(self, gi, b, h0, c0, *weights):
         xp = backend.xp_of(gi)
         batch, steps, width = gi.shape
         hidden = width // 4
         b = b if b.size else None
+        product = self._hidden(xp, weights, gi)
         acts = self._workspace((steps, batch, width), gi)            # i, f, g, o after activation
         hs = self._workspace((steps + 1, batch, hidden), gi)         # hs[t] is the state before step t
         cs = self._workspace((steps + 1, batch, hidden), gi)
@@ -57,7 +66,7 @@ class LSTMSequence(_SequenceOp):
         hs[0], cs[0] = h0, c0
         for t in range(steps):
             a = acts[t]
-            xp.matmul(hs[t], w, out=a)
+            product.step(t, hs[t], a)
             a += gi[:, t]
             if b is not None:
                 a += b
@@ -70,14 +79,13 @@ class LSTMSequence(_SequenceOp):
             c += i * g
             xp.tanh(c, out=tcs[t])
             xp.multiply(o, tcs[t], out=hs[t + 1])
-        self.w, self.acts, self.hs, self.cs, self.tcs = w, acts, hs, cs, tcs
+        self.acts, self.hs, self.cs, self.tcs = acts, hs, cs, tcs
         self.has_bias = b is not None
         return _batch_major(xp, hs[1:]), hs[steps].copy(), cs[steps].copy()
 
     def backward(self, g_out, g_hT, g_cT):
         xp = backend.xp_of(g_out)
-        acts, hs, cs, tcs = self.acts, self.hs, self.cs, self.tcs
-        w_t = xp.ascontiguousarray(self.w.T)   # BLAS ran the per-step product faster (76 vs 98 us)
+        acts, hs, cs, tcs, product = self.acts, self.hs, self.cs, self.tcs, self.hidden_product
         steps, batch, width = acts.shape
         hidden = width // 4
         g_acts = buffers.take(acts.shape, acts.dtype, like=acts)     # gradient of each step's pre-activation
@@ -85,36 +93,39 @@ class LSTMSequence(_SequenceOp):
         dc = g_cT.copy()
         for t in range(steps - 1, -1, -1):
             kernels.lstm_backward_step(g_out, t, dh, dc, acts[t], tcs[t], cs[t], g_acts[t], self.impl)
-            xp.matmul(g_acts[t], w_t, out=dh)
+            product.step_backward(t, g_acts[t], dh)
         needs = self.needs_input_grad
         flat = g_acts.reshape(steps * batch, width)
-        g_w = hs[:steps].reshape(steps * batch, hidden).T @ flat if needs[1] else None
-        g_b = flat.sum(axis=0) if self.has_bias and needs[2] else None
+        g_weights = product.weight_grads(hs[:steps], flat, needs[4:])
+        g_b = flat.sum(axis=0) if self.has_bias and needs[1] else None
         g_gi = _batch_major(xp, g_acts) if needs[0] else None
         buffers.give_back(g_acts)
-        return g_gi, g_w, g_b, dh, dc
+        product.release()
+        return (g_gi, g_b, dh, dc, *g_weights)
 
 
 class GRUSequence(_SequenceOp):
-    """(out (B, T, H), h_T) from the projected inputs gi (B, T, 3H), the hidden weight
-    w (H, 3H), its bias b (3H,) or None, and the initial state h0 (B, H).
+    """(out (B, T, H), h_T) from the projected inputs gi (B, T, 3H), the hidden bias b (3H,) or
+    empty, the initial state h0 (B, H), and the hidden weight: w (H, 3H), or the factors
+    a (H, 3r), c (3, r, H) of a low-rank one (recurrent_product).
 
     Each step: gh = h w + b; r = s(gi_r + gh_r), z = s(gi_z + gh_z),
     n = tanh(gi_n + r gh_n), h' = n + z (h - n) (PyTorch's equations).
     """
 
-    def forward(self, gi, w, b, h0):
+    def forward(self, gi, b, h0, *weights):
         xp = backend.xp_of(gi)
         batch, steps, width = gi.shape
         hidden = width // 3
         b = b if b.size else None
+        product = self._hidden(xp, weights, gi)
         gates = self._workspace((steps, batch, width), gi)           # r, z, n after activation
         gh_n = self._workspace((steps, batch, hidden), gi)           # the hidden part of n's input
         hs = self._workspace((steps + 1, batch, hidden), gi)
         gh = buffers.take((batch, width), gi.dtype, like=gi)
         hs[0] = h0
         for t in range(steps):
-            xp.matmul(hs[t], w, out=gh)
+            product.step(t, hs[t], gh)
             if b is not None:
                 gh += b
             a = gates[t]
@@ -130,40 +141,58 @@ class GRUSequence(_SequenceOp):
             h *= z
             h += n
         buffers.give_back(gh)
-        self.w, self.gates, self.gh_n, self.hs = w, gates, gh_n, hs
+        self.gates, self.gh_n, self.hs = gates, gh_n, hs
         self.has_bias = b is not None
         return _batch_major(xp, hs[1:]), hs[steps].copy()
 
     def backward(self, g_out, g_hT):
         xp = backend.xp_of(g_out)
-        gates, gh_n, hs = self.gates, self.gh_n, self.hs
-        w_t = xp.ascontiguousarray(self.w.T)
+        gates, gh_n, hs, product = self.gates, self.gh_n, self.hs, self.hidden_product
         steps, batch, width = gates.shape
         hidden = width // 3
         g_gi = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gi_t (n part: of gi_n alone)
         g_gh = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gh_t = h_t w + b
         dh = g_hT.copy()
-        product = xp.empty_like(dh)
+        through = xp.empty_like(dh)
         for t in range(steps - 1, -1, -1):
             kernels.gru_backward_step(g_out, t, dh, gates[t], gh_n[t], hs[t], g_gi[t], g_gh[t], self.impl)
-            dh += xp.matmul(g_gh[t], w_t, out=product)
+            product.step_backward(t, g_gh[t], through)
+            dh += through
         needs = self.needs_input_grad
         flat = g_gh.reshape(steps * batch, width)
-        g_w = hs[:steps].reshape(steps * batch, hidden).T @ flat if needs[1] else None
-        g_b = flat.sum(axis=0) if self.has_bias and needs[2] else None
+        g_weights = product.weight_grads(hs[:steps], flat, needs[3:])
+        g_b = flat.sum(axis=0) if self.has_bias and needs[1] else None
         g_in = _batch_major(xp, g_gi) if needs[0] else None
         buffers.give_back(g_gi)
         buffers.give_back(g_gh)
-        return g_in, g_w, g_b, dh
+        product.release()
+        return (g_in, g_b, dh, *g_weights)
+
+
+def _hidden_weights(name, w, gi, hidden, gates):
+    """The hidden weight as a tuple of tensors: (w,) with w (H, kH), or the factors (a, c) of a
+    low-rank one, a (H, k r) and c (k, r, H)."""
+    if isinstance(w, (tuple, list)):
+        if len(w) != 2:
+            raise ValueError(f"{name}: a factored hidden weight is a pair (a, c), got {len(w)} arrays")
+        a, c = (as_tensor(f, like=gi) for f in w)
+        if c.ndim != 3 or c.shape[0] != gates or c.shape[2] != hidden:
+            raise ValueError(f"{name}: second factors must be ({gates}, rank, {hidden}), got {c.shape}")
+        if a.shape != (hidden, gates * c.shape[1]):
+            raise ValueError(f"{name}: first factors must be ({hidden}, {gates * c.shape[1]}), got {a.shape}")
+        return a, c
+    w = as_tensor(w, like=gi)
+    if w.shape != (hidden, gates * hidden):
+        raise ValueError(f"{name}: hidden weight must be ({hidden}, {gates * hidden}), got {w.shape}")
+    return (w,)
 
 
 def _sequence_args(name, gi, w, b, states, gates):
-    gi, w = as_tensor(gi), as_tensor(w, like=gi)
+    gi = as_tensor(gi)
     if gi.ndim != 3 or gi.shape[2] % gates:
         raise ValueError(f"{name}: projected input must be (batch, steps, {gates} * hidden), got {gi.shape}")
     batch, hidden = gi.shape[0], gi.shape[2] // gates
-    if w.shape != (hidden, gates * hidden):
-        raise ValueError(f"{name}: hidden weight must be ({hidden}, {gates * hidden}), got {w.shape}")
+    weights = _hidden_weights(name, w, gi, hidden, gates)
     if b is not None:
         b = as_tensor(b, like=gi)
         if b.shape != (gates * hidden,):
@@ -178,19 +207,21 @@ def _sequence_args(name, gi, w, b, states, gates):
             raise ValueError(f"{name}: {what} must be ({batch}, {hidden}), got {s.shape}")
         out.append(s)
     # a missing bias travels as an empty array, so the op's inputs keep fixed positions
-    return gi, w, (b if b is not None else Tensor(xp.zeros(0, dtype=gi.dtype))), out
+    return gi, weights, (b if b is not None else Tensor(xp.zeros(0, dtype=gi.dtype))), out
 
 
 def lstm_sequence(gi, w, b=None, h0=None, c0=None, impl=None):
-    """A whole LSTM layer over time: gi (B, T, 4H) = x W_ih + b_ih, w (H, 4H), b (4H,) or None,
-    h0, c0 (B, H) or None (zeros) -> (out (B, T, H), h_T, c_T). impl picks the backward step
-    kernel ('numpy', 'numba'; None: Numba when available)."""
-    gi, w, b, (h0, c0) = _sequence_args("lstm_sequence", gi, w, b, [("h0", h0), ("c0", c0)], 4)
-    return LSTMSequence(impl)(gi, w, b, h0, c0)
+    """A whole LSTM layer over time: gi (B, T, 4H) = x W_ih + b_ih, w (H, 4H) or the pair (a, c) of a
+    low-rank hidden weight (a (H, 4r) the gates' first factors side by side, c (4, r, H) their second
+    factors), b (4H,) or None, h0, c0 (B, H) or None (zeros) -> (out (B, T, H), h_T, c_T). impl picks
+    the backward step kernel ('numpy', 'numba'; None: Numba when available)."""
+    gi, weights, b, (h0, c0) = _sequence_args("lstm_sequence", gi, w, b, [("h0", h0), ("c0", c0)], 4)
+    return LSTMSequence(impl)(gi, b, h0, c0, *weights)
 
 
 def gru_sequence(gi, w, b=None, h0=None, impl=None):
-    """A whole GRU layer over time: gi (B, T, 3H) = x W_ih + b_ih, w (H, 3H), b (3H,) or None,
-    h0 (B, H) or None (zeros) -> (out (B, T, H), h_T). impl as for lstm_sequence."""
-    gi, w, b, (h0,) = _sequence_args("gru_sequence", gi, w, b, [("h0", h0)], 3)
-    return GRUSequence(impl)(gi, w, b, h0)
+    """A whole GRU layer over time: gi (B, T, 3H) = x W_ih + b_ih, w (H, 3H) or the pair (a, c) of a
+    low-rank hidden weight (a (H, 3r), c (3, r, H)), b (3H,) or None, h0 (B, H) or None (zeros) ->
+    (out (B, T, H), h_T). impl as for lstm_sequence."""
+    gi, weights, b, (h0,) = _sequence_args("gru_sequence", gi, w, b, [("h0", h0)], 3)
+    return GRUSequence(impl)(gi, b, h0, *weights)

@@ -1,0 +1,92 @@
+"""The hidden-to-hidden product inside the whole-sequence recurrent ops: one dense weight, or two
+factors per gate (a low-rank hidden transform), each with its step, its step's backward and its
+weight gradients side by side.
+
+Dense: gh = h w, w (H, kH). Factored: u = h a with a (H, k r) holding every gate's first factor side
+by side, then gate g's block gh_g = u_g c_g with c (k, r, H) the second factors stacked, so a rank-r
+GRU or LSTM does k H r + k r H multiply-adds per example and step instead of k H H, inside one op.
+"""
+from .. import buffers
+
+
+class DenseHidden:
+    """gh = h w with w (H, kH)."""
+
+    def __init__(self, xp, weights, steps, batch, workspace):
+        (self.w,) = weights
+        self.xp = xp
+        self.w_t = None
+
+    def step(self, t, h, out):
+        self.xp.matmul(h, self.w, out=out)
+
+    def step_backward(self, t, g, out):
+        """out = g w^T: the gradient reaching h through this step's product."""
+        if self.w_t is None:
+            self.w_t = self.xp.ascontiguousarray(self.w.T)   # BLAS ran the per-step product faster (76 vs 98 us)
+        self.xp.matmul(g, self.w_t, out=out)
+
+    def weight_grads(self, hs, g_flat, needs):
+        """(g_w,) from the states before each step hs (T, B, H) and the products' gradients (T B, kH)."""
+        steps, batch, hidden = hs.shape
+        return (hs.reshape(steps * batch, hidden).T @ g_flat if needs[0] else None,)
+
+    def release(self):
+        pass
+
+
+class FactoredHidden:
+    """gh_g = (h a)_g c_g with a (H, k r), c (k, r, H); keeps u = h a of every step for backward."""
+
+    def __init__(self, xp, weights, steps, batch, workspace):
+        self.a, self.c = weights
+        self.xp = xp
+        self.gates, self.rank, self.hidden = self.c.shape
+        self.us = workspace((steps, batch, self.gates * self.rank))
+        self.dus = None
+
+    def _blocks(self, k):
+        return slice(k * self.rank, (k + 1) * self.rank), slice(k * self.hidden, (k + 1) * self.hidden)
+
+    def step(self, t, h, out):
+        u = self.us[t]
+        self.xp.matmul(h, self.a, out=u)
+        for k in range(self.gates):
+            narrow, wide = self._blocks(k)
+            self.xp.matmul(u[:, narrow], self.c[k], out=out[:, wide])
+
+    def step_backward(self, t, g, out):
+        xp = self.xp
+        if self.dus is None:
+            self.dus = buffers.take(self.us.shape, self.us.dtype, like=self.us)
+            self.c_t = xp.ascontiguousarray(self.c.transpose(0, 2, 1))
+            self.a_t = xp.ascontiguousarray(self.a.T)
+        du = self.dus[t]
+        for k in range(self.gates):
+            narrow, wide = self._blocks(k)
+            xp.matmul(g[:, wide], self.c_t[k], out=du[:, narrow])
+        xp.matmul(du, self.a_t, out=out)
+
+    def weight_grads(self, hs, g_flat, needs):
+        """(g_a, g_c) from the states before each step and the products' gradients (T B, kH)."""
+        steps, batch, hidden = hs.shape
+        rows = steps * batch
+        g_a = hs.reshape(rows, hidden).T @ self.dus.reshape(rows, -1) if needs[0] else None
+        g_c = None
+        if needs[1]:
+            us = self.us.reshape(rows, -1)
+            g_c = self.xp.empty_like(self.c)
+            for k in range(self.gates):
+                narrow, wide = self._blocks(k)
+                self.xp.matmul(us[:, narrow].T, g_flat[:, wide], out=g_c[k])
+        return g_a, g_c
+
+    def release(self):
+        if self.dus is not None:
+            buffers.give_back(self.dus)
+            self.dus = None
+
+
+def hidden_product(xp, weights, steps, batch, workspace):
+    """The product for one dense weight (1 array) or a pair of factors (2 arrays)."""
+    return (DenseHidden if len(weights) == 1 else FactoredHidden)(xp, weights, steps, batch, workspace)
