@@ -87,7 +87,6 @@ class LSTMSequence(_SequenceOp):
         xp = backend.xp_of(g_out)
         acts, hs, cs, tcs, product = self.acts, self.hs, self.cs, self.tcs, self.hidden_product
         steps, batch, width = acts.shape
-        hidden = width // 4
         g_acts = buffers.take(acts.shape, acts.dtype, like=acts)     # gradient of each step's pre-activation
         dh = g_hT.copy()
         dc = g_cT.copy()
@@ -149,7 +148,6 @@ class GRUSequence(_SequenceOp):
         xp = backend.xp_of(g_out)
         gates, gh_n, hs, product = self.gates, self.gh_n, self.hs, self.hidden_product
         steps, batch, width = gates.shape
-        hidden = width // 3
         g_gi = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gi_t (n part: of gi_n alone)
         g_gh = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gh_t = h_t w + b
         dh = g_hT.copy()
