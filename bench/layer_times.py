@@ -169,6 +169,19 @@ def bare_products(dense_layer, compressed_layer, x, repeats=15):
     return None
 
 
+def pass_seconds(x, repeats=15):
+    """Median seconds of one pass over an array the size of x: a copy into a reused buffer (read once,
+    written once), the least any operation that reads its input and writes its output costs."""
+    import numpy as np
+    out = np.empty_like(x)
+    samples = []
+    for _ in range(repeats + 2):
+        start = time.perf_counter()
+        np.copyto(out, x)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples[2:])
+
+
 def breakdown(dense, compressed, x, repeats):
     """Per top-level layer: FLOPs and median time, dense and compressed, and whether the compressor changed
     it (its FLOPs differ); the converted/unchanged sums and the Amdahl bound on the whole speedup."""
@@ -196,6 +209,10 @@ def breakdown(dense, compressed, x, repeats):
     result = summarize(layers, whole_d, whole_c, x.shape[0])
     for label, model in (("dense", dense), ("compressed", compressed)):
         result[f"ops_{label}"], result[f"op_seconds_{label}"] = op_profile(model, x)
+    if [row["layer"] for row in layers] == ["(whole)"]:
+        # one layer whose compressed form is a chain of operations over activations of the input's size
+        # (WaveletLinear): each operation passes over them at least once
+        result["pass_seconds"] = pass_seconds(x, repeats)
     return result
 
 
@@ -284,6 +301,13 @@ def layer_table(name, r):
     top = sorted(r["op_seconds_compressed"].items(), key=lambda kv: -kv[1])[:4]
     lines += ["", "Slowest operations of the compressed forward (ms per forward): "
               + ", ".join(f"{op} {1e3 * sec:.3f}" for op, sec in top) + "."]
+    if r.get("pass_seconds"):
+        one, ops = r["pass_seconds"], r["ops_compressed"]
+        dense = r["whole_seconds_dense"]
+        lines += ["", f"One pass over the activations (a copy): {1e3 * one:.3f} ms. The {ops:.0f} operations of "
+                  f"the compressed forward, at one such pass each, take at least {1e3 * ops * one:.3f} ms: a "
+                  f"speedup of at most {dense / (ops * one):.1f}x for this chain of operations; one fused pass "
+                  f"would allow {dense / one:.0f}x."]
     return "\n".join(lines)
 
 
