@@ -189,6 +189,26 @@ def test_max_pool_2x2_numba_and_numpy_paths_agree_with_ties_and_nan(monkeypatch,
         np.testing.assert_array_equal(g[1:], results[0][1][1:])
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 6, 6), (2, 3, 7, 9), (1, 1, 2, 2)])
+def test_max_pool_2x2_backward_kernel_puts_each_gradient_at_its_tap(shape, rng):
+    """The widened-row backward kernel against a plain loop: odd sizes leave zeros in the last row and
+    column, and a NaN gradient stays at its own tap."""
+    pool_numba = pytest.importorskip("engine.kernels.pool_numba", reason="numba (the jit extra) is not installed")
+    oh, ow = shape[2] // 2, shape[3] // 2
+    tap = rng.integers(0, 4, (shape[0], shape[1], oh, ow)).astype(np.uint8)
+    gy = rng.standard_normal(tap.shape).astype(np.float32)
+    gy[0, 0, 0, 0] = np.nan
+    expected = np.zeros(shape, np.float32)
+    for index in np.ndindex(tap.shape):
+        n, c, p, q = index
+        row, col = divmod(int(tap[index]), 2)
+        expected[n, c, 2 * p + row, 2 * q + col] = gy[index]
+    gx = pool_numba.max_pool_2x2_backward(gy, tap, shape[2], shape[3])
+    assert gx.dtype == np.float32
+    np.testing.assert_array_equal(gx, expected)
+    assert np.isnan(gx).sum() == 1
+
+
 @pytest.mark.parametrize("shape", [(3, 2, 6, 6), (2, 3, 7, 9)])
 def test_max_pool_2x2_tree_kernel_matches_the_exact_loop(shape, rng):
     """The vectorized tree kernel against the tap-by-tap loop: ties (first tap wins), +-inf, odd sizes,
