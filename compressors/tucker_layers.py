@@ -1,16 +1,13 @@
 """Tucker-form Dense and Conv2d layers: core + factors (+ bias), the weight rebuilt each forward pass.
 
-W = C x_1 M_1 ... x_D M_D is rebuilt with ``F.tucker_to_tensor`` in training mode; in eval mode the
-rebuilt W is cached (detached: eval-mode calls give the core and factors no gradient) until a
-parameter array is replaced (load_state_dict, to(), astype()) or the layer goes back to training
-mode; call ``invalidate_cache()`` after changing parameter values in place in eval mode. Init, shapes and the choices behind them: compressors/tucker.py's docstring.
+W = C x_1 M_1 ... x_D M_D is rebuilt with ``F.tucker_to_tensor`` in training mode and kept in eval mode
+(compressors.eval_cache); call ``invalidate_cache()`` after changing parameter values in place in eval mode. Init, shapes and the choices behind them: compressors/tucker.py's docstring.
 """
 import itertools
 import math
 
 import numpy as np
 
-import engine
 import engine.ops as F
 from engine import backend
 from engine.kernels import tucker as kernels
@@ -20,6 +17,7 @@ from layers.dense import Dense
 from layers.validation import check_input
 from layers.module import Module, Parameter
 
+from .eval_cache import cache_of
 from .layer_swap import module_at, replace_module
 from .tucker_shapes import adjust_dimensions, paired_shape, parse_layouts, ratio_budget, solve_ranks, tucker_params
 
@@ -137,22 +135,12 @@ class _TuckerWeight(Module):
         return getattr(self, "_shared", False)
 
     def invalidate_cache(self):
-        object.__setattr__(self, "_cache", None)
+        cache_of(self, "_weight_cache").clear()
 
     def rebuilt_weight(self):
         """The weight in its layer shape as a Tensor: rebuilt with a graph in training mode, cached in eval."""
-        params = [self.core] + self.factors
-        if self.training:
-            self.invalidate_cache()
-            return self._tensor_to_weight(F.tucker_to_tensor(self.core, self.factors))
-        key = tuple(p.data for p in params)
-        cache = self._cache
-        if cache is None or len(cache[0]) != len(key) or any(a is not b for a, b in zip(cache[0], key)):
-            with engine.no_grad():
-                w = self._tensor_to_weight(F.tucker_to_tensor(self.core, self.factors))
-            object.__setattr__(self, "_cache", (key, w))
-            cache = self._cache
-        return cache[1]
+        return cache_of(self, "_weight_cache").get(self, [self.core] + self.factors,
+                                      lambda: self._tensor_to_weight(F.tucker_to_tensor(self.core, self.factors)))
 
     def tucker_params(self, count_core=True):
         """Stored values of this layer: prod(k) (unless the core is shared) + sum(m k) + bias."""

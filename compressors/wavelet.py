@@ -22,6 +22,7 @@ from layers.module import Module, Parameter
 from layers.recurrent import GRUCell, LSTMCell
 from layers.validation import check_input
 
+from .eval_cache import cache_of
 from .layer_swap import module_at, replace_module
 from .plugin import Compressor, DoesNotApply
 from .wavelet_filters import alias_cancellation_loss, filter_bank, perfect_reconstruction_loss
@@ -117,10 +118,14 @@ class WaveletLinear(Module):
 
         W's rows are the layer's map of the unit vectors, so building it costs one transform of
         an n-row batch. A recurrent layer builds it once per sequence and then does one matmul
-        per step, instead of T small transforms (the parameter count is unchanged).
+        per step, instead of T small transforms (the parameter count is unchanged). In eval mode W
+        is built once and kept (compressors.eval_cache), so inference pays no rebuild per sequence.
         """
         xp = backend.xp_of(self.input_scale.data)
-        return self._linear_map(Tensor(xp.eye(self.n, dtype=self.input_scale.dtype))), self.bias
+        sources = [*self.parameters(), self.permutation, self.inverse_permutation]
+        weight = cache_of(self, "_dense_cache").get(
+            self, sources, lambda: self._linear_map(Tensor(xp.eye(self.n, dtype=self.input_scale.dtype))))
+        return weight, self.bias
 
     def wavelet_loss(self):
         """Perfect-reconstruction plus alias-cancellation loss of this layer's filters (a scalar Tensor)."""

@@ -242,7 +242,7 @@ def test_eval_mode_caches_and_invalidates(seeded):
     layer.train()
     layer(x).sum().backward()
     assert layer.core.grad is not None and all(f.grad is not None for f in layer.factors)
-    assert layer._cache is None
+    assert layer._weight_cache.empty
 
 
 def test_cache_survives_a_model_level_load_and_eval(seeded):
