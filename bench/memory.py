@@ -11,7 +11,8 @@ Every measured process is a child of this one, started afresh and alone (one at 
   - each side's import baseline: a child that only imports what its run imports (ours: NumPy, Numba
     and train.py's packages; torch: PyTorch and NumPy) and exits.
 A child's peak is the kernel's high-water mark of its resident set (ru_maxrss from wait4 on that child
-alone). "above baseline" is the run's peak minus its side's import baseline: what training itself
+alone; Linux folds the parent's high-water mark at the child's exec into it, so a child whose figure
+does not exceed this process's own peak is reported as not measurable). "above baseline" is the run's peak minus its side's import baseline: what training itself
 holds. The target (issue 23): ours / PyTorch peak <= 1.0. Writes memory.md and memory.json to --out
 (default bench/results) with the machine, its load and the command. --quick: a few steps on a small
 subset, nothing written unless --out is given (for tests and smoke runs). This process imports
@@ -22,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -94,8 +96,19 @@ def peak_kib(usage):
     return usage.ru_maxrss / 1024.0 if sys.platform == "darwin" else float(usage.ru_maxrss)
 
 
+def own_high_water_kib():
+    """This process's memory high-water mark (what an exec folds into a child's figure): VmHWM, which
+    unlike getrusage leaves out what this process inherited the same way; getrusage without /proc."""
+    try:
+        with open("/proc/self/status") as f:
+            return float(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+    except (OSError, StopIteration, ValueError):
+        return peak_kib(resource.getrusage(resource.RUSAGE_SELF))
+
+
 def run_child(command, env, timeout, log_path):
     """{"peak_mib", "seconds"} of one child process, or {"error": one line}; its output goes to log_path."""
+    own_peak = own_high_water_kib()
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -120,7 +133,11 @@ def run_child(command, env, timeout, log_path):
         with open(log_path, "rb") as log:
             last = (log.read().decode("utf-8", "replace").strip().splitlines() or ["no output"])[-1]
         return {"error": f"exited {process.returncode}: {last}"}
-    return {"peak_mib": peak_kib(usage) / MIB, "seconds": seconds}
+    peak = peak_kib(usage)
+    if peak <= own_peak:
+        return {"error": f"not measurable: the child's high-water mark ({peak / MIB:.0f} MiB) is no more than "
+                         f"its parent's ({own_peak / MIB:.0f} MiB); run bench/memory.py as its own process"}
+    return {"peak_mib": peak / MIB, "seconds": seconds}
 
 
 def measure(model, framework, args, scratch):

@@ -1,5 +1,8 @@
 """bench/memory.py: the summary and its ratios, bad input, and quick runs of ours (a child) and of the PyTorch side."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,16 +69,23 @@ def data_root(tmp_path):
     return tmp_path
 
 
-def test_quick_run_of_ours_measures_a_positive_peak_above_its_baseline(data_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("COMPACTNET_DISABLE_NUMBA", "1")      # no kernel compilation: a fast child
+def test_quick_run_of_ours_measures_a_positive_peak_above_its_baseline(data_root, tmp_path):
     out = tmp_path / "out"
-    assert memory.main(["--quick", "--models", "lenet5", "--frameworks", "ours", "--data-root",
-                        str(data_root), "--out", str(out)]) == 0
+    # its own process: a child's figure includes its parent's size at exec, and pytest's is large
+    done = subprocess.run([sys.executable, memory.__file__, "--quick", "--models", "lenet5", "--frameworks", "ours",
+                           "--data-root", str(data_root), "--out", str(out)], capture_output=True, text=True,
+                          env=dict(os.environ, COMPACTNET_DISABLE_NUMBA="1"))     # no kernel compilation
+    assert done.returncode == 0, done.stderr
     saved = json.loads((out / "memory.json").read_text())
     (run,) = saved["runs"]
     assert run["peak_mib"] > run["baseline_mib"] > 0, run
     assert saved["summary"][0]["torch"] == {"error": "not measured"}
     assert "--quick" in saved["meta"]["command"] and "| LeNet-5, MNIST" in (out / "memory.md").read_text()
+
+
+def test_a_child_no_larger_than_its_parent_is_not_measurable(tmp_path):
+    outcome = memory.run_child([sys.executable, "-c", "pass"], dict(os.environ), 60, tmp_path / "log")
+    assert outcome["error"].startswith("not measurable"), outcome
 
 
 @pytest.mark.parametrize("model", ["lenet5", "ptb_lstm"])
