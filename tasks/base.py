@@ -5,7 +5,7 @@ import numpy as np
 
 import engine
 import engine.ops as F
-from engine import backend
+from engine import backend, buffers
 
 
 def check_int(owner, name, value, minimum=1, maximum=None):
@@ -149,6 +149,9 @@ class Task:
         was_training = getattr(model, "training", False)
         model.eval()
         scored = []
+        # Evaluation's batch shapes are not training's: temporaries either phase left in the engine's
+        # buffer pool (up to its 256 MiB bound) would only sit beside the other's, raising the peak.
+        buffers.clear()
         try:
             with engine.no_grad():
                 for index, (inputs, targets) in enumerate(self.split_batches(batch_size, split)):
@@ -156,6 +159,7 @@ class Task:
                         scored.append((index, self.metrics(model(to_model_input(inputs, model)), targets)))
         finally:
             model.train(was_training)
+            buffers.clear()
         return scored
 
     def trivial_baseline(self):

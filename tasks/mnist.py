@@ -91,9 +91,18 @@ def load_mnist(data_dir=None, download_missing=True, fetch=None):
     return arrays
 
 
+# Pixels histogrammed per call: np.bincount widens its input to int64, so the 47M pixels of the
+# training file at once would need a 376 MB temporary (more than the model's whole training run).
+HISTOGRAM_CHUNK = 1 << 22
+
+
 def pixel_statistics(images):
     """Mean and standard deviation of pixels/255 over all images (exact, via a histogram)."""
-    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+    flat = images.reshape(-1)
+    counts = np.zeros(256, dtype=np.int64)
+    for start in range(0, flat.size, HISTOGRAM_CHUNK):
+        counts += np.bincount(flat[start:start + HISTOGRAM_CHUNK], minlength=256)
+    counts = counts.astype(np.float64)
     values = np.arange(256) / 255.0
     total = counts.sum()
     mean = float((counts * values).sum() / total)

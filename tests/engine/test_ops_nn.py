@@ -39,6 +39,40 @@ def test_cross_entropy_ignored_entries_get_no_gradient(rng):
     assert np.abs(logits.grad[0]).sum() > 0
 
 
+@pytest.mark.parametrize("ignore_index", [None, 2])
+def test_cross_entropy_without_a_graph_works_in_row_blocks_with_the_same_values(ignore_index, rng, monkeypatch):
+    from engine.ops import loss as loss_module
+    logits = rng.standard_normal((5, 7, 4)) * 3
+    labels = rng.integers(0, 4, (5, 7))
+    shapes = []
+    whole_rows = loss_module.log_softmax_array
+
+    def recorded(x, axis):
+        shapes.append(x.shape)
+        return whole_rows(x, axis)
+    monkeypatch.setattr(loss_module, "NO_GRAD_BLOCK_ELEMENTS", 9)     # 2 rows of 4 classes; 35 rows in all
+    monkeypatch.setattr(loss_module, "log_softmax_array", recorded)
+    for reduction in ("none", "sum", "mean"):
+        recording = leaf(logits)
+        graph = F.cross_entropy(recording, labels, reduction=reduction, ignore_index=ignore_index)
+        assert shapes.pop() == (35, 4)
+        with engine.no_grad():
+            blocked = F.cross_entropy(leaf(logits), labels, reduction=reduction, ignore_index=ignore_index)
+        assert shapes == [(2, 4)] * 17 + [(1, 4)]
+        shapes.clear()
+        np.testing.assert_array_equal(blocked.data, graph.data)
+        graph.sum().backward()
+        flat_labels = labels.reshape(-1)
+        exp = np.exp(logits - logits.max(-1, keepdims=True)).reshape(-1, 4)
+        softmax = exp / exp.sum(-1, keepdims=True)
+        softmax[np.arange(35), flat_labels] -= 1
+        if ignore_index is not None:
+            softmax[flat_labels == ignore_index] = 0
+        if reduction == "mean":
+            softmax /= 35 if ignore_index is None else int((flat_labels != ignore_index).sum())
+        np.testing.assert_allclose(recording.grad.reshape(-1, 4), softmax, rtol=1e-10, atol=1e-12)
+
+
 def test_cross_entropy_is_stable_for_huge_logits():
     loss = F.cross_entropy(leaf([[1000.0, -1000.0]]), np.array([1]))
     np.testing.assert_allclose(loss.data, 2000.0)

@@ -74,6 +74,23 @@ def test_task_batches_normalised(tmp_path):
     np.testing.assert_array_equal(y, arrays["train_labels"][order[:10]])
 
 
+def test_pixel_statistics_in_chunks_match_the_whole_array(monkeypatch):
+    images = np.random.default_rng(3).integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    whole = mnist.pixel_statistics(images)
+    seen = []
+    counting = np.bincount
+
+    def recorded_bincount(x, minlength=0):
+        seen.append(x.size)
+        return counting(x, minlength=minlength)
+    monkeypatch.setattr(mnist, "HISTOGRAM_CHUNK", 1000)     # does not divide 7 * 784 = 5488
+    monkeypatch.setattr(mnist.np, "bincount", recorded_bincount)
+    assert mnist.pixel_statistics(images) == whole
+    assert max(seen) == 1000 and sum(seen) == images.size
+    pixels = images / 255.0
+    assert whole == pytest.approx((pixels.mean(), pixels.std()), rel=1e-12)
+
+
 def test_subset_valid_and_evaluate(tmp_path):
     arrays = fixture_arrays()
     task = get_task("mnist", data_dir=write_fixture(tmp_path, arrays, False), subset=8, valid_size=4)
