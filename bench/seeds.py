@@ -66,10 +66,22 @@ def aggregate(runs):
         "test": describe(chosen_test_value(m) for m in runs.values()),
         "figures": {name: describe(figure(m, path) for m in runs.values()) for name, path in FIGURES.items()},
     })
+    for split in ("valid", "test"):
+        summary[f"{split}_other"] = other_metrics(runs, split, summary["metric"])
     if quantized:
         name = summary["metric"]
         summary["quantized_test"] = describe(q.get("test", {}).get(name) for q in quantized)
     return summary
+
+
+def other_metrics(runs, split, primary):
+    """{name: stats} of the split's other numbers that every run reports (the copy task's recall
+    accuracy beside its cross-entropy, MNIST's loss beside its accuracy)."""
+    def numbers(metrics):
+        values = metrics.get(split) or {}
+        return {k for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    names = set.intersection(*(numbers(m) for m in runs.values())) - {primary}
+    return {name: describe(m[split][name] for m in runs.values()) for name in sorted(names)}
 
 
 def format_metric(value, name):

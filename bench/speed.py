@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.timing import median_seconds, paired_median_seconds, pin_threads  # noqa: E402
+from bench.timing import median_seconds, paired_median_seconds, pin_threads, rounds_median_seconds  # noqa: E402
 
 
 def _try_import(name):
@@ -91,7 +91,7 @@ def bench_mlp_and_cnn(torch, rows, repeats):
             tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
             steps.append(_torch_train_step(
                 torch, tmodel, tx, lambda y, tl=tl: torch.nn.functional.cross_entropy(y, tl)))
-        ours, anchor = [median_seconds(step, repeats=repeats) for step in steps] + [None] * (2 - len(steps))
+        ours, anchor = (rounds_median_seconds(steps, repeats=repeats) + [None])[:2]
         rows.append(_row(name, "engine", ours, "PyTorch CPU", anchor, "torch"))
 
 
@@ -111,15 +111,15 @@ def bench_inference(torch, rows, repeats):
         def ours():
             with engine.no_grad():
                 model(x)
-        timed = [median_seconds(ours, repeats=repeats)]
+        sides = [ours]
         if tmodel is not None:
             tx = torch.from_numpy(x)
 
             def theirs():
                 with torch.no_grad():
                     tmodel(tx)
-            timed.append(median_seconds(theirs, repeats=repeats))
-        timed += [None] * (2 - len(timed))
+            sides.append(theirs)
+        timed = (rounds_median_seconds(sides, repeats=repeats) + [None])[:2]
         rows.append(_row(f"LeNet-5 inference (eval, no graph), batch {batch}", "engine", timed[0],
                          "PyTorch CPU", timed[1], "torch"))
 
@@ -141,8 +141,7 @@ def bench_recurrent(torch, rows, repeats):
             tmodel = getattr(torch.nn, kind)(h, h, batch_first=True)
             steps.append(_torch_train_step(
                 torch, tmodel, torch.from_numpy(x), lambda out: (out[0] ** 2).mean()))
-        ours, anchor = [median_seconds(step, repeats=max(3, repeats // 2), warmup=1)
-                        for step in steps] + [None] * (2 - len(steps))
+        ours, anchor = (rounds_median_seconds(steps, repeats=max(3, repeats // 2)) + [None])[:2]
         rows.append(_row(f"{kind} train step, hidden 128, T=100, batch 50", "engine", ours,
                          "PyTorch CPU", anchor, "torch"))
     bench_wavelet_gru(rows, repeats, x)

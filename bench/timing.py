@@ -57,3 +57,23 @@ def paired_median_seconds(fns, repeats=7, warmup=2, min_time=0.05):
         for fn, store in zip(fns, samples):
             store.append(_sample(fn, min_time))
     return [statistics.median(s) for s in samples]
+
+
+def rounds_median_seconds(fns, repeats=9, rounds=3, warmup=1, min_time=0.05, settle=0.3):
+    """Median wall time of each of fns, timed in `rounds` alternating blocks (a a a, b b b, a a a, ...).
+
+    For sides with their own thread pools (ours against PyTorch): switching every sample leaves one
+    runtime's idle threads spinning while the other computes (see paired_median_seconds), while timing
+    one whole side after the other lets a change in the machine's load land on one side only. Blocks
+    keep both effects small: each block starts after `settle` seconds of sleep and `warmup` untimed
+    calls, and every side gets `repeats` samples spread over the whole measurement.
+    """
+    per_round = max(1, -(-repeats // rounds))
+    samples = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, store in zip(fns, samples):
+            time.sleep(settle)
+            for _ in range(warmup):
+                fn()
+            store.extend(_sample(fn, min_time) for _ in range(per_round))
+    return [statistics.median(s) for s in samples]

@@ -110,3 +110,17 @@ def test_seed_placeholder_is_replaced_in_every_word():
     command = ["--init-from", "runs/dense/chosen-seed-{seed}", "--lr", "1e-3", "--out-note", "{seed}{seed}"]
     assert seeds.with_seed(command, 2) == ["--init-from", "runs/dense/chosen-seed-2", "--lr", "1e-3", "--out-note", "22"]
     assert seeds.with_seed(["--lr", "1e-3"], 5) == ["--lr", "1e-3"]
+
+
+def test_the_other_numbers_of_each_split_are_aggregated_too():
+    """The copy task's headline metric is cross-entropy; its recall accuracy comes along beside it."""
+    runs = {}
+    for seed, (ce, recall) in enumerate([(0.002, 0.991), (0.001, 0.995), (0.003, 0.989)]):
+        metrics = scripted_metrics(test=ce, valid=ce, name="cross_entropy", higher_is_better=False)
+        metrics["test"]["accuracy"] = metrics["valid"]["accuracy"] = recall
+        runs[seed] = metrics
+    runs[2]["test"]["note"] = "text is not a number"
+    summary = seeds.aggregate(runs)
+    assert sorted(summary["test_other"]) == ["accuracy", "loss"]      # the headline metric is not repeated
+    assert summary["test_other"]["accuracy"]["mean"] == pytest.approx((0.991 + 0.995 + 0.989) / 3)
+    assert summary["test_other"]["accuracy"]["min"] == 0.989 and summary["valid_other"]["accuracy"]["n"] == 3

@@ -37,3 +37,16 @@ def test_the_tucker_row_needs_both_ratio_and_gap(tmp_path):
 def test_fewer_than_three_seeds_are_flagged(tmp_path):
     _write(tmp_path, "dense-lenet300", 0.9859, seeds=2)
     assert "(2 seeds only)" in _row(summary_table.table(str(tmp_path)), "| dense LeNet-300-100")
+
+
+def test_the_copy_row_reads_recall_beside_the_cross_entropy(tmp_path):
+    _write(tmp_path, "copy-gru128-state_reset", 0.002)
+    assert "recall not recorded" in _row(summary_table.table(str(tmp_path)), "| copy memory")
+    summary = json.loads((tmp_path / "copy-gru128-state_reset.json").read_text())
+    summary["test_other"] = {"accuracy": {"n": 3, "mean": 0.9931, "std": 0.002, "min": 0.991}}
+    (tmp_path / "copy-gru128-state_reset.json").write_text(json.dumps(summary))
+    row = _row(summary_table.table(str(tmp_path)), "| copy memory")
+    assert "recall 99.31% +- 0.20" in row and "| yes |" in row
+    summary["test_other"]["accuracy"]["mean"] = 0.985
+    (tmp_path / "copy-gru128-state_reset.json").write_text(json.dumps(summary))
+    assert "| NO |" in _row(summary_table.table(str(tmp_path)), "| copy memory")

@@ -1,0 +1,20 @@
+"""bench/timing.py: the block order of rounds_median_seconds and the medians it returns."""
+from bench import timing
+
+
+def test_rounds_alternate_blocks_with_warm_up_and_return_each_sides_median(monkeypatch):
+    calls = []
+    seconds = {"a": iter([5.0, 1.0, 3.0, 2.0, 4.0, 9.0]), "b": iter([7.0, 8.0, 6.0, 1.0, 2.0, 3.0])}
+    monkeypatch.setattr(timing, "_sample", lambda fn, min_time: (fn(), next(seconds[fn.__name__]))[1])
+    monkeypatch.setattr(timing.time, "sleep", lambda s: calls.append("sleep"))
+
+    def a():
+        calls.append("a")
+
+    def b():
+        calls.append("b")
+    medians = timing.rounds_median_seconds([a, b], repeats=5, rounds=2, warmup=1, min_time=0)
+    # 3 samples per round (5 over 2 rounds, rounded up), each block after a sleep and one warm-up call
+    block_a, block_b = ["sleep", "a", "a", "a", "a"], ["sleep", "b", "b", "b", "b"]
+    assert calls == block_a + block_b + block_a + block_b
+    assert medians == [3.5, 4.5]
