@@ -108,6 +108,33 @@ def test_contraction_order_is_the_cheapest(rng):
         assert kernels.chain_flops(core_shape, factor_shapes, chosen) == best
 
 
+def test_execution_cost_charges_each_matrix_of_a_batched_product():
+    # core 2x3x4 -> factor (5, 3) on the middle mode: 2 batched matrices (before = 2, after = 4)
+    flops = 2 * 24 * 5
+    assert kernels.execution_cost((2, 3, 4), [(2, 2), (5, 3), (4, 4)], (1,)) == flops + 2 * kernels.BATCHED_MATRIX_COST
+    # an outer mode is one plain product: FLOPs only
+    assert kernels.execution_cost((2, 3, 4), [(6, 2), (3, 3), (4, 4)], (0,)) == 2 * 24 * 6
+
+
+def test_execution_order_is_the_cheapest_permutation_and_keeps_the_result(rng):
+    for _ in range(40):
+        d = int(rng.integers(1, 6))
+        core_shape = tuple(int(k) for k in rng.integers(1, 6, d))
+        factor_shapes = tuple((int(m), k) for m, k in zip(rng.integers(1, 12, d), core_shape))
+        chosen = kernels.execution_order(core_shape, factor_shapes)
+        assert sorted(chosen) == list(range(d))
+        assert kernels.execution_cost(core_shape, factor_shapes, chosen) == min(
+            kernels.execution_cost(core_shape, factor_shapes, order) for order in itertools.permutations(range(d)))
+    core = rng.standard_normal((4, 4, 4, 4, 4))
+    factors = [rng.standard_normal((m, 4)) for m in (10, 12, 14, 14, 10)]
+    reference = np.einsum("abcde,ia,jb,kc,ld,me->ijklm", core, *factors)
+    np.testing.assert_allclose(kernels.tucker_rebuild(core, factors, impl="numpy"), reference, rtol=1e-10, atol=1e-10)
+    # the benchmark's shape: the FLOP-minimal order ends on a middle mode, many small batched products
+    shapes = tuple(f.shape for f in factors)
+    fewest_flops = kernels.contraction_order((4,) * 5, shapes)
+    assert kernels.execution_order((4,) * 5, shapes) != fewest_flops
+
+
 def test_chain_flops_counts_each_mode_product():
     # core 2x3, factors (4, 2) and (5, 3): mode 0 first costs 2*6*4 = 48, then 2*12*5 = 120
     assert kernels.chain_flops((2, 3), [(4, 2), (5, 3)], (0, 1)) == 2 * 2 * 3 * 4 + 2 * 4 * 3 * 5
