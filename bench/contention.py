@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402
+from bench.report_files import package_version, write_report  # noqa: E402
 
 MODELS = ("lenet300", "lenet5")      # in the order of bench.speed.lenet_step_specs()
 FRAMEWORKS = ("ours", "torch")
@@ -299,7 +300,7 @@ def main(argv=None):
     results = [r for busy in args.loads for r in run_level(busy, args, torch_present)]
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {cores()} cores".strip(),
             "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": args.repeats,
-            "numba": _version("numba"), "torch": _version("torch") if torch_present else "missing",
+            "numba": package_version("numba"), "torch": package_version("torch") if torch_present else "missing",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python bench/contention.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     rows = summarise(results, args.models, args.loads)
@@ -307,20 +308,8 @@ def main(argv=None):
     print(text)
     out = args.out or (None if args.quick else os.path.join(ROOT, "bench", "results"))
     if out:
-        from engine.io import atomic_write
-        atomic_write(os.path.join(out, "contention.md"),
-                     lambda fh: fh.write(f"# Train steps under CPU contention\n\n{text}".encode()))
-        atomic_write(os.path.join(out, "contention.json"), lambda fh: fh.write(
-            json.dumps({"meta": meta, "summary": rows, "settings": results}, indent=1).encode()))
+        write_report(out, "contention", "Train steps under CPU contention", text, {"meta": meta, "summary": rows, "settings": results})
     return 0
-
-
-def _version(name):
-    try:
-        from importlib.metadata import version
-        return version(name)
-    except Exception:   # not installed, or installed without metadata
-        return "absent"
 
 
 if __name__ == "__main__":

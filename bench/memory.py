@@ -20,7 +20,6 @@ neither NumPy nor PyTorch, so it starts every child small.
 """
 import argparse
 import datetime
-import json
 import os
 import platform
 import resource
@@ -34,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402  (imports no NumPy)
+from bench.report_files import package_version, write_report  # noqa: E402  (imports no NumPy)
 
 MODELS = ("lenet5", "ptb_lstm")
 FRAMEWORKS = ("ours", "torch")
@@ -252,14 +252,6 @@ def machine():
     return f"{cpu}, {cores} cores{memory}"
 
 
-def _version(name):
-    try:
-        from importlib.metadata import version
-        return version(name)
-    except Exception:   # not installed, or installed without metadata
-        return "absent"
-
-
 def main(argv=None):
     args = _parse(argv)
     load_before = os.getloadavg()[0]
@@ -276,8 +268,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     meta = {"machine": machine(), "load_before": load_before, "load_after": os.getloadavg()[0],
-            "threads": args.threads, "python": platform.python_version(), "numpy": _version("numpy"),
-            "numba": _version("numba"), "torch": _version("torch"), "quick": args.quick,
+            "threads": args.threads, "python": platform.python_version(), "numpy": package_version("numpy"),
+            "numba": package_version("numba"), "torch": package_version("torch"), "quick": args.quick,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python bench/memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "labels": LABELS}
@@ -286,11 +278,7 @@ def main(argv=None):
     print(text)
     out = args.out or (None if args.quick else os.path.join(ROOT, "bench", "results"))
     if out:
-        from engine.io import atomic_write
-        atomic_write(os.path.join(out, "memory.md"),
-                     lambda fh: fh.write(f"# Peak memory of a training run\n\n{text}".encode()))
-        atomic_write(os.path.join(out, "memory.json"), lambda fh: fh.write(
-            json.dumps({"meta": meta, "summary": rows, "runs": results}, indent=1).encode()))
+        write_report(out, "memory", "Peak memory of a training run", text, {"meta": meta, "summary": rows, "runs": results})
     return 0
 
 

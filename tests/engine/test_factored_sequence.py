@@ -11,22 +11,17 @@ from engine.kernels import recurrent as recurrent_kernels
 from engine.ops import recurrent_sequence
 from tests.conftest import leaf
 
+from .recurrent_reference import per_step_layer
+
 
 def _per_step(kind, gi, a, c, b, h0, c0):
     """The same layer as per-step ops: each gate's hidden input is (h a_g) c_g, the gates side by side."""
     gates, rank, _ = c.shape
-    h, cell, outs = h0, c0, []
-    for t in range(gi.shape[1]):
-        parts = [F.matmul(F.matmul(h, a[:, g * rank:(g + 1) * rank]), c[g]) for g in range(gates)]
-        gh = F.concat(parts, axis=1)
-        if b is not None:
-            gh = gh + b
-        if kind == "lstm":
-            h, cell = F.lstm_gates(gi[:, t], cell, gh)
-        else:
-            h = F.gru_gates(gi[:, t], h, gh)
-        outs.append(h)
-    return F.stack(outs, axis=1), h, cell
+
+    def hidden_input(h):
+        gh = F.concat([F.matmul(F.matmul(h, a[:, g * rank:(g + 1) * rank]), c[g]) for g in range(gates)], axis=1)
+        return gh if b is None else gh + b
+    return per_step_layer(kind, gi, hidden_input, h0, c0)
 
 
 @pytest.mark.parametrize("impl", recurrent_kernels.available_implementations())

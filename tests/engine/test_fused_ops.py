@@ -7,6 +7,8 @@ from engine import Tensor, gradcheck
 from engine.kernels import recurrent as recurrent_kernels
 from tests.conftest import leaf
 
+from .recurrent_reference import per_step_layer
+
 
 @pytest.mark.parametrize("x_shape", [(4, 3), (2, 5, 3), (3,)])
 @pytest.mark.parametrize("bias", [True, False])
@@ -68,15 +70,7 @@ def test_unstack_round_trip_and_gradcheck():
 
 def _per_step(kind, gi, w, b, h0, c0):
     """The same layer as a loop of per-step gate ops (the reference for the sequence ops)."""
-    h, c, outs = h0, c0, []
-    for t in range(gi.shape[1]):
-        gh = F.linear(h, w, b)
-        if kind == "lstm":
-            h, c = F.lstm_gates(gi[:, t], c, gh)
-        else:
-            h = F.gru_gates(gi[:, t], h, gh)
-        outs.append(h)
-    return F.stack(outs, axis=1), h, c
+    return per_step_layer(kind, gi, lambda h: F.linear(h, w, b), h0, c0)
 
 
 @pytest.mark.parametrize("impl", recurrent_kernels.available_implementations())
