@@ -71,10 +71,12 @@ class FactoredHidden:
         """(g_a, g_c) from the states before each step and the products' gradients (T B, kH)."""
         steps, batch, hidden = hs.shape
         rows = steps * batch
-        g_a = hs.reshape(rows, hidden).T @ self.dus.reshape(rows, -1) if needs[0] else None
+        dus = self.dus if self.dus is not None else self.xp.zeros(self.us.shape, self.us.dtype)   # no steps
+        width = self.gates * self.rank
+        g_a = hs.reshape(rows, hidden).T @ dus.reshape(rows, width) if needs[0] else None
         g_c = None
         if needs[1]:
-            us = self.us.reshape(rows, -1)
+            us = self.us.reshape(rows, width)
             g_c = self.xp.empty_like(self.c)
             for k in range(self.gates):
                 narrow, wide = self._blocks(k)

@@ -102,3 +102,15 @@ def test_a_hook_on_a_factor_keeps_the_per_step_path():
     assert low.as_factors() is not None
     low.second.register_forward_hook(lambda *args: None)
     assert low.as_factors() is None
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_an_empty_sequence_gives_zero_factor_gradients(kind):
+    k = 4 if kind == "lstm" else 3
+    a, c = leaf(np.ones((2, k))), leaf(np.ones((k, 1, 2)))
+    op = F.lstm_sequence if kind == "lstm" else F.gru_sequence
+    outs = op(leaf(np.zeros((2, 0, 2 * k))), (a, c))
+    assert outs[0].shape == (2, 0, 2)
+    F.sum(outs[1]).backward()
+    np.testing.assert_array_equal(a.grad, np.zeros_like(a.data))
+    np.testing.assert_array_equal(c.grad, np.zeros_like(c.data))
