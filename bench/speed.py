@@ -200,7 +200,7 @@ def bench_wavelet(rows, repeats):
                 c = pywt.wavedec(x, w, mode="zero", level=levels, axis=-1)
                 pywt.waverec(c, w, mode="zero", axis=-1)
         runs.append(run_pywt)
-    times = [median_seconds(run, repeats=repeats) for run in runs]   # pywt's C loops vs our OpenMP
+    times = rounds_median_seconds(runs, repeats=repeats)   # blocks: our Numba pool idles before pywt runs
     anchor = times[len(impls)] if pywt is not None else None
     for impl, ours in zip(impls, times):
         rows.append(_row("FWT + IFWT, batch 128, n=512, L=6, J=8, zero mode", f"kernel ({impl})", ours,

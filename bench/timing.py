@@ -66,7 +66,9 @@ def rounds_median_seconds(fns, repeats=9, rounds=3, warmup=1, min_time=0.05, set
     runtime's idle threads spinning while the other computes (see paired_median_seconds), while timing
     one whole side after the other lets a change in the machine's load land on one side only. Blocks
     keep both effects small: each block starts after `settle` seconds of sleep and `warmup` untimed
-    calls, and every side gets `repeats` samples spread over the whole measurement.
+    samples (each at least `min_time` long, so the core is back at speed and the caches hold the
+    side's data however short one call is), and every side gets `repeats` samples spread over the
+    whole measurement.
     """
     per_round = max(1, -(-repeats // rounds))
     samples = [[] for _ in fns]
@@ -74,6 +76,6 @@ def rounds_median_seconds(fns, repeats=9, rounds=3, warmup=1, min_time=0.05, set
         for fn, store in zip(fns, samples):
             time.sleep(settle)
             for _ in range(warmup):
-                fn()
+                _sample(fn, min_time)
             store.extend(_sample(fn, min_time) for _ in range(per_round))
     return [statistics.median(s) for s in samples]

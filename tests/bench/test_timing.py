@@ -4,7 +4,9 @@ from bench import timing
 
 def test_rounds_alternate_blocks_with_warm_up_and_return_each_sides_median(monkeypatch):
     calls = []
-    seconds = {"a": iter([5.0, 1.0, 3.0, 2.0, 4.0, 9.0]), "b": iter([7.0, 8.0, 6.0, 1.0, 2.0, 3.0])}
+    # each block: one warm-up sample (discarded, here 100.0), then three timed ones
+    seconds = {"a": iter([100.0, 5.0, 1.0, 3.0, 100.0, 2.0, 4.0, 9.0]),
+               "b": iter([100.0, 7.0, 8.0, 6.0, 100.0, 1.0, 2.0, 3.0])}
     monkeypatch.setattr(timing, "_sample", lambda fn, min_time: (fn(), next(seconds[fn.__name__]))[1])
     monkeypatch.setattr(timing.time, "sleep", lambda s: calls.append("sleep"))
 
@@ -14,7 +16,7 @@ def test_rounds_alternate_blocks_with_warm_up_and_return_each_sides_median(monke
     def b():
         calls.append("b")
     medians = timing.rounds_median_seconds([a, b], repeats=5, rounds=2, warmup=1, min_time=0)
-    # 3 samples per round (5 over 2 rounds, rounded up), each block after a sleep and one warm-up call
+    # 3 samples per round (5 over 2 rounds, rounded up), each block after a sleep and one warm-up sample
     block_a, block_b = ["sleep", "a", "a", "a", "a"], ["sleep", "b", "b", "b", "b"]
     assert calls == block_a + block_b + block_a + block_b
     assert medians == [3.5, 4.5]
