@@ -18,7 +18,6 @@ repeat counts that prints the table and writes nothing unless --out is given. Py
 when it does not import, its columns say "missing".
 """
 import argparse
-import datetime
 import importlib.util
 import json
 import os
@@ -32,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402
-from bench.report_files import package_version, write_report  # noqa: E402
+from bench.report_files import package_version, report_folder, run_stamp, write_report  # noqa: E402
 
 MODELS = ("lenet300", "lenet5")      # in the order of bench.speed.lenet_step_specs()
 FRAMEWORKS = ("ours", "torch")
@@ -301,12 +300,11 @@ def main(argv=None):
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {cores()} cores".strip(),
             "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": args.repeats,
             "numba": package_version("numba"), "torch": package_version("torch") if torch_present else "missing",
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python bench/contention.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            **run_stamp("contention.py", argv)}
     rows = summarise(results, args.models, args.loads)
     text = to_markdown(rows, results, meta)
     print(text)
-    out = args.out or (None if args.quick else os.path.join(ROOT, "bench", "results"))
+    out = report_folder(args, ROOT)
     if out:
         write_report(out, "contention", "Train steps under CPU contention", text, {"meta": meta, "summary": rows, "settings": results})
     return 0

@@ -19,7 +19,6 @@ subset, nothing written unless --out is given (for tests and smoke runs). This p
 neither NumPy nor PyTorch, so it starts every child small.
 """
 import argparse
-import datetime
 import os
 import platform
 import resource
@@ -33,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402  (imports no NumPy)
-from bench.report_files import package_version, write_report  # noqa: E402  (imports no NumPy)
+from bench.report_files import package_version, report_folder, run_stamp, write_report  # noqa: E402  (imports no NumPy)
 
 MODELS = ("lenet5", "ptb_lstm")
 FRAMEWORKS = ("ours", "torch")
@@ -270,13 +269,11 @@ def main(argv=None):
     meta = {"machine": machine(), "load_before": load_before, "load_after": os.getloadavg()[0],
             "threads": args.threads, "python": platform.python_version(), "numpy": package_version("numpy"),
             "numba": package_version("numba"), "torch": package_version("torch"), "quick": args.quick,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python bench/memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "labels": LABELS}
+            "labels": LABELS, **run_stamp("memory.py", argv)}
     rows = summarise(results, args.models)
     text = to_markdown(rows, meta)
     print(text)
-    out = args.out or (None if args.quick else os.path.join(ROOT, "bench", "results"))
+    out = report_folder(args, ROOT)
     if out:
         write_report(out, "memory", "Peak memory of a training run", text, {"meta": meta, "summary": rows, "runs": results})
     return 0

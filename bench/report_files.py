@@ -17,3 +17,17 @@ def write_report(out, stem, title, text, payload):
     from engine.io import atomic_write
     atomic_write(os.path.join(out, f"{stem}.md"), lambda fh: fh.write(f"# {title}\n\n{text}".encode()))
     atomic_write(os.path.join(out, f"{stem}.json"), lambda fh: fh.write(json.dumps(payload, indent=1).encode()))
+
+
+def run_stamp(script, argv):
+    """{"date", "command"} of this run of bench/<script> (argv: the arguments given, None for sys.argv's)."""
+    import datetime
+    import sys
+    arguments = argv if argv is not None else sys.argv[1:]
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": f"python bench/{script} " + " ".join(arguments)}
+
+
+def report_folder(args, root):
+    """Where a report goes: --out, else nothing for a --quick smoke run, else <root>/bench/results."""
+    return args.out or (None if args.quick else os.path.join(root, "bench", "results"))
