@@ -78,13 +78,8 @@ class _RecurrentCell(Module):
         forms = [self._dense_form(m, materialize) for m in self.hh_modules()]
         if any(form is None for form in forms):
             return None
-        with_bias = [bias is not None for _, bias in forms]
-        if any(with_bias) and not all(with_bias):
-            forms = [(w, b if b is not None else Tensor(backend.xp_of(w.data).zeros(
-                self.hidden, dtype=w.dtype))) for w, b in forms]
         weight = F.concat([w for w, _ in forms], axis=1)
-        bias = F.concat([b for _, b in forms], axis=0) if any(with_bias) else None
-        return weight, bias
+        return weight, self._joined_biases([b for _, b in forms], weight)
 
     def factored_hh(self):
         """((a, c), b) for a low-rank hidden transform run inside the whole-sequence op, or None.
@@ -104,12 +99,14 @@ class _RecurrentCell(Module):
         rank = first[0].shape[1]
         if any(w.shape != (self.hidden, rank) for w in first) or any(w.shape != (rank, self.hidden) for w in second):
             return None
-        with_bias = [b is not None for b in biases]
-        if any(with_bias) and not all(with_bias):
-            biases = [b if b is not None else Tensor(backend.xp_of(first[0].data).zeros(
-                self.hidden, dtype=first[0].dtype)) for b in biases]
-        bias = F.concat(list(biases), axis=0) if any(with_bias) else None
-        return (F.concat(list(first), axis=1), F.stack(list(second), axis=0)), bias
+        return (F.concat(list(first), axis=1), F.stack(list(second), axis=0)), self._joined_biases(biases, first[0])
+
+    def _joined_biases(self, biases, like):
+        """The gates' hh biases side by side (k*H,), zeros for a gate without one; None when none has one."""
+        if all(b is None for b in biases):
+            return None
+        zeros = Tensor(backend.xp_of(like.data).zeros(self.hidden, dtype=like.dtype))
+        return F.concat([zeros if b is None else b for b in biases], axis=0)
 
     def _hh(self, h, fused):
         """The hidden-to-hidden transforms of h: one (B, k*H) tensor (fast path) or k of (B, H)."""
@@ -211,8 +208,9 @@ class _RecurrentLayer(Module):
     Each layer projects its whole input sequence with one matmul (the cell's `ih`), then
     runs the time loop: as one whole-sequence op (F.lstm_sequence / F.gru_sequence) when the
     cell is a plain GRUCell/LSTMCell without hooks whose hh_* transforms fuse into one weight or
-    are low-rank factor pairs of one rank (factored_hh), else by calling the cell on each projected slice (replaced hh modules, hooks such as the
-    FLOP report's). Both compute the same thing.
+    are low-rank factor pairs of one rank (factored_hh), else by calling the cell on each
+    projected slice (replaced hh modules, hooks such as the FLOP report's). Both compute the
+    same thing.
     """
 
     cell_class = None
