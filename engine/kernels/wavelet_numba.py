@@ -176,11 +176,12 @@ def _row_ifwt_backward(gy, c, stored, lo_reversed, hi_reversed, m, detail_at, st
 # Polyphase forms of the forward transforms: splitting the signal (or the output) into even and
 # odd samples turns each stride-2 filter into two unit-stride convolutions whose inner loop runs
 # over outputs, which the compiler vectorises; both bands come from one pass over the input.
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"contract"})
 def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
     """a_out[o] = sum_j lo[j] x[2o + 1 - j], d_out likewise with hi (x zero outside its length)."""
     L, m, n_out = lo.shape[0], x.shape[0], a_out.shape[0]
     half = (L + 1) // 2
+    zero = lo.dtype.type(0)     # a float literal would turn float32 taps into float64 arithmetic
     for k in range(n_out + 2 * half):
         even[k] = 0.0
         odd[k] = 0.0
@@ -193,8 +194,8 @@ def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
         a_out[o] = 0.0
         d_out[o] = 0.0
     for i in range(half):
-        lo_odd = lo[2 * i + 1] if 2 * i + 1 < L else 0.0
-        hi_odd = hi[2 * i + 1] if 2 * i + 1 < L else 0.0
+        lo_odd = lo[2 * i + 1] if 2 * i + 1 < L else zero
+        hi_odd = hi[2 * i + 1] if 2 * i + 1 < L else zero
         lo_even, hi_even = lo[2 * i], hi[2 * i]
         # shifted views indexed by the loop counter alone: an index like o - i + half would get
         # Numba's negative-index wraparound, which stops the loop from vectorising (2x slower)
@@ -206,11 +207,12 @@ def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
             d_out[o] += hi_odd * ve + hi_even * vo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath={"contract"})
 def _synthesize_pair(a, d, lo, hi, out, bufs):
     """out[2o + t - (L - 2)] = sum over o, t of lo[t] a[o] + hi[t] d[o], cropped to out's length."""
     L, n, n_out = lo.shape[0], a.shape[0], out.shape[0]
     half = (L + 1) // 2
+    zero = lo.dtype.type(0)
     shift = L - 2
     count = (n_out + shift) // 2 + 1
     a_pad, d_pad, y_even, y_odd = bufs[0], bufs[1], bufs[2], bufs[3]
@@ -226,8 +228,8 @@ def _synthesize_pair(a, d, lo, hi, out, bufs):
         y_odd[u] = 0.0
     for k in range(half):
         lo_even, hi_even = lo[2 * k], hi[2 * k]
-        lo_odd = lo[2 * k + 1] if 2 * k + 1 < L else 0.0
-        hi_odd = hi[2 * k + 1] if 2 * k + 1 < L else 0.0
+        lo_odd = lo[2 * k + 1] if 2 * k + 1 < L else zero
+        hi_odd = hi[2 * k + 1] if 2 * k + 1 < L else zero
         a_tap, d_tap = a_pad[half - k:half - k + count], d_pad[half - k:half - k + count]
         for u in range(count):
             va = a_tap[u]
