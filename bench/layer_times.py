@@ -9,7 +9,8 @@ kept per layer, with the layer's FLOPs per example. Layers whose FLOPs the compr
 (pools, activations, unconverted layers) keep their time, so they bound the whole-network speedup
 (Amdahl): even if the converted layers ran at their full FLOP reduction, the network could be at most
 `dense time / (unchanged time + converted dense time / converted FLOP reduction)` faster. The table
-sets that bound, and the converted layers' own speedup, beside the 60% target of issue 22. Two costs
+sets that bound, and the converted layers' own speedup, beside the 60% target of issue 22; for the
+wavelet cases, bench/structured_floor.py bounds what any structured implementation could reach. Two costs
 that FLOPs do not count are measured too: the patch copy (im2col) every convolution pays before its
 product, the same for a dense convolution and for the first convolution of its BasisConv or low-rank
 form (timed alone on the layer's own input), and the operations dispatched per forward pass
@@ -27,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.structured_floor import wavelet_floor  # noqa: E402
 from bench.timing import pin_threads  # noqa: E402
 
 
@@ -213,6 +215,10 @@ def breakdown(dense, compressed, x, repeats):
         # one layer whose compressed form is a chain of operations over activations of the input's size
         # (WaveletLinear): each operation passes over them at least once
         result["pass_seconds"] = pass_seconds(x, repeats)
+    floor = wavelet_floor(dense, compressed, x, whole_d, sum(flops_d.values()), repeats)
+    if floor is not None:
+        result["structured_floor"] = floor
+        result["bare_bound"] = floor["floor_speedup"]
     return result
 
 
@@ -272,7 +278,8 @@ def _x(value, digits=2):
 def table(rows):
     lines = ["| case | FLOP reduction | speedup | 60% target | unchanged layers' share of dense time | "
              "bound if converted layers ran at their FLOP reduction | converted layers: FLOP reduction / speedup | "
-             "bare BLAS products of the converted layers: speedup | whole-network speedup at that floor (+ patch copy) | "
+             "bare BLAS products of the converted layers: speedup | whole-network speedup at the floor (products: "
+             "bare BLAS + patch copy; wavelet: FLOPs at the dense rate + permutation) | "
              "GFLOP/s dense / compressed | "
              "patch copy in converted convs (ms, paid by both) | ops per forward dense / compressed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -301,6 +308,12 @@ def layer_table(name, r):
     top = sorted(r["op_seconds_compressed"].items(), key=lambda kv: -kv[1])[:4]
     lines += ["", "Slowest operations of the compressed forward (ms per forward): "
               + ", ".join(f"{op} {1e3 * sec:.3f}" for op, sec in top) + "."]
+    if r.get("structured_floor"):
+        floor = r["structured_floor"]
+        lines += ["", f"Floor of a structured wavelet implementation: {floor['parts']}: at least "
+                  f"{1e3 * floor['floor_seconds']:.3f} ms against the dense {1e3 * r['whole_seconds_dense']:.3f} "
+                  f"ms, a speedup of at most {floor['floor_speedup']:.1f}x (60% target "
+                  f"{0.6 * r['flop_reduction']:.1f}x)."]
     if r.get("pass_seconds"):
         one, ops = r["pass_seconds"], r["ops_compressed"]
         dense = r["whole_seconds_dense"]
