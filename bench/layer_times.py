@@ -317,10 +317,11 @@ def layer_table(name, r):
     if r.get("pass_seconds"):
         one, ops = r["pass_seconds"], r["ops_compressed"]
         dense = r["whole_seconds_dense"]
-        lines += ["", f"One pass over the activations (a copy): {1e3 * one:.3f} ms. The {ops:.0f} operations of "
-                  f"the compressed forward, at one such pass each, take at least {1e3 * ops * one:.3f} ms: a "
-                  f"speedup of at most {dense / (ops * one):.1f}x for this chain of operations; one fused pass "
-                  f"would allow {dense / one:.0f}x."]
+        chain = (f" The {ops:.0f} operations of the compressed forward, at one such pass each, take at least "
+                 f"{1e3 * ops * one:.3f} ms: a speedup of at most {dense / (ops * one):.1f}x for this chain of "
+                 "operations." if ops >= 1 else " The compressed forward runs as one fused pass per row.")
+        lines += ["", f"One pass over the activations (a copy): {1e3 * one:.3f} ms.{chain} One fused pass allows "
+                  f"at most {dense / one:.0f}x."]
     return "\n".join(lines)
 
 

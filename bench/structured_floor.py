@@ -65,7 +65,7 @@ def _wavelet_layers(model):
 def _layer_floor(layer, rows, flop_rate, repeats):
     """(seconds, gather seconds, how) of one WaveletLinear applied to `rows` rows at the floor."""
     flops = layer.flops(None, np.empty((rows, layer.n)))
-    gather, how = gather_seconds(rows, np.asarray(layer.permutation.data), layer.input_scale.dtype, repeats)
+    gather, how = gather_seconds(rows, np.asarray(layer.permutation), layer.input_scale.dtype, repeats)
     return flops / flop_rate + gather, gather, how
 
 

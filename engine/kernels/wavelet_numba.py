@@ -303,9 +303,37 @@ def _ifwt_fused_backward(gy, c, stored, lo_reversed, hi_reversed, m, detail_at, 
                            grad_c[b], grad_filters[b], need_filters)
 
 
+def _linear_map(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias,
+                m, detail_at, analysis_at, synthesis_at, chunks, y):
+    """y[b] = S . IFWT(G . P(FWT(B . x[b]))) + bias, one row at a time: each row's coefficients and
+    levels stay in cache between the steps, and the permutation is a gather within one row.
+    Rows are split into `chunks` contiguous parts (run in parallel), each with its own buffers."""
+    rows, n = x.shape
+    n_coeffs, L = perm.shape[0], dec_lo.shape[0]
+    half = (L + 1) // 2
+    per_chunk = (rows + chunks - 1) // chunks
+    for chunk in numba.prange(chunks):
+        scaled, coeffs, mixed = np.empty(n, x.dtype), np.empty(n_coeffs, x.dtype), np.empty(n_coeffs, x.dtype)
+        analysis = np.empty(analysis_at[-1] + m[m.shape[0] - 2], x.dtype)
+        synthesis = np.empty(max(1, synthesis_at[-1] + m[m.shape[0] - 1]), x.dtype)
+        even, odd = np.empty(m[1] + 2 * half + 1, x.dtype), np.empty(m[1] + 2 * half + 1, x.dtype)
+        bufs = np.empty((4, n // 2 + L + 3), x.dtype)
+        for b in range(chunk * per_chunk, min(rows, (chunk + 1) * per_chunk)):
+            row, out = x[b], y[b]
+            for i in range(n):
+                scaled[i] = row[i] * input_scale[i]
+            _row_fwt_polyphase(scaled, dec_lo, dec_hi, m, detail_at, analysis_at, coeffs, analysis, even, odd)
+            for k in range(n_coeffs):
+                mixed[k] = coeffs[perm[k]] * coeff_scale[k]
+            _row_ifwt_polyphase(mixed, rec_lo, rec_hi, m, detail_at, synthesis_at, out, synthesis, bufs)
+            for i in range(n):
+                out[i] = out[i] * output_scale[i] + bias[i]
+
+
 fwt_fused_serial, fwt_fused_parallel = serial_and_parallel(_fwt_fused, "fwt_fused")
 fwt_fused_backward_serial, fwt_fused_backward_parallel = serial_and_parallel(_fwt_fused_backward,
                                                                              "fwt_fused_backward")
 ifwt_fused_serial, ifwt_fused_parallel = serial_and_parallel(_ifwt_fused, "ifwt_fused")
 ifwt_fused_backward_serial, ifwt_fused_backward_parallel = serial_and_parallel(_ifwt_fused_backward,
                                                                                "ifwt_fused_backward")
+linear_map_serial, linear_map_parallel = serial_and_parallel(_linear_map, "linear_map")

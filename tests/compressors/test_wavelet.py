@@ -293,3 +293,43 @@ def test_materialised_wavelet_cell_matches_the_per_step_path(kind, which):
     np.testing.assert_allclose(fast_out, slow_out, rtol=1e-11, atol=1e-12)
     for k in fast_grads:
         np.testing.assert_allclose(fast_grads[k], slow_grads[k], rtol=1e-9, atol=1e-11, err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, levels, length, bias, permute, shape", [
+    (64, 3, 6, True, True, (5, 64)), (37, 2, 5, False, True, (3, 4, 37)), (16, 3, 2, True, False, (2, 16)),
+    (130, 4, 6, True, True, (70, 130))])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_inference_forward_equals_the_differentiable_ops(monkeypatch, dtype, n, levels, length, bias,
+                                                        permute, shape, parallel):
+    # without a gradient the layer runs one fused pass per row (with Numba); with one it composes
+    # the differentiable ops. Both must give the same values, serial and parallel.
+    from engine import kernels
+    from engine.kernels import wavelet as wavelet_kernels
+    if not wavelet_kernels.numba_available():
+        pytest.skip("numba not importable or disabled: the fused inference pass is Numba's")
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_WORK", 0 if parallel else 10 ** 12)
+    engine.manual_seed(n)
+    layer = W.WaveletLinear(n, levels, length, init="random", bias=bias, permute=permute, dtype=dtype)
+    rng = np.random.default_rng(n)
+    for p in layer.parameters():
+        p.data[...] = rng.uniform(0.5, 1.5, p.shape).astype(dtype)
+    x = engine.Tensor(rng.standard_normal(shape).astype(dtype))
+    want = layer(x).data
+    calls = []
+    fused = wavelet_kernels.linear_map
+    monkeypatch.setattr(wavelet_kernels, "linear_map", lambda *a: calls.append(1) or fused(*a))
+    with engine.no_grad():
+        got = layer(x).data
+    assert calls and got.shape == want.shape == shape and got.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * float(np.abs(want).max()))
+
+
+def test_inference_forward_without_numba_composes_the_ops(monkeypatch):
+    monkeypatch.setenv("COMPACTNET_DISABLE_NUMBA", "1")
+    layer = W.WaveletLinear(32, 2, 4, init="random", bias=True)
+    x = engine.Tensor(np.random.default_rng(0).standard_normal((3, 32)).astype(layer.input_scale.dtype))
+    want = layer(x).data
+    with engine.no_grad():
+        np.testing.assert_allclose(layer(x).data, want, rtol=1e-6, atol=1e-6)
