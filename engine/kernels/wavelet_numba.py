@@ -186,25 +186,46 @@ def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
         even[k] = 0.0
         odd[k] = 0.0
     even_body, odd_body = even[half:], odd[half:]
-    for k in range((m + 1) // 2):
-        even_body[k] = x[2 * k]
+    # both samples of a pair in one loop: the compiler loads them with shuffles, not gathers
     for k in range(m // 2):
+        even_body[k] = x[2 * k]
         odd_body[k] = x[2 * k + 1]
-    for o in range(n_out):
-        a_out[o] = 0.0
-        d_out[o] = 0.0
-    for i in range(half):
-        lo_odd = lo[2 * i + 1] if 2 * i + 1 < L else zero
-        hi_odd = hi[2 * i + 1] if 2 * i + 1 < L else zero
-        lo_even, hi_even = lo[2 * i], hi[2 * i]
-        # shifted views indexed by the loop counter alone: an index like o - i + half would get
-        # Numba's negative-index wraparound, which stops the loop from vectorising (2x slower)
-        even_tap, odd_tap = even[half - i:half - i + n_out], odd[half - i:half - i + n_out]
-        for o in range(n_out):
-            ve = even_tap[o]
-            vo = odd_tap[o]
-            a_out[o] += lo_odd * ve + lo_even * vo
-            d_out[o] += hi_odd * ve + hi_even * vo
+    if m % 2:
+        even_body[m // 2] = x[m - 1]
+    # three tap pairs per pass over the outputs (taps past the filter get zero coefficients and
+    # repeat a valid view): fewer loads and stores of the outputs per multiply-add. Shifted views
+    # are indexed by the loop counter alone: an index like o - i + half would get Numba's
+    # negative-index wraparound, which stops the loop from vectorising (2x slower)
+    for i0 in range(0, half, 3):
+        j1, j2 = min(i0 + 1, half - 1), min(i0 + 2, half - 1)
+        lo_e0, lo_o0 = _tap_pair(lo, i0, zero)
+        lo_e1, lo_o1 = _tap_pair(lo, i0 + 1, zero)
+        lo_e2, lo_o2 = _tap_pair(lo, i0 + 2, zero)
+        hi_e0, hi_o0 = _tap_pair(hi, i0, zero)
+        hi_e1, hi_o1 = _tap_pair(hi, i0 + 1, zero)
+        hi_e2, hi_o2 = _tap_pair(hi, i0 + 2, zero)
+        e0, q0 = even[half - i0:half - i0 + n_out], odd[half - i0:half - i0 + n_out]
+        e1, q1 = even[half - j1:half - j1 + n_out], odd[half - j1:half - j1 + n_out]
+        e2, q2 = even[half - j2:half - j2 + n_out], odd[half - j2:half - j2 + n_out]
+        if i0 == 0:
+            for o in range(n_out):
+                a_out[o] = lo_o0 * e0[o] + lo_e0 * q0[o] + lo_o1 * e1[o] + lo_e1 * q1[o] \
+                    + lo_o2 * e2[o] + lo_e2 * q2[o]
+                d_out[o] = hi_o0 * e0[o] + hi_e0 * q0[o] + hi_o1 * e1[o] + hi_e1 * q1[o] \
+                    + hi_o2 * e2[o] + hi_e2 * q2[o]
+        else:
+            for o in range(n_out):
+                a_out[o] += lo_o0 * e0[o] + lo_e0 * q0[o] + lo_o1 * e1[o] + lo_e1 * q1[o] \
+                    + lo_o2 * e2[o] + lo_e2 * q2[o]
+                d_out[o] += hi_o0 * e0[o] + hi_e0 * q0[o] + hi_o1 * e1[o] + hi_e1 * q1[o] \
+                    + hi_o2 * e2[o] + hi_e2 * q2[o]
+
+
+@numba.njit(cache=True)
+def _tap_pair(f, i, zero):
+    """(f[2i], f[2i + 1]), zero past the filter's end."""
+    L = f.shape[0]
+    return (f[2 * i] if 2 * i < L else zero), (f[2 * i + 1] if 2 * i + 1 < L else zero)
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -223,28 +244,38 @@ def _synthesize_pair(a, d, lo, hi, out, bufs):
     for k in range(min(n, count)):
         a_body[k] = a[k]
         d_body[k] = d[k]
-    for u in range(count):
-        y_even[u] = 0.0
-        y_odd[u] = 0.0
-    for k in range(half):
-        lo_even, hi_even = lo[2 * k], hi[2 * k]
-        lo_odd = lo[2 * k + 1] if 2 * k + 1 < L else zero
-        hi_odd = hi[2 * k + 1] if 2 * k + 1 < L else zero
-        a_tap, d_tap = a_pad[half - k:half - k + count], d_pad[half - k:half - k + count]
-        for u in range(count):
-            va = a_tap[u]
-            vd = d_tap[u]
-            y_even[u] += lo_even * va + hi_even * vd
-            y_odd[u] += lo_odd * va + hi_odd * vd
-    # out[i] is y_even/y_odd[(i + shift) // 2] by the parity of i + shift: two strided copies
+    for k0 in range(0, half, 3):        # three tap pairs per pass, as in _analyze_pair
+        j1, j2 = min(k0 + 1, half - 1), min(k0 + 2, half - 1)
+        lo_e0, lo_o0 = _tap_pair(lo, k0, zero)
+        lo_e1, lo_o1 = _tap_pair(lo, k0 + 1, zero)
+        lo_e2, lo_o2 = _tap_pair(lo, k0 + 2, zero)
+        hi_e0, hi_o0 = _tap_pair(hi, k0, zero)
+        hi_e1, hi_o1 = _tap_pair(hi, k0 + 1, zero)
+        hi_e2, hi_o2 = _tap_pair(hi, k0 + 2, zero)
+        a0, d0 = a_pad[half - k0:half - k0 + count], d_pad[half - k0:half - k0 + count]
+        a1, d1 = a_pad[half - j1:half - j1 + count], d_pad[half - j1:half - j1 + count]
+        a2, d2 = a_pad[half - j2:half - j2 + count], d_pad[half - j2:half - j2 + count]
+        if k0 == 0:
+            for u in range(count):
+                y_even[u] = lo_e0 * a0[u] + hi_e0 * d0[u] + lo_e1 * a1[u] + hi_e1 * d1[u] \
+                    + lo_e2 * a2[u] + hi_e2 * d2[u]
+                y_odd[u] = lo_o0 * a0[u] + hi_o0 * d0[u] + lo_o1 * a1[u] + hi_o1 * d1[u] \
+                    + lo_o2 * a2[u] + hi_o2 * d2[u]
+        else:
+            for u in range(count):
+                y_even[u] += lo_e0 * a0[u] + hi_e0 * d0[u] + lo_e1 * a1[u] + hi_e1 * d1[u] \
+                    + lo_e2 * a2[u] + hi_e2 * d2[u]
+                y_odd[u] += lo_o0 * a0[u] + hi_o0 * d0[u] + lo_o1 * a1[u] + hi_o1 * d1[u] \
+                    + lo_o2 * a2[u] + hi_o2 * d2[u]
+    # out[i] is y_even/y_odd[(i + shift) // 2] by the parity of i + shift
     first, second = (y_even, y_odd) if shift % 2 == 0 else (y_odd, y_even[1:])
     start = shift // 2
-    out_even, out_odd = out[0::2], out[1::2]
     first_tap, second_tap = first[start:], second[start:]
-    for p in range(out_even.shape[0]):
-        out_even[p] = first_tap[p]
-    for p in range(out_odd.shape[0]):
-        out_odd[p] = second_tap[p]
+    for p in range(n_out // 2):         # one loop for both parities: stored with shuffles, not scattered
+        out[2 * p] = first_tap[p]
+        out[2 * p + 1] = second_tap[p]
+    if n_out % 2:
+        out[n_out - 1] = first_tap[n_out // 2]
 
 
 @numba.njit(cache=True)
