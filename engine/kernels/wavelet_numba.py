@@ -182,9 +182,14 @@ def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
     L, m, n_out = lo.shape[0], x.shape[0], a_out.shape[0]
     half = (L + 1) // 2
     zero = lo.dtype.type(0)     # a float literal would turn float32 taps into float64 arithmetic
-    for k in range(n_out + 2 * half):
-        even[k] = 0.0
-        odd[k] = 0.0
+    # zero only what the samples do not overwrite: the leading pad and the tails
+    for k in range(half):
+        even[k] = zero
+        odd[k] = zero
+    for k in range(half + (m + 1) // 2, n_out + 2 * half):
+        even[k] = zero
+    for k in range(half + m // 2, n_out + 2 * half):
+        odd[k] = zero
     even_body, odd_body = even[half:], odd[half:]
     # both samples of a pair in one loop: the compiler loads them with shuffles, not gathers
     for k in range(m // 2):
@@ -237,9 +242,12 @@ def _synthesize_pair(a, d, lo, hi, out, bufs):
     shift = L - 2
     count = (n_out + shift) // 2 + 1
     a_pad, d_pad, y_even, y_odd = bufs[0], bufs[1], bufs[2], bufs[3]
-    for k in range(count + half):
-        a_pad[k] = 0.0
-        d_pad[k] = 0.0
+    for k in range(half):
+        a_pad[k] = zero
+        d_pad[k] = zero
+    for k in range(half + min(n, count), count + half):
+        a_pad[k] = zero
+        d_pad[k] = zero
     a_body, d_body = a_pad[half:], d_pad[half:]
     for k in range(min(n, count)):
         a_body[k] = a[k]
