@@ -64,10 +64,12 @@ def picked_log_probabilities(flat, labels):
     """log softmax(flat)[i, labels[i]] for logits (N, C), formed NO_GRAD_BLOCK_ELEMENTS at a time."""
     xp = backend.xp_of(flat)
     rows = max(1, NO_GRAD_BLOCK_ELEMENTS // max(flat.shape[1], 1))
-    picked = xp.empty(len(labels), dtype=flat.dtype)
+    picked = None
     for start in range(0, len(labels), rows):
         stop = min(start + rows, len(labels))
         logp = log_softmax_array(flat[start:stop], axis=1)
+        if picked is None:      # log-softmax's dtype: integer logits give floating log-probabilities
+            picked = xp.empty(len(labels), dtype=logp.dtype)
         picked[start:stop] = logp[xp.arange(stop - start), labels[start:stop]]
     return picked
 

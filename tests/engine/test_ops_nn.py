@@ -78,6 +78,15 @@ def test_cross_entropy_is_stable_for_huge_logits():
     np.testing.assert_allclose(loss.data, 2000.0)
 
 
+def test_cross_entropy_of_integer_logits_is_a_float():
+    # found by the fuzz tests: without a graph the picked log-probabilities took the logits' integer
+    # dtype, so log(1/2) came back as 0
+    loss = F.cross_entropy(engine.Tensor(np.array([[0, 0], [3, 1]], dtype=np.int64)), np.array([0, 1]), "none")
+    want = -np.log(np.exp([0.0, 1.0]) / np.exp([[0.0, 0.0], [3.0, 1.0]]).sum(axis=1))
+    assert loss.dtype.kind == "f"
+    np.testing.assert_allclose(loss.data, want, rtol=1e-12)
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: F.cross_entropy(leaf(np.zeros((2, 3))), np.array([0, 3])), r"labels must lie in \[0, 3\)"),
     (lambda: F.cross_entropy(leaf(np.zeros((2, 3))), np.array([0.0, 1.0])), "integers"),
