@@ -1,6 +1,7 @@
-"""One backward time step of an LSTM/GRU layer's gate math: NumPy reference (also CuPy) and Numba."""
+"""One time step of an LSTM/GRU layer's gate math, forward and backward: NumPy reference (also CuPy) and Numba."""
 from .. import backend
 from . import load_numba_module
+from .elementwise import sigmoid_into
 
 IMPLEMENTATIONS = ("numpy", "numba")
 
@@ -19,6 +20,64 @@ def _numba_kernels(array, impl):
 def available_implementations():
     """'numpy', plus 'numba' when it imports and is enabled."""
     return IMPLEMENTATIONS if load_numba_module("recurrent_numba") is not None else ("numpy",)
+
+
+def lstm_forward_step(a, gi, t, b, c_prev, c, tc, h, impl=None):
+    """In place, step t of an LSTM layer after its hidden product: a (B, 4H) holds h_prev w on entry
+    and the activated gates (i, f, g, o) on exit; c <- f c_prev + i g, tc <- tanh(c), h <- o tc.
+    gi (B, T, 4H): the projected inputs; b (4H,) or None: the hidden bias."""
+    xp = backend.xp_of(a)
+    hidden = a.shape[1] // 4
+    kernels = _numba_kernels(a, impl)
+    if kernels is not None:
+        half = a.dtype.type(0.5)
+        kernels.lstm_pre_activations(a, gi, t, xp.zeros(a.shape[1], a.dtype) if b is None else b, half)
+        xp.tanh(a, out=a)
+        kernels.lstm_cell_update(a, c_prev, c, half)
+        xp.tanh(c, out=tc)
+        xp.multiply(a[:, 3 * hidden:], tc, out=h)
+        return
+    a += gi[:, t]
+    if b is not None:
+        a += b
+    i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
+    sigmoid_into(xp, a[:, :2 * hidden], a[:, :2 * hidden])      # i and f side by side
+    xp.tanh(g, out=g)
+    sigmoid_into(xp, o, o)
+    xp.multiply(f, c_prev, out=c)
+    c += i * g
+    xp.tanh(c, out=tc)
+    xp.multiply(o, tc, out=h)
+
+
+def gru_forward_step(a, gh, gi, t, b, gh_n, h_prev, h, impl=None):
+    """In place, step t of a GRU layer after its hidden product gh = h_prev w (B, 3H): a (B, 3H) <-
+    the activated gates (r, z, n), gh_n <- the n part of gh + b, h <- n + z (h_prev - n).
+    gi (B, T, 3H): the projected inputs; b (3H,) or None: the hidden bias (gh may be overwritten)."""
+    xp = backend.xp_of(a)
+    hidden = a.shape[1] // 3
+    kernels = _numba_kernels(a, impl)
+    if kernels is not None:
+        half = a.dtype.type(0.5)
+        kernels.gru_pre_activations(a, gh, gi, t, xp.zeros(a.shape[1], a.dtype) if b is None else b,
+                                    gh_n, half)
+        xp.tanh(a[:, :2 * hidden], out=a[:, :2 * hidden])
+        kernels.gru_candidate(a, gi, t, gh_n, half)
+        xp.tanh(a[:, 2 * hidden:], out=a[:, 2 * hidden:])
+        kernels.gru_state(a, h_prev, h)
+        return
+    if b is not None:
+        gh += b
+    xp.add(gi[:, t, :2 * hidden], gh[:, :2 * hidden], out=a[:, :2 * hidden])
+    sigmoid_into(xp, a[:, :2 * hidden], a[:, :2 * hidden])
+    r, z, n = (a[:, k * hidden:(k + 1) * hidden] for k in range(3))
+    gh_n[...] = gh[:, 2 * hidden:]
+    xp.multiply(r, gh_n, out=n)
+    n += gi[:, t, 2 * hidden:]
+    xp.tanh(n, out=n)
+    xp.subtract(h_prev, n, out=h)
+    h *= z
+    h += n
 
 
 def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, ga, impl=None):

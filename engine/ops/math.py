@@ -5,19 +5,8 @@ from .. import backend
 from ..grad_mode import no_grad
 from ..function import Function
 from ..tensor import Tensor, as_tensor
+from ..kernels.elementwise import sigmoid_into
 from .broadcasting import sum_to, cast_like
-
-
-def sigmoid_into(xp, x, out):
-    """out <- 1 / (1 + exp(-x)) (out may be x). exp(-x) overflows to inf below -88 (float32) and the
-    result is then exactly 0, so the overflow warning is silenced; exp is 2x cheaper than tanh here
-    (a GRU's reset and update gates, 50 x 256 float32: 45 vs 73 us for the tanh form)."""
-    with np.errstate(over="ignore"):
-        xp.negative(x, out=out)
-        xp.exp(out, out=out)
-    out += 1
-    xp.reciprocal(out, out=out)
-    return out
 
 
 class _Binary(Function):

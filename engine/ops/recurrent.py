@@ -1,7 +1,7 @@
 """Fused recurrent gate math: one op per GRU/LSTM time step, with hand-written backward."""
 from .. import backend
 from ..function import Function
-from .math import sigmoid_into
+from ..kernels.elementwise import sigmoid_into
 
 
 def _sigmoid(xp, a):

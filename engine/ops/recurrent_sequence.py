@@ -10,7 +10,6 @@ from .. import backend, buffers
 from ..function import Function
 from ..kernels import recurrent as kernels
 from ..tensor import Tensor, as_tensor
-from .math import sigmoid_into
 from .recurrent_product import hidden_product
 
 
@@ -65,20 +64,8 @@ class LSTMSequence(_SequenceOp):
         tcs = self._workspace((steps, batch, hidden), gi)            # tanh(c_{t+1})
         hs[0], cs[0] = h0, c0
         for t in range(steps):
-            a = acts[t]
-            product.step(t, hs[t], a)
-            a += gi[:, t]
-            if b is not None:
-                a += b
-            i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
-            sigmoid_into(xp, a[:, :2 * hidden], a[:, :2 * hidden])      # i and f side by side
-            xp.tanh(g, out=g)
-            sigmoid_into(xp, o, o)
-            c = cs[t + 1]
-            xp.multiply(f, cs[t], out=c)
-            c += i * g
-            xp.tanh(c, out=tcs[t])
-            xp.multiply(o, tcs[t], out=hs[t + 1])
+            product.step(t, hs[t], acts[t])
+            kernels.lstm_forward_step(acts[t], gi, t, b, cs[t], cs[t + 1], tcs[t], hs[t + 1], self.impl)
         self.acts, self.hs, self.cs, self.tcs = acts, hs, cs, tcs
         self.has_bias = b is not None
         return _batch_major(xp, hs[1:]), hs[steps].copy(), cs[steps].copy()
@@ -125,20 +112,7 @@ class GRUSequence(_SequenceOp):
         hs[0] = h0
         for t in range(steps):
             product.step(t, hs[t], gh)
-            if b is not None:
-                gh += b
-            a = gates[t]
-            xp.add(gi[:, t, :2 * hidden], gh[:, :2 * hidden], out=a[:, :2 * hidden])
-            sigmoid_into(xp, a[:, :2 * hidden], a[:, :2 * hidden])
-            r, z, n = (a[:, k * hidden:(k + 1) * hidden] for k in range(3))
-            gh_n[t] = gh[:, 2 * hidden:]
-            xp.multiply(r, gh_n[t], out=n)
-            n += gi[:, t, 2 * hidden:]
-            xp.tanh(n, out=n)
-            h = hs[t + 1]
-            xp.subtract(hs[t], n, out=h)
-            h *= z
-            h += n
+            kernels.gru_forward_step(gates[t], gh, gi, t, b, gh_n[t], hs[t], hs[t + 1], self.impl)
         buffers.give_back(gh)
         self.gates, self.gh_n, self.hs = gates, gh_n, hs
         self.has_bias = b is not None

@@ -123,18 +123,24 @@ def test_sequence_op_zero_initial_state_and_bad_shapes():
 @pytest.mark.skipif("numba" not in recurrent_kernels.available_implementations(),
                     reason="numba is not installed or COMPACTNET_DISABLE_NUMBA=1")
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_sequence_backward_numba_and_numpy_agree_in_float32(kind):
+def test_sequence_numba_and_numpy_agree_in_float32(kind):
     rng = np.random.default_rng(7)
     k = 4 if kind == "lstm" else 3
     gi = rng.standard_normal((5, 6, k * 8)).astype(np.float32)
     w = (rng.standard_normal((8, k * 8)) * 0.3).astype(np.float32)
-    grads = {}
+    bias = (rng.standard_normal(k * 8) * 0.3).astype(np.float32)
+    grads, outs = {}, {}
     for impl in ("numpy", "numba"):
         a, b = Tensor(gi.copy(), requires_grad=True), Tensor(w.copy(), requires_grad=True)
         op = F.lstm_sequence if kind == "lstm" else F.gru_sequence
-        out = op(a, b, impl=impl)[0]
+        results = op(a, b, Tensor(bias), impl=impl)
+        out = results[0]
         F.sum(out * out).backward()
-        assert a.grad.dtype == np.float32 and b.grad.dtype == np.float32
+        assert a.grad.dtype == np.float32 and b.grad.dtype == np.float32 and out.dtype == np.float32
         grads[impl] = (a.grad, b.grad)
+        outs[impl] = [r.data for r in results]
+    # the forward steps: Numba's sigmoid is 0.5 tanh(0.5 x) + 0.5, NumPy's 1 / (1 + exp(-x))
+    for x, y in zip(outs["numpy"], outs["numba"]):
+        np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-6)
     for x, y in zip(grads["numpy"], grads["numba"]):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
