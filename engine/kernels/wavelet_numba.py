@@ -202,13 +202,9 @@ def _analyze_pair(x, lo, hi, a_out, d_out, even, odd):
     # are indexed by the loop counter alone: an index like o - i + half would get Numba's
     # negative-index wraparound, which stops the loop from vectorising (2x slower)
     for i0 in range(0, half, 3):
-        j1, j2 = min(i0 + 1, half - 1), min(i0 + 2, half - 1)
-        lo_e0, lo_o0 = _tap_pair(lo, i0, zero)
-        lo_e1, lo_o1 = _tap_pair(lo, i0 + 1, zero)
-        lo_e2, lo_o2 = _tap_pair(lo, i0 + 2, zero)
-        hi_e0, hi_o0 = _tap_pair(hi, i0, zero)
-        hi_e1, hi_o1 = _tap_pair(hi, i0 + 1, zero)
-        hi_e2, hi_o2 = _tap_pair(hi, i0 + 2, zero)
+        (lo_e0, lo_o0), (lo_e1, lo_o1), (lo_e2, lo_o2) = _tap_group(lo, i0, zero)
+        (hi_e0, hi_o0), (hi_e1, hi_o1), (hi_e2, hi_o2) = _tap_group(hi, i0, zero)
+        j1, j2 = min(i0 + 1, half - 1), min(i0 + 2, half - 1)     # zero taps: any valid view serves
         e0, q0 = even[half - i0:half - i0 + n_out], odd[half - i0:half - i0 + n_out]
         e1, q1 = even[half - j1:half - j1 + n_out], odd[half - j1:half - j1 + n_out]
         e2, q2 = even[half - j2:half - j2 + n_out], odd[half - j2:half - j2 + n_out]
@@ -233,6 +229,12 @@ def _tap_pair(f, i, zero):
     return (f[2 * i] if 2 * i < L else zero), (f[2 * i + 1] if 2 * i + 1 < L else zero)
 
 
+@numba.njit(cache=True)
+def _tap_group(f, i0, zero):
+    """The (even, odd) taps of tap pairs i0, i0 + 1, i0 + 2 of f (zero past its end)."""
+    return _tap_pair(f, i0, zero), _tap_pair(f, i0 + 1, zero), _tap_pair(f, i0 + 2, zero)
+
+
 @numba.njit(cache=True, fastmath={"contract"})
 def _synthesize_pair(a, d, lo, hi, out, bufs):
     """out[2o + t - (L - 2)] = sum over o, t of lo[t] a[o] + hi[t] d[o], cropped to out's length."""
@@ -253,13 +255,9 @@ def _synthesize_pair(a, d, lo, hi, out, bufs):
         a_body[k] = a[k]
         d_body[k] = d[k]
     for k0 in range(0, half, 3):        # three tap pairs per pass, as in _analyze_pair
+        (lo_e0, lo_o0), (lo_e1, lo_o1), (lo_e2, lo_o2) = _tap_group(lo, k0, zero)
+        (hi_e0, hi_o0), (hi_e1, hi_o1), (hi_e2, hi_o2) = _tap_group(hi, k0, zero)
         j1, j2 = min(k0 + 1, half - 1), min(k0 + 2, half - 1)
-        lo_e0, lo_o0 = _tap_pair(lo, k0, zero)
-        lo_e1, lo_o1 = _tap_pair(lo, k0 + 1, zero)
-        lo_e2, lo_o2 = _tap_pair(lo, k0 + 2, zero)
-        hi_e0, hi_o0 = _tap_pair(hi, k0, zero)
-        hi_e1, hi_o1 = _tap_pair(hi, k0 + 1, zero)
-        hi_e2, hi_o2 = _tap_pair(hi, k0 + 2, zero)
         a0, d0 = a_pad[half - k0:half - k0 + count], d_pad[half - k0:half - k0 + count]
         a1, d1 = a_pad[half - j1:half - j1 + count], d_pad[half - j1:half - j1 + count]
         a2, d2 = a_pad[half - j2:half - j2 + count], d_pad[half - j2:half - j2 + count]
