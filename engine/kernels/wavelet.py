@@ -17,6 +17,8 @@ matmul, xp taken from the input) and a Numba CPU version, chosen by
 transforms at the end (bands concatenated, as WaveletLinear uses them) run every level in one
 fused Numba call per direction when Numba is active.
 """
+import functools
+
 import numpy as np
 
 from .. import backend
@@ -331,8 +333,11 @@ def _numba_kernel(name, work):
 # starting where the bands before it end). With Numba these run the fused kernels (one call for
 # all levels); otherwise the level-by-level functions above. `state` carries what backward needs.
 
+@functools.lru_cache(maxsize=64)
 def _packed_layout(n, filter_length, levels):
-    """int64 arrays: lengths m[0..J], cD_j's start in the packed row, and the two stores' offsets."""
+    """int64 arrays: lengths m[0..J], cD_j's start in the packed row, and the two stores' offsets.
+    Cached per shape (every forward and backward of a layer asks for the same one), so they are
+    read-only: the kernels only read them."""
     m = signal_lengths(n, filter_length, levels)
     detail_at = [0] * (levels + 1)
     detail_at[levels] = m[levels]
@@ -344,7 +349,10 @@ def _packed_layout(n, filter_length, levels):
     synthesis_at = [0] * (levels + 1)          # approximation entering synthesis level j (1..J)
     for j in range(2, levels + 1):
         synthesis_at[j] = synthesis_at[j - 1] + m[j - 1]
-    return [np.asarray(v, dtype=np.int64) for v in (m, detail_at, analysis_at, synthesis_at)]
+    layout = tuple(np.asarray(v, dtype=np.int64) for v in (m, detail_at, analysis_at, synthesis_at))
+    for array in layout:
+        array.flags.writeable = False
+    return layout
 
 
 def linear_map(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias, levels):
