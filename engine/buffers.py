@@ -8,14 +8,18 @@ unless the whole process retunes malloc (training/memory.py). The pool keeps tho
 The contract that keeps it correct: only the owner of a temporary whose lifetime ends inside an
 operation (or inside one Function's forward-to-backward span) gives it back, and it gives it back
 once, when nothing else can still see it. The pool never tracks arrays it has handed out, so an
-array that is not given back is an ordinary array; outputs returned to users are never taken from
-the pool. Arrays on the GPU pass straight through (CuPy pools device memory itself).
+array that is not given back is an ordinary array. Results that leave an operation (outputs,
+gradients) are never handed out as pool arrays themselves: lend() wraps one in an owner object that
+every view of the result keeps alive, and a finalizer gives the pool array back when the last of
+them is gone. Arrays on the GPU pass straight through (CuPy pools device memory itself).
 
 Switch: COMPACTNET_DISABLE_BUFFER_POOL=1 (read on every call, like COMPACTNET_DISABLE_NUMBA) makes
 take() allocate afresh and give_back() a no-op.
 """
 import collections
+import math
 import threading
+import weakref
 
 import numpy as np
 
@@ -27,6 +31,10 @@ DISABLE_VARIABLE = "COMPACTNET_DISABLE_BUFFER_POOL"
 # Bound on the bytes the pool holds between uses: LeNet-5 at batch 128 keeps about 40 MiB of
 # temporaries; larger models get the least recently returned shapes evicted.
 DEFAULT_MAX_BYTES = 256 << 20
+
+# Results smaller than this come straight from the allocator: a loan costs a few microseconds, and
+# glibc serves small blocks from its heap without fresh pages anyway.
+LEND_MIN_BYTES = 1 << 20
 
 POOLED_DEVICES = ("cpu",)
 
@@ -124,3 +132,26 @@ def give_back(array):
 def clear():
     """Empty the default pool (e.g. after training, to hand its memory back)."""
     _default_pool.clear()
+
+
+class _Loan:
+    """The owner NumPy sees of a result lent from the pool: the result and its views keep it alive."""
+    __slots__ = ("__array_interface__", "__weakref__")
+
+
+def lend(shape, dtype, like, pool=None):
+    """An uninitialised C-contiguous array for a result that leaves its operation (an output, a
+    gradient). Large CPU results come from the pool (`pool`, default the process-wide one) and go
+    back to it by themselves once the result and every view of it are gone, so a training step
+    does not fault in fresh pages for them each time; small, GPU or pool-disabled ones are plain
+    new arrays. The result is an ordinary ndarray whose base is a private owner object."""
+    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    pool = _default_pool if pool is None else pool
+    if (math.prod(shape) * dtype.itemsize < LEND_MIN_BYTES or backend.device_of(like) not in POOLED_DEVICES
+            or pool_disabled()):
+        return backend.xp_of(like).empty(shape, dtype=dtype)
+    array = pool.take(shape, dtype, like)
+    loan = _Loan()
+    loan.__array_interface__ = array.__array_interface__
+    weakref.finalize(loan, pool.give_back, array).atexit = False
+    return np.asarray(loan)

@@ -79,16 +79,18 @@ def _max_pool_2x2_exact(x, oh, ow):
 
 
 @numba.njit(cache=True)
-def max_pool_2x2_backward(gy, tap, h, w):
-    """Gradient (B, C, h, w) of the input: each gy entry at its window's arg-max, zeros elsewhere.
+def max_pool_2x2_backward(gy, tap, gx):
+    """gx (B, C, h, w, C-contiguous) <- the gradient of the input: each gy entry at its window's
+    arg-max, zeros elsewhere.
 
     Each row of gradients and taps is first widened to the input's width (every entry twice), so the
     two output rows are written by contiguous compare-and-select loops that the compiler vectorizes:
     1.1 ms against 10.3 ms for writing the four taps of each window in turn at LeNet-5's first pool,
     batch 128 (128x20x24x24 float32)."""
     b, c, oh, ow = gy.shape
+    h, w = gx.shape[2], gx.shape[3]
     planes = b * c
-    gx = np.empty((planes, h, w), dtype=gy.dtype)
+    out_planes = gx.reshape(planes, h, w)
     grads = np.ascontiguousarray(gy).reshape(planes, oh, ow)
     taps = np.ascontiguousarray(tap).reshape(planes, oh, ow)
     zero = gy.dtype.type(0)
@@ -98,7 +100,7 @@ def max_pool_2x2_backward(gy, tap, h, w):
     for j in range(2 * ow):
         column[j] = j & 1
     for n in range(planes):
-        out = gx[n]
+        out = out_planes[n]
         for p in range(oh):
             g, where = grads[n, p], taps[n, p]
             for q in range(ow):
@@ -116,4 +118,3 @@ def max_pool_2x2_backward(gy, tap, h, w):
                 bottom[j] = zero
         for p in range(2 * oh, h):             # an odd height's last row likewise
             out[p, :] = zero
-    return gx.reshape(b, c, h, w)

@@ -62,13 +62,14 @@ class Conv2d(Function):
             w2 = w.reshape(n, k)
             if k >= ONE_PRODUCT_MIN_K:
                 product = _product_into_pool(w2, cols.reshape(k, bsz * p), (n, bsz * p))
-                # a fresh output and an explicit copy: ascontiguousarray would return the pooled
+                # a lent output and an explicit copy: ascontiguousarray would return the pooled
                 # product itself when bsz == 1
-                y = xp.empty((bsz, n, p), dtype=product.dtype)
+                y = buffers.lend((bsz, n, p), product.dtype, like=product)
                 y[...] = product.reshape(n, bsz, p).transpose(1, 0, 2)
                 buffers.give_back(product)
             else:
-                y = w2 @ cols.reshape(k, bsz, p).transpose(1, 0, 2)
+                y = xp.matmul(w2, cols.reshape(k, bsz, p).transpose(1, 0, 2),
+                              out=buffers.lend((bsz, n, p), xp.result_type(w2, cols), like=cols))
         else:
             cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation)
             oh, ow = cols.shape[-2:]

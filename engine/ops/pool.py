@@ -1,5 +1,5 @@
 """Max and average pooling over 2-D windows."""
-from .. import backend
+from .. import backend, buffers
 from ..function import Function
 from ..kernels import load_numba_module
 from ..kernels.im2col import im2col, col2im, conv_output_size
@@ -95,8 +95,8 @@ class MaxPool2d(Function):
     def backward(self, gy):
         xp = backend.xp_of(gy)
         if self.kernels is not None:
-            _, _, h, w = self.padded_shape
-            gx = self.kernels.max_pool_2x2_backward(gy, self.tap, h, w)
+            gx = buffers.lend(self.padded_shape, gy.dtype, like=gy)
+            self.kernels.max_pool_2x2_backward(gy, self.tap, gx)
             return _unpad(gx, self.padding)
         x, y = self.x, self.y
         gx = xp.zeros(x.shape, dtype=gy.dtype)

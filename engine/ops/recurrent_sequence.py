@@ -36,8 +36,9 @@ class _SequenceOp(Function):
 
 
 def _batch_major(xp, time_major):
-    """(T, B, ...) -> a fresh C-contiguous (B, T, ...) array."""
-    out = xp.empty((time_major.shape[1], time_major.shape[0]) + time_major.shape[2:], dtype=time_major.dtype)
+    """(T, B, ...) -> a C-contiguous (B, T, ...) result (lent from the buffer pool when large)."""
+    out = buffers.lend((time_major.shape[1], time_major.shape[0]) + time_major.shape[2:], time_major.dtype,
+                       like=time_major)
     out[...] = time_major.transpose(1, 0, *range(2, time_major.ndim))
     return out
 

@@ -29,7 +29,10 @@ def forward_product(request, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def empty_pool():
+def empty_pool(monkeypatch):
+    """An empty pool around each test, and every result lent from it however small, so the conv,
+    pool and LeNet-5 tests below check lending too."""
+    monkeypatch.setattr(buffers, "LEND_MIN_BYTES", 0)
     buffers.clear()
     yield
     buffers.clear()
@@ -110,6 +113,44 @@ def test_the_switch_turns_the_pool_off(monkeypatch):
     monkeypatch.setenv(DISABLE, "maybe")
     with pytest.raises(ValueError, match=DISABLE):
         pool.take((3, 3), np.float32, np.zeros(1))
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+def test_a_lent_result_goes_back_only_when_it_and_every_view_are_gone():
+    pool = buffers.BufferPool()
+    like = np.empty(0, np.float32)
+    shape = (512, 512)                                    # 1 MiB: large enough to be lent
+    result = buffers.lend(shape, np.float32, like, pool=pool)
+    assert isinstance(result, np.ndarray) and result.flags.c_contiguous and result.flags.writeable
+    address = _address(result)
+    view = result.reshape(-1)[5:]
+    del result
+    assert pool.held_bytes == 0                           # the view still holds it
+    other = buffers.lend(shape, np.float32, like, pool=pool)
+    assert _address(other) != address                     # a live loan is never lent twice
+    del view
+    assert pool.held_bytes == 512 * 512 * 4
+    again = buffers.lend(shape, np.float32, like, pool=pool)
+    assert _address(again) == address and pool.held_bytes == 0
+    again[...] = 1.0
+    del other
+    assert (again == 1.0).all()                           # returning another loan leaves it alone
+
+
+def test_small_results_and_a_disabled_pool_get_plain_arrays(monkeypatch):
+    monkeypatch.setattr(buffers, "LEND_MIN_BYTES", 1 << 20)      # the default the fixture lowers
+    pool = buffers.BufferPool()
+    like = np.empty(0, np.float32)
+    small = buffers.lend((8, 8), np.float32, like, pool=pool)
+    assert small.base is None and small.shape == (8, 8)
+    monkeypatch.setenv(DISABLE, "1")
+    plain = buffers.lend((512, 512), np.float32, like, pool=pool)
+    assert plain.base is None
+    del plain
+    assert pool.held_bytes == 0
 
 
 def test_threads_never_share_a_buffer():
