@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402
-from bench.report_files import package_version, report_folder, run_stamp, write_report  # noqa: E402
+from bench.report_files import package_version, publish, run_stamp  # noqa: E402
 
 MODELS = ("lenet300", "lenet5")      # in the order of bench.speed.lenet_step_specs()
 FRAMEWORKS = ("ours", "torch")
@@ -303,10 +303,8 @@ def main(argv=None):
             **run_stamp("contention.py", argv)}
     rows = summarise(results, args.models, args.loads)
     text = to_markdown(rows, results, meta)
-    print(text)
-    out = report_folder(args, ROOT)
-    if out:
-        write_report(out, "contention", "Train steps under CPU contention", text, {"meta": meta, "summary": rows, "settings": results})
+    publish(args, ROOT, "contention", "Train steps under CPU contention", text,
+            {"meta": meta, "summary": rows, "settings": results})
     return 0
 
 

@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402  (imports no NumPy)
-from bench.report_files import package_version, report_folder, run_stamp, write_report  # noqa: E402  (imports no NumPy)
+from bench.report_files import package_version, publish, run_stamp  # noqa: E402  (imports no NumPy)
 
 MODELS = ("lenet5", "ptb_lstm")
 FRAMEWORKS = ("ours", "torch")
@@ -272,10 +272,8 @@ def main(argv=None):
             "labels": LABELS, **run_stamp("memory.py", argv)}
     rows = summarise(results, args.models)
     text = to_markdown(rows, meta)
-    print(text)
-    out = report_folder(args, ROOT)
-    if out:
-        write_report(out, "memory", "Peak memory of a training run", text, {"meta": meta, "summary": rows, "runs": results})
+    publish(args, ROOT, "memory", "Peak memory of a training run", text,
+            {"meta": meta, "summary": rows, "runs": results})
     return 0
 
 

@@ -31,3 +31,11 @@ def run_stamp(script, argv):
 def report_folder(args, root):
     """Where a report goes: --out, else nothing for a --quick smoke run, else <root>/bench/results."""
     return args.out or (None if args.quick else os.path.join(root, "bench", "results"))
+
+
+def publish(args, root, stem, title, text, payload):
+    """Print the Markdown text, then write it and the payload where report_folder puts this run's report."""
+    print(text)
+    out = report_folder(args, root)
+    if out:
+        write_report(out, stem, title, text, payload)
