@@ -251,13 +251,13 @@ class _RecurrentLayer(Module):
         for layer, cell in enumerate(self.cells):
             if layer > 0 and self.dropout and self.training:
                 inputs = F.dropout(inputs, self.dropout, True)
-            projected = cell.ih(inputs)
-            fused = cell.fused_hh(materialize=projected.shape[1] > 1)
+            fused = cell.fused_hh(materialize=inputs.shape[1] > 1)
             s = states[layer]
             whole = fused if fused is not None else cell.factored_hh()
             if whole is not None and self._one_op_per_layer(cell):
-                inputs, s = self._sequence_op(projected, whole, s)
+                inputs, s = self._sequence_op(*self._project(cell, inputs, whole), s)
             else:   # a cell call per step, so cell hooks (e.g. the FLOP report's) see each step
+                projected = cell.ih(inputs)
                 outputs = []
                 for step in F.unstack(projected, axis=1):
                     s = cell(step, s, projected=True, fused=fused)
@@ -269,6 +269,10 @@ class _RecurrentLayer(Module):
     def _one_op_per_layer(self, cell):
         """Whether the whole-sequence op may stand in for the cell's per-step calls."""
         return type(cell) is self.cell_class and not (cell._pre_hooks or cell._post_hooks)
+
+    def _project(self, cell, inputs, whole):
+        """(projected inputs (B, T, k H), (hidden weight, hidden bias)) for the whole-sequence op."""
+        return cell.ih(inputs), whole
 
     def _sequence_op(self, projected, fused, state):
         """(outputs (B, T, H), final state) of one layer from one whole-sequence op."""
@@ -316,6 +320,18 @@ class LSTM(_RecurrentLayer):
                  hh_init="uniform", dtype=None):
         super().__init__(n_in, hidden, num_layers, hh_bias, dropout, dtype, forget_bias=forget_bias,
                          hh_init=hh_init)
+
+    def _project(self, cell, inputs, whole):
+        """The input projection without its bias, which joins the hidden bias instead: an LSTM adds both
+        to every step's pre-activations, so one add inside the sequence op stands for two, and the
+        projection's pass over (B, T, 4H) and its bias gradient's reduction over it are saved. A
+        replaced or hooked `ih` is called as it is."""
+        ih = cell.ih
+        if type(ih) is not Dense or ih.bias is None or ih._pre_hooks or ih._post_hooks:
+            return super()._project(cell, inputs, whole)
+        weight, hidden_bias = whole
+        bias = ih.bias if hidden_bias is None else F.add(ih.bias, hidden_bias)
+        return F.linear(check_input(ih, inputs, 3, axis=2, size=ih.n_in), ih.weight), (weight, bias)
 
     def _initial_states(self, state, batch):
         if state is None:

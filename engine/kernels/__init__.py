@@ -17,10 +17,29 @@ PARALLEL_MIN_WORK = 200_000
 _numba_modules = {}
 
 
+_environ_data = getattr(os.environ, "_data", None)      # CPython: the dict behind os.environ
+_environ_key = getattr(os.environ, "encodekey", None)
+_encoded_keys = {}
+
+
+def _environment_value(name):
+    """os.environ.get(name, ""), as cheaply as CPython allows: the switches are read on every kernel
+    call (a dozen times in a batch-1 LeNet-5 forward), and Mapping.get costs about 1 us when the
+    variable is unset (it raises and catches a KeyError). Reads os.environ's own dict, so a change made
+    through os.environ is seen at once; elsewhere the public path."""
+    if not isinstance(_environ_data, dict) or _environ_key is None:
+        return os.environ.get(name, "")
+    key = _encoded_keys.get(name)
+    if key is None:
+        key = _encoded_keys[name] = _environ_key(name)
+    raw = _environ_data.get(key)
+    return "" if raw is None else os.environ.decodevalue(raw)
+
+
 def env_flag(name):
     """The boolean environment variable `name`: 1/true/yes/on (any case) is True, 0/false/no/off or
     unset/empty is False; any other value is a ValueError naming the variable and the value."""
-    raw = os.environ.get(name, "")
+    raw = _environment_value(name)
     value = raw.strip().lower()
     if value in _TRUE:
         return True

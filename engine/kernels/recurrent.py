@@ -80,15 +80,16 @@ def gru_forward_step(a, gh, gi, t, b, gh_n, h_prev, h, impl=None):
     h += n
 
 
-def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, ga, impl=None):
-    """In place: ga (B, 4H) <- gradient of step t's pre-activations, dc (B, H) <- gradient reaching
-    c_prev. dh: gradient from later steps, g_out (B, T, H): the outputs' gradient, acts: the
-    step's activated gates (i, f, g, o), tc = tanh(c), c_prev: the cell state before the step."""
+def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, g_pre, impl=None):
+    """In place: g_pre[:, t] (g_pre (B, T, 4H)) <- gradient of step t's pre-activations, dc (B, H) <-
+    gradient reaching c_prev. dh: gradient from later steps, g_out (B, T, H): the outputs' gradient,
+    acts: the step's activated gates (i, f, g, o), tc = tanh(c), c_prev: the cell state before the step."""
     kernels = _numba_kernels(dh, impl)
     if kernels is not None:
-        kernels.lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, ga, dh.dtype.type(1))
+        kernels.lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, g_pre, dh.dtype.type(1))
         return
     hidden = dh.shape[1]
+    ga = g_pre[:, t]
     i, f, g, o = (acts[:, k * hidden:(k + 1) * hidden] for k in range(4))
     d_h = dh + g_out[:, t]
     dc += d_h * o * (1 - tc * tc)
@@ -100,8 +101,8 @@ def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, ga, impl=None):
 
 
 def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, impl=None):
-    """In place: g_gi, g_gh (B, 3H) <- gradients of step t's input and hidden projections,
-    dh (B, H) <- the part of h_prev's gradient through z (the caller adds g_gh @ w.T).
+    """In place: g_gi[:, t], g_gh[:, t] (both (B, T, 3H)) <- gradients of step t's input and hidden
+    projections, dh (B, H) <- the part of h_prev's gradient through z (the caller adds g_gh @ w.T).
     g_out (B, T, H): the outputs' gradient; gates: the step's activated (r, z, n); gh_n: the
     hidden projection's n part."""
     kernels = _numba_kernels(dh, impl)
@@ -109,12 +110,13 @@ def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, impl=None):
         kernels.gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, dh.dtype.type(1))
         return
     hidden = dh.shape[1]
+    gi_t, gh_t = g_gi[:, t], g_gh[:, t]
     r, z, n = (gates[:, k * hidden:(k + 1) * hidden] for k in range(3))
     d_h = dh + g_out[:, t]
     da_n = d_h * (1 - z) * (1 - n * n)
-    g_gi[:, 2 * hidden:] = da_n
-    g_gi[:, hidden:2 * hidden] = d_h * (h_prev - n) * z * (1 - z)
-    g_gi[:, :hidden] = da_n * gh_n * r * (1 - r)
-    g_gh[:, :2 * hidden] = g_gi[:, :2 * hidden]
-    g_gh[:, 2 * hidden:] = da_n * r
+    gi_t[:, 2 * hidden:] = da_n
+    gi_t[:, hidden:2 * hidden] = d_h * (h_prev - n) * z * (1 - z)
+    gi_t[:, :hidden] = da_n * gh_n * r * (1 - r)
+    gh_t[:, :2 * hidden] = gi_t[:, :2 * hidden]
+    gh_t[:, 2 * hidden:] = da_n * r
     dh[...] = d_h * z

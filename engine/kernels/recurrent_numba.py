@@ -8,14 +8,15 @@ import numba
 
 
 @numba.njit(cache=True)
-def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, ga, one):
-    """ga <- d(loss)/d(pre-activations) of step t; dc <- the gradient reaching c_prev.
+def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, g_pre, one):
+    """g_pre[:, t] <- d(loss)/d(pre-activations) of step t; dc <- the gradient reaching c_prev.
 
-    dh holds the gradient from later steps; g_out (B, T, H) the outputs' own gradient.
+    dh holds the gradient from later steps; g_out (B, T, H) the outputs' own gradient; g_pre
+    (B, T, 4H) is written one step at a time (batch-major, like the inputs it is the gradient of).
     """
     batch, hidden = dh.shape
     for b in range(batch):
-        a, g_a, d_c, th, d_h, g_o, c_p = acts[b], ga[b], dc[b], tc[b], dh[b], g_out[b, t], c_prev[b]
+        a, g_a, d_c, th, d_h, g_o, c_p = acts[b], g_pre[b, t], dc[b], tc[b], dh[b], g_out[b, t], c_prev[b]
         for j in range(hidden):          # d_c <- the whole gradient of this step's c
             d_c[j] = d_c[j] + (d_h[j] + g_o[j]) * a[3 * hidden + j] * (one - th[j] * th[j])
         for j in range(hidden):          # input gate
@@ -32,11 +33,12 @@ def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, ga, one):
 
 @numba.njit(cache=True)
 def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, one):
-    """g_gi, g_gh <- gradients of step t's input and hidden projections; dh <- the direct
-    part (through z) of the gradient reaching h_prev (the caller adds g_gh @ w.T); g_out whole."""
+    """g_gi[:, t], g_gh[:, t] <- gradients of step t's input and hidden projections (both (B, T, 3H));
+    dh <- the direct part (through z) of the gradient reaching h_prev (the caller adds g_gh @ w.T);
+    g_out whole."""
     batch, hidden = dh.shape
     for b in range(batch):
-        a, gi, gh, d_h, g_o, hp, ghn = gates[b], g_gi[b], g_gh[b], dh[b], g_out[b, t], h_prev[b], gh_n[b]
+        a, gi, gh, d_h, g_o, hp, ghn = gates[b], g_gi[b, t], g_gh[b, t], dh[b], g_out[b, t], h_prev[b], gh_n[b]
         for j in range(hidden):          # d_h <- the whole gradient of this step's output
             d_h[j] = d_h[j] + g_o[j]
         for j in range(hidden):          # n's pre-activation

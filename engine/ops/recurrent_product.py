@@ -26,10 +26,9 @@ class DenseHidden:
             self.w_t = self.xp.ascontiguousarray(self.w.T)   # BLAS ran the per-step product faster (76 vs 98 us)
         self.xp.matmul(g, self.w_t, out=out)
 
-    def weight_grads(self, hs, g_flat, needs):
-        """(g_w,) from the states before each step hs (T, B, H) and the products' gradients (T B, kH)."""
-        steps, batch, hidden = hs.shape
-        return (hs.reshape(steps * batch, hidden).T @ g_flat if needs[0] else None,)
+    def weight_grads(self, hs, g, needs):
+        """(g_w,) from the states before each step hs (T, B, H) and the products' gradients g (B, T, kH)."""
+        return (_batch_major_product(self.xp, hs, g) if needs[0] else None,)
 
     def release(self):
         pass
@@ -67,8 +66,8 @@ class FactoredHidden:
             xp.matmul(g[:, wide], self.c_t[k], out=du[:, narrow])
         xp.matmul(du, self.a_t, out=out)
 
-    def weight_grads(self, hs, g_flat, needs):
-        """(g_a, g_c) from the states before each step and the products' gradients (T B, kH)."""
+    def weight_grads(self, hs, g, needs):
+        """(g_a, g_c) from the states before each step hs (T, B, H) and the products' gradients g (B, T, kH)."""
         steps, batch, hidden = hs.shape
         rows = steps * batch
         dus = self.dus if self.dus is not None else self.xp.zeros(self.us.shape, self.us.dtype)   # no steps
@@ -76,7 +75,8 @@ class FactoredHidden:
         g_a = hs.reshape(rows, hidden).T @ dus.reshape(rows, width) if needs[0] else None
         g_c = None
         if needs[1]:
-            us = self.us.reshape(rows, width)
+            us = self.xp.ascontiguousarray(self.us.transpose(1, 0, 2)).reshape(rows, width)   # batch-major, like g
+            g_flat = g.reshape(rows, g.shape[-1])
             g_c = self.xp.empty_like(self.c)
             for k in range(self.gates):
                 narrow, wide = self._blocks(k)
@@ -87,6 +87,17 @@ class FactoredHidden:
         if self.dus is not None:
             buffers.give_back(self.dus)
             self.dus = None
+
+
+def _batch_major_product(xp, time_major, g):
+    """sum over steps t and examples b of outer(time_major[t, b], g[b, t]): one GEMM over a batch-major
+    copy of the (T, B, n) states (a pooled one), the gradient (B, T, m) as it is."""
+    steps, batch, n = time_major.shape
+    rows = buffers.take((batch, steps, n), time_major.dtype, like=time_major)
+    rows[...] = time_major.transpose(1, 0, 2)
+    product = rows.reshape(batch * steps, n).T @ g.reshape(batch * steps, g.shape[-1])
+    buffers.give_back(rows)
+    return product
 
 
 def hidden_product(xp, weights, steps, batch, workspace):

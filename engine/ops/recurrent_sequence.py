@@ -72,23 +72,22 @@ class LSTMSequence(_SequenceOp):
         return _batch_major(xp, hs[1:]), hs[steps].copy(), cs[steps].copy()
 
     def backward(self, g_out, g_hT, g_cT):
-        xp = backend.xp_of(g_out)
         acts, hs, cs, tcs, product = self.acts, self.hs, self.cs, self.tcs, self.hidden_product
         steps, batch, width = acts.shape
-        g_acts = buffers.take(acts.shape, acts.dtype, like=acts)     # gradient of each step's pre-activation
+        needs = self.needs_input_grad
+        # the pre-activations' gradient, batch-major like gi, so that it is gi's gradient as it stands
+        g_pre = (buffers.lend if needs[0] else buffers.take)((batch, steps, width), acts.dtype, like=acts)
         dh = g_hT.copy()
         dc = g_cT.copy()
         for t in range(steps - 1, -1, -1):
-            kernels.lstm_backward_step(g_out, t, dh, dc, acts[t], tcs[t], cs[t], g_acts[t], self.impl)
-            product.step_backward(t, g_acts[t], dh)
-        needs = self.needs_input_grad
-        flat = g_acts.reshape(steps * batch, width)
-        g_weights = product.weight_grads(hs[:steps], flat, needs[4:])
-        g_b = flat.sum(axis=0) if self.has_bias and needs[1] else None
-        g_gi = _batch_major(xp, g_acts) if needs[0] else None
-        buffers.give_back(g_acts)
+            kernels.lstm_backward_step(g_out, t, dh, dc, acts[t], tcs[t], cs[t], g_pre, self.impl)
+            product.step_backward(t, g_pre[:, t], dh)
+        g_weights = product.weight_grads(hs[:steps], g_pre, needs[4:])
+        g_b = g_pre.reshape(steps * batch, width).sum(axis=0) if self.has_bias and needs[1] else None
+        if not needs[0]:
+            buffers.give_back(g_pre)
         product.release()
-        return (g_gi, g_b, dh, dc, *g_weights)
+        return (g_pre if needs[0] else None, g_b, dh, dc, *g_weights)
 
 
 class GRUSequence(_SequenceOp):
@@ -120,26 +119,25 @@ class GRUSequence(_SequenceOp):
         return _batch_major(xp, hs[1:]), hs[steps].copy()
 
     def backward(self, g_out, g_hT):
-        xp = backend.xp_of(g_out)
         gates, gh_n, hs, product = self.gates, self.gh_n, self.hs, self.hidden_product
         steps, batch, width = gates.shape
-        g_gi = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gi_t (n part: of gi_n alone)
-        g_gh = buffers.take(gates.shape, gates.dtype, like=gates)    # gradient of gh_t = h_t w + b
-        dh = g_hT.copy()
-        through = xp.empty_like(dh)
-        for t in range(steps - 1, -1, -1):
-            kernels.gru_backward_step(g_out, t, dh, gates[t], gh_n[t], hs[t], g_gi[t], g_gh[t], self.impl)
-            product.step_backward(t, g_gh[t], through)
-            dh += through
         needs = self.needs_input_grad
-        flat = g_gh.reshape(steps * batch, width)
-        g_weights = product.weight_grads(hs[:steps], flat, needs[3:])
-        g_b = flat.sum(axis=0) if self.has_bias and needs[1] else None
-        g_in = _batch_major(xp, g_gi) if needs[0] else None
-        buffers.give_back(g_gi)
+        shape = (batch, steps, width)                                # batch-major, like gi
+        g_gi = (buffers.lend if needs[0] else buffers.take)(shape, gates.dtype, like=gates)   # n part: of gi_n alone
+        g_gh = buffers.take(shape, gates.dtype, like=gates)          # gradient of gh_t = h_t w + b
+        dh = g_hT.copy()
+        through = backend.xp_of(dh).empty_like(dh)
+        for t in range(steps - 1, -1, -1):
+            kernels.gru_backward_step(g_out, t, dh, gates[t], gh_n[t], hs[t], g_gi, g_gh, self.impl)
+            product.step_backward(t, g_gh[:, t], through)
+            dh += through
+        g_weights = product.weight_grads(hs[:steps], g_gh, needs[3:])
+        g_b = g_gh.reshape(steps * batch, width).sum(axis=0) if self.has_bias and needs[1] else None
+        if not needs[0]:
+            buffers.give_back(g_gi)
         buffers.give_back(g_gh)
         product.release()
-        return (g_in, g_b, dh, *g_weights)
+        return (g_gi if needs[0] else None, g_b, dh, *g_weights)
 
 
 def _hidden_weights(name, w, gi, hidden, gates):

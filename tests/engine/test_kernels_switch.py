@@ -99,3 +99,19 @@ def test_train_rejects_an_invalid_value_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert_user_error(proc, VARIABLE, "sometimes")
     assert not os.path.exists(tmp_path / "run" / "checkpoint.npz")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_switches_see_every_change_made_through_os_environ(monkeypatch, fast):
+    # the switches read os.environ's own dict (or, without it, os.environ.get): set, changed and
+    # removed values are all seen on the next call
+    if not fast:
+        monkeypatch.setattr(kernels, "_environ_data", None)
+    monkeypatch.delenv(VARIABLE, raising=False)
+    assert kernels._environment_value(VARIABLE) == "" and kernels.numba_disabled() is False
+    for value, disabled in (("1", True), ("off", False), (" Yes ", True)):
+        monkeypatch.setenv(VARIABLE, value)
+        assert kernels._environment_value(VARIABLE) == os.environ[VARIABLE] == value
+        assert kernels.numba_disabled() is disabled
+    monkeypatch.delenv(VARIABLE)
+    assert kernels.numba_disabled() is False

@@ -207,6 +207,36 @@ def test_whole_sequence_op_and_per_step_cells_agree(rng, cls):
         np.testing.assert_allclose(fast_grads[k], slow_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@pytest.mark.parametrize("hh_bias", [True, False])
+def test_lstm_input_bias_joins_the_hidden_bias_in_the_sequence_op(rng, hh_bias):
+    # the whole-sequence path projects without ih's bias and adds it inside the op with the hidden
+    # bias; outputs and every gradient (ih.bias included) equal the per-step cells', which add it apart
+    rnn = LSTM(3, 4, hh_bias=hh_bias).astype(np.float64)
+    x = rng.standard_normal((2, 5, 3))
+    runs = []
+    for hooked in (False, True):
+        rnn.zero_grad()
+        remove = rnn.cells[0].register_forward_hook(lambda *a: None) if hooked else None
+        linear_inputs = []
+
+        class Inputs(FunctionHook):
+            def forward_postprocess(self, function, inputs, outputs):
+                if function.name == "Linear":
+                    linear_inputs.append(len(inputs))
+        with Inputs():
+            out, (h_n, c_n) = rnn(x)
+        if remove:
+            remove()
+        (F.sum(out * out) + F.sum(c_n)).backward()
+        runs.append((out.data, linear_inputs, {k: p.grad.copy() for k, p in rnn.named_parameters()}))
+    (fast_out, fast_linear, fast_grads), (slow_out, slow_linear, slow_grads) = runs
+    assert fast_linear == [2] and slow_linear[0] == 3    # the slow path: ih with its bias, then hh per step
+    np.testing.assert_allclose(fast_out, slow_out, rtol=1e-12, atol=1e-14)
+    assert "cells.0.ih.bias" in fast_grads
+    for k in fast_grads:
+        np.testing.assert_allclose(fast_grads[k], slow_grads[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
 def test_replaced_hh_module_is_honoured(rng):
     gru = GRU(3, 4, hh_bias=False).astype(np.float64)
     x = rng.standard_normal((2, 5, 3))
