@@ -50,3 +50,15 @@ def test_the_copy_row_reads_recall_beside_the_cross_entropy(tmp_path):
     summary["test_other"]["accuracy"]["mean"] = 0.985
     (tmp_path / "copy-gru128-state_reset.json").write_text(json.dumps(summary))
     assert "| NO |" in _row(summary_table.table(str(tmp_path)), "| copy memory")
+
+
+def test_a_row_with_two_dense_runs_compares_with_the_stronger(tmp_path):
+    start = "| SCADA-Tucker LeNet-300-100, the same ratio"
+    _write(tmp_path, "scada-lenet300-r50-lr", 0.9860, params_ratio=50.9, params=5239)
+    _write(tmp_path, "dense-lenet300-shift1-lr", 0.9879)
+    _write(tmp_path, "dense-lenet300-shift1", 0.9904)
+    row = _row(summary_table.table(str(tmp_path)), start)
+    assert "dense 99.04% +- 0.10 (the stronger; also 98.79% +- 0.10); gap -0.44" in row and "| yes |" in row
+    _write(tmp_path, "dense-lenet300-shift1-lr", 0.9915)        # now the grid's dense net is the stronger
+    row = _row(summary_table.table(str(tmp_path)), start)
+    assert "dense 99.15% +- 0.10 (the stronger; also 99.04% +- 0.10); gap -0.55" in row and "| NO |" in row
