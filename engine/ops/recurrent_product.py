@@ -28,7 +28,7 @@ class DenseHidden:
 
     def weight_grads(self, hs, g, needs):
         """(g_w,) from the states before each step hs (T, B, H) and the products' gradients g (B, T, kH)."""
-        return (_batch_major_product(self.xp, hs, g) if needs[0] else None,)
+        return (_batch_major_product(hs, g) if needs[0] else None,)
 
     def release(self):
         pass
@@ -89,7 +89,7 @@ class FactoredHidden:
             self.dus = None
 
 
-def _batch_major_product(xp, time_major, g):
+def _batch_major_product(time_major, g):
     """sum over steps t and examples b of outer(time_major[t, b], g[b, t]): one GEMM over a batch-major
     copy of the (T, B, n) states (a pooled one), the gradient (B, T, m) as it is."""
     steps, batch, n = time_major.shape
