@@ -16,12 +16,15 @@ import os
 import platform
 import sys
 import tempfile
+import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.timing import median_seconds, pin_threads  # noqa: E402
+from bench.timing import paired_median_seconds, pin_threads  # noqa: E402
+
+SETTLE_SECONDS = 0.3   # lets the pools of whatever ran before stop spinning (as bench.timing.median_seconds)
 
 BATCHES = (1, 128)
 
@@ -101,10 +104,14 @@ def _onnx_runner(model, x, path, threads):
     return report.file_bytes, lambda batch: (lambda: session.run(None, {"input": batch}))
 
 
-def _time(fn, args):
+def _time_pair(dense_fn, compressed_fn, args):
+    """(dense, compressed) median seconds, sampled in turn: both sides run on the same runtime's thread
+    pools, so interleaving makes a change in the machine's load (or the first calls' warm-up) land on
+    both alike; timed one after the other, the first side of a run read up to 40% slower."""
     if args.quick:      # the timing path runs once, so the smoke run checks it too
-        return median_seconds(fn, repeats=1, warmup=0, min_time=0.0, settle=0.0)
-    return median_seconds(fn, repeats=args.repeats)
+        return paired_median_seconds([dense_fn, compressed_fn], repeats=1, warmup=0, min_time=0.0)
+    time.sleep(SETTLE_SECONDS)
+    return paired_median_seconds([dense_fn, compressed_fn], repeats=args.repeats)
 
 
 def _measure(name, dense_builder, compress, inputs, args, folder):
@@ -112,15 +119,17 @@ def _measure(name, dense_builder, compress, inputs, args, folder):
     from compressors.report import count_flops
     dense = dense_builder().eval()
     small = compress(copy.deepcopy(dense).train()).eval()
-    row = {"case": name}
+    row, runners = {"case": name}, {}
     for label, model in (("dense", dense), ("compressed", small)):
         row[f"flops_{label}"] = count_flops(model, inputs(2))[0]
-        size, runner = _onnx_runner(model, inputs(2), os.path.join(folder, f"{label}.onnx"), args.threads)
+        size, runners[label] = _onnx_runner(model, inputs(2), os.path.join(folder, f"{label}.onnx"), args.threads)
         row[f"onnx_bytes_{label}"] = size
-        for batch in BATCHES:
-            x = inputs(batch)
-            row[f"ours_{label}_b{batch}"] = _time(_ours(model, x), args)
-            row[f"ort_{label}_b{batch}"] = _time(runner(x), args)
+    for batch in BATCHES:
+        x = inputs(batch)
+        row[f"ours_dense_b{batch}"], row[f"ours_compressed_b{batch}"] = _time_pair(
+            _ours(dense, x), _ours(small, x), args)
+        row[f"ort_dense_b{batch}"], row[f"ort_compressed_b{batch}"] = _time_pair(
+            runners["dense"](x), runners["compressed"](x), args)
     row["flop_reduction"] = row["flops_dense"] / row["flops_compressed"]
     for where in ("ours", "ort"):
         for batch in BATCHES:

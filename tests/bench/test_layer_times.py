@@ -44,7 +44,7 @@ def test_breakdown_of_a_low_rank_lenet5_finds_the_converted_layers():
     assert all("seconds_patch_copy" in converted[name] for name in ("0", "2"))
     assert "seconds_patch_copy" not in converted["5"]
     assert all(len(row["seconds_bare_products"]) == 2 for row in converted.values())
-    assert r["ops_compressed"] > r["ops_dense"]             # each converted layer makes two products
+    assert r["ops_compressed"] > r["ops_dense"]             # the factored fc1 makes two products
     assert r["flop_reduction"] > 2
     text = layer_times.layer_table("low-rank LeNet-5", r)
     assert "Conv2d -> LowRankConv2d" in text and "Dense -> LowRankDense" in text

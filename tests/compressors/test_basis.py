@@ -40,6 +40,20 @@ def test_full_rank_conversion_equals_the_conv(seeded, geometry):
     np.testing.assert_allclose(converted(x).data, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("geometry", [dict(), dict(stride=2, padding=1), dict(dilation=2, padding=2)])
+def test_the_pass_without_a_graph_equals_the_recorded_one(seeded, geometry, monkeypatch):
+    # without a graph: one chunked pass (conv2d_pointwise, two images a chunk here); with one: two convs
+    from engine.ops import conv as conv_ops
+    monkeypatch.setattr(conv_ops, "INFERENCE_CHUNK_BYTES", 2 * 3 * 9 * 9 * 8 * 8)
+    converted = BasisConv2d.from_conv(float64_conv(3, 5, 3, **geometry), num_basis=2)
+    x = seeded.standard_normal((7, 3, 9, 8))
+    recorded = converted(x)
+    assert recorded.requires_grad
+    with engine.no_grad():
+        plain = converted(x)
+    np.testing.assert_allclose(plain.data, recorded.data, rtol=1e-10, atol=1e-12)
+
+
 def test_rank_deficient_layer_is_reproduced_with_m_equal_rank(seeded):
     conv = float64_conv(2, 6, 3)
     low_rank = seeded.standard_normal((6, 2)) @ seeded.standard_normal((2, 18))   # rank 2 filters

@@ -228,6 +228,17 @@ def test_gradcheck_factored_layers(seeded):
                                 conv.second.bias)
 
 
+def test_conv_pass_without_a_graph_equals_the_recorded_one(seeded):
+    for mode in lowrank.CONV_RESHAPES:
+        conv = LowRankConv2d.from_conv(Conv2d(2, 3, 3, stride=2, padding=1, dtype=np.float64), 2, mode)
+        x = seeded.standard_normal((6, 2, 7, 7))
+        recorded = conv(x)
+        assert recorded.requires_grad
+        with engine.no_grad():
+            plain = conv(x)
+        np.testing.assert_allclose(plain.data, recorded.data, rtol=1e-10, atol=1e-12, err_msg=mode)
+
+
 # ------------------------------------------------------------- errors and the plugin
 def test_bad_input_is_a_clear_error(seeded):
     net = lenet300(n_in=8, n_classes=3)

@@ -254,3 +254,67 @@ def test_pointwise_conv_without_a_graph_matches_the_recorded_path(bias, rng):
     np.testing.assert_allclose(plain.data, recorded.data, rtol=1e-5, atol=1e-6)
     reference = np.einsum("nc,bchw->bnhw", w[:, :, 0, 0], x) + (0 if b is None else b[None, :, None, None])
     np.testing.assert_allclose(plain.data, reference, rtol=1e-5, atol=1e-5)
+
+
+def _patch_bytes(xs, ws, stride, padding, dilation):
+    """Bytes of one image's float64 patches: INFERENCE_CHUNK_BYTES in these units sets the images per chunk."""
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    oh = (xs[2] + 2 * ph - dh * (ws[2] - 1) - 1) // sh + 1
+    ow = (xs[3] + 2 * pw - dw * (ws[3] - 1) - 1) // sw + 1
+    return ws[1] * ws[2] * ws[3] * oh * ow * 8
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 3, 5])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[5] == 1], ids=str)
+def test_conv2d_without_a_graph_runs_in_chunks_and_matches_the_reference(case, images_per_chunk, kernel,
+                                                                          forward_product, monkeypatch, rng):
+    """No graph: the batch goes through in chunks of images (the last one short), each chunk's patches,
+    product and bias written into its images; the result is the textbook convolution's."""
+    from engine.ops import conv
+    xs, ws, stride, padding, dilation, groups, bias = case
+    xs = (5,) + xs[1:]
+    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * _patch_bytes(xs, ws, stride, padding,
+                                                                                       dilation))
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0]) if bias else None
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    with engine.no_grad():
+        y = F.conv2d(x, w, b, **kwargs)
+    expected = loop_conv2d(x, w, b, _pair(stride), _pair(padding), _pair(dilation), groups)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 5])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[5] == 1], ids=str)
+def test_conv2d_pointwise_equals_the_two_convolutions(case, images_per_chunk, forward_product, monkeypatch, rng):
+    """M filters then a 1x1 mix into N: without a graph one chunked pass, with one the two convolutions
+    (and their gradients); both give the textbook result."""
+    from engine.ops import conv
+    xs, ws, stride, padding, dilation, _, bias = case
+    xs = (5,) + xs[1:]
+    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * _patch_bytes(xs, ws, stride, padding,
+                                                                                       dilation))
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    mix = rng.standard_normal((3, ws[0], 1, 1))
+    b = rng.standard_normal(3) if bias else None
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    maps = loop_conv2d(x, w, None, _pair(stride), _pair(padding), _pair(dilation), 1)
+    expected = loop_conv2d(maps, mix, b, (1, 1), (0, 0), (1, 1), 1)
+    with engine.no_grad():
+        plain = F.conv2d_pointwise(x, w, mix, b, **geometry)
+    np.testing.assert_allclose(plain.data, expected, rtol=1e-10, atol=1e-12)
+    recorded = F.conv2d_pointwise(leaf(x), leaf(w), leaf(mix), None if b is None else leaf(b), **geometry)
+    np.testing.assert_allclose(recorded.data, expected, rtol=1e-10, atol=1e-12)
+    args = (x, w, mix) if b is None else (x, w, mix, b)
+    assert check(lambda *t: F.conv2d_pointwise(*t, **geometry), *args)
+
+
+def test_conv2d_pointwise_bad_input_names_the_shapes():
+    x, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"combination must be \(out, 3, 1, 1\).*got \(4, 2, 1, 1\)"):
+        F.conv2d_pointwise(x, w, np.ones((4, 2, 1, 1)))
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\), got \(3,\)"):
+        F.conv2d_pointwise(x, w, np.ones((4, 3, 1, 1)), np.ones(3))
+    with pytest.raises(ValueError, match="does not fit"):
+        F.conv2d_pointwise(np.ones((1, 2, 2, 2)), w, np.ones((4, 3, 1, 1)))
