@@ -144,8 +144,10 @@ def _middle_width(module):
 
 def bare_products(dense_layer, compressed_layer, x, repeats=15):
     """(seconds, seconds) of the bare BLAS products alone, the dense layer's one against the converted
-    layer's two (float32, the layer's own input; for a convolution on its im2col patch matrix, made
-    once beforehand): the floor any engine on this BLAS meets. None when the layer is neither."""
+    layer's two (float32, the layer's own input; for a convolution on its whole-batch im2col patch
+    matrix, made once beforehand). For a dense layer, the floor any engine on this BLAS meets; for a
+    convolution no longer one, since the pass without a graph forms and multiplies patches a few images
+    at a time while they are in cache (engine/ops/conv.py), faster than this. None when the layer is neither."""
     import numpy as np
     from bench.timing import paired_median_seconds
     from engine.kernels.im2col import channel_major_shape, im2col_channel_major
@@ -278,8 +280,9 @@ def _x(value, digits=2):
 def table(rows):
     lines = ["| case | FLOP reduction | speedup | 60% target | unchanged layers' share of dense time | "
              "bound if converted layers ran at their FLOP reduction | converted layers: FLOP reduction / speedup | "
-             "bare BLAS products of the converted layers: speedup | whole-network speedup at the floor (products: "
-             "bare BLAS + patch copy; wavelet: FLOPs at the dense rate + permutation) | "
+             "bare BLAS products of the converted layers: speedup | whole-network speedup at the floor (wavelet: "
+             "FLOPs at the dense rate + permutation; products: bare BLAS on whole-batch patches + their copy, which "
+             "the chunked pass without a graph can beat, so for convolutions no bound) | "
              "GFLOP/s dense / compressed | "
              "patch copy in converted convs (ms, paid by both) | ops per forward dense / compressed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
