@@ -161,7 +161,7 @@ class BasisConv2d(Module):
 
     def forward(self, x):
         x = check_input(self, x, 4, axis=1, size=self.in_channels)
-        if self.norm is None:   # without a graph: one pass, the M basis maps never leave cache
+        if self.norm is None:   # one op: without a graph a single pass with the M basis maps in cache
             return F.conv2d_pointwise(x, self.basis, self.combination, self.bias, self.stride, self.padding,
                                       self.dilation)
         h = F.conv2d(x, self.basis, None, self.stride, self.padding, self.dilation)
