@@ -1,4 +1,5 @@
 """2-D convolution (stride, padding, dilation, groups) as im2col + matrix products."""
+import sys
 import weakref
 
 from .. import backend, buffers
@@ -14,11 +15,20 @@ from ..tensor import as_tensor
 # small K per-image products on strided views are faster (conv1, K = 25: 2.4 vs 3.9 ms).
 ONE_PRODUCT_MIN_K = 64
 
-# Without a graph nothing keeps the patches, so a convolution runs over the batch a few images at a
-# time, each chunk's patches small enough to stay in cache while BLAS packs them: LeNet-5's conv2 at
-# batch 128 (1 thread) went from 10.2 to 7.5 ms, and with BasisConv's 12 basis filters from 7.4 to
-# 3.7 ms (the whole-batch patch matrix is 16 MB, and packing it cost as much as a skinny product).
+# Without a graph nothing keeps the patches, so on one thread a convolution runs over the batch a few
+# images at a time, each chunk's patches small enough to stay in cache while BLAS packs them: LeNet-5's
+# conv2 at batch 128 went from 10.2 to 7.5 ms, and with BasisConv's 12 basis filters from 7.4 to 3.7 ms
+# (the whole-batch patch matrix is 16 MB, and packing it cost as much as a skinny product). With more
+# threads the small chunks split badly (LeNet-5 at batch 128, 2 threads: 14.5 ms whole, 17.7 chunked),
+# so there the batch stays whole.
 INFERENCE_CHUNK_BYTES = 1 << 20
+
+
+def _one_thread():
+    """Whether the kernels run on one thread. Numba's count stands for BLAS's: the engine's thread
+    settings (train.py --threads, engine.threads.limit_threads) set both; without Numba loaded, no."""
+    numba = sys.modules.get("numba")
+    return numba is not None and numba.get_num_threads() == 1
 
 
 def pair(v, name):
@@ -57,9 +67,8 @@ class Conv2d(Function):
                 y += b.reshape(1, n, 1, 1)
             return y
         if g == 1 and not self.recording and bsz > 1:
-            y = self._forward_in_chunks(x, w, b)
             self.cols = None
-            return y
+            return self._forward_in_chunks(x, w, b)
         if g == 1:
             # channel-major patches (K, B, P): the whole batch is one (K, B*P) matrix. They live
             # until this Function is dropped (after backward, or at once without a graph), then
@@ -92,9 +101,9 @@ class Conv2d(Function):
         return y
 
     def _forward_in_chunks(self, x, w, b, combination=None):
-        """The convolution without a graph: the batch in chunks whose patches fit INFERENCE_CHUNK_BYTES,
-        each chunk's product (and bias) written into its images of the output. With `combination`
-        (N, M) the M maps of each chunk are mixed into N at once, while they are in cache."""
+        """The convolution without a graph: on one thread the batch in chunks whose patches fit
+        INFERENCE_CHUNK_BYTES, else whole; each chunk's product (and bias) written into its images.
+        With `combination` (N, M) each chunk's M maps are mixed into N at once, while in cache."""
         xp = backend.xp_of(x)
         m, cg, kh, kw = w.shape
         n = m if combination is None else combination.shape[0]
@@ -102,7 +111,7 @@ class Conv2d(Function):
         one = channel_major_shape((1,) + x.shape[1:], kh, kw, self.stride, self.padding, self.dilation)
         k, (oh, ow) = cg * kh * kw, one[-2:]
         p = oh * ow
-        chunk = max(1, min(bsz, INFERENCE_CHUNK_BYTES // (k * p * x.dtype.itemsize)))
+        chunk = max(1, min(bsz, INFERENCE_CHUNK_BYTES // (k * p * x.dtype.itemsize))) if _one_thread() else bsz
         w2 = w.reshape(m, k)
         y = buffers.lend((bsz, n, p), xp.result_type(w, x), like=x)
         cols = buffers.take(one[:3] + (chunk,) + one[4:], x.dtype, like=x)

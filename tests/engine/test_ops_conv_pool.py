@@ -273,6 +273,7 @@ def test_conv2d_without_a_graph_runs_in_chunks_and_matches_the_reference(case, i
     from engine.ops import conv
     xs, ws, stride, padding, dilation, groups, bias = case
     xs = (5,) + xs[1:]
+    monkeypatch.setattr(conv, "_one_thread", lambda: True)     # chunks are for one thread
     monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * _patch_bytes(xs, ws, stride, padding,
                                                                                        dilation))
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
@@ -293,6 +294,7 @@ def test_conv2d_pointwise_equals_the_two_convolutions(case, images_per_chunk, fo
     from engine.ops import conv
     xs, ws, stride, padding, dilation, _, bias = case
     xs = (5,) + xs[1:]
+    monkeypatch.setattr(conv, "_one_thread", lambda: True)     # chunks are for one thread
     monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * _patch_bytes(xs, ws, stride, padding,
                                                                                        dilation))
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
@@ -318,3 +320,30 @@ def test_conv2d_pointwise_bad_input_names_the_shapes():
         F.conv2d_pointwise(x, w, np.ones((4, 3, 1, 1)), np.ones(3))
     with pytest.raises(ValueError, match="does not fit"):
         F.conv2d_pointwise(np.ones((1, 2, 2, 2)), w, np.ones((4, 3, 1, 1)))
+
+
+def test_convolution_without_a_graph_chunks_only_on_one_thread(monkeypatch, rng):
+    """Chunks split badly over several threads, so the batch is chunked only when the kernels run on one."""
+    from engine.ops import conv
+    numba = pytest.importorskip("numba", reason="the thread count is read from Numba's pool")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert conv._one_thread() is True
+        if numba.config.NUMBA_NUM_THREADS > 1:
+            numba.set_num_threads(2)
+            assert conv._one_thread() is False
+    finally:
+        numba.set_num_threads(before)
+    seen = []
+    real = conv.im2col_channel_major
+    monkeypatch.setattr(conv, "im2col_channel_major", lambda x, *a, **k: seen.append(x.shape[0]) or real(x, *a, **k))
+    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", 2 * 2 * 9 * 16 * 8)      # two images' patches
+    x, w = rng.standard_normal((5, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
+    for one, sizes in ((True, [2, 2, 1]), (False, [5])):
+        seen.clear()
+        monkeypatch.setattr(conv, "_one_thread", lambda one=one: one)
+        with engine.no_grad():
+            y = F.conv2d(x, w)
+        assert seen == sizes
+        np.testing.assert_allclose(y.data, loop_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1), rtol=1e-10, atol=1e-12)
