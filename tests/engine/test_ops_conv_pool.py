@@ -256,12 +256,18 @@ def test_pointwise_conv_without_a_graph_matches_the_recorded_path(bias, rng):
     np.testing.assert_allclose(plain.data, reference, rtol=1e-5, atol=1e-5)
 
 
-def _patch_bytes(xs, ws, stride, padding, dilation):
-    """Bytes of one image's float64 patches: INFERENCE_CHUNK_BYTES in these units sets the images per chunk."""
+def _chunked_case(case, images_per_chunk, monkeypatch, rng):
+    """(x, w, stride, padding, dilation, bias) of a CONV_CASES geometry at batch 5 (float64), with
+    convolutions without a graph chunked as on one thread, `images_per_chunk` images at a time."""
+    from engine.ops import conv
+    xs, ws, stride, padding, dilation, _, bias = case
+    xs = (5,) + xs[1:]
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     oh = (xs[2] + 2 * ph - dh * (ws[2] - 1) - 1) // sh + 1
     ow = (xs[3] + 2 * pw - dw * (ws[3] - 1) - 1) // sw + 1
-    return ws[1] * ws[2] * ws[3] * oh * ow * 8
+    monkeypatch.setattr(conv, "_one_thread", lambda: True)
+    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * ws[1] * ws[2] * ws[3] * oh * ow * 8)
+    return rng.standard_normal(xs), rng.standard_normal(ws), stride, padding, dilation, bias
 
 
 @pytest.mark.parametrize("images_per_chunk", [1, 2, 3, 5])
@@ -270,18 +276,11 @@ def test_conv2d_without_a_graph_runs_in_chunks_and_matches_the_reference(case, i
                                                                           forward_product, monkeypatch, rng):
     """No graph: the batch goes through in chunks of images (the last one short), each chunk's patches,
     product and bias written into its images; the result is the textbook convolution's."""
-    from engine.ops import conv
-    xs, ws, stride, padding, dilation, groups, bias = case
-    xs = (5,) + xs[1:]
-    monkeypatch.setattr(conv, "_one_thread", lambda: True)     # chunks are for one thread
-    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * _patch_bytes(xs, ws, stride, padding,
-                                                                                       dilation))
-    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
-    b = rng.standard_normal(ws[0]) if bias else None
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x, w, stride, padding, dilation, bias = _chunked_case(case, images_per_chunk, monkeypatch, rng)
+    b = rng.standard_normal(w.shape[0]) if bias else None
     with engine.no_grad():
-        y = F.conv2d(x, w, b, **kwargs)
-    expected = loop_conv2d(x, w, b, _pair(stride), _pair(padding), _pair(dilation), groups)
+        y = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
+    expected = loop_conv2d(x, w, b, _pair(stride), _pair(padding), _pair(dilation), 1)
     assert y.shape == expected.shape
     np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-12)
 
@@ -291,14 +290,8 @@ def test_conv2d_without_a_graph_runs_in_chunks_and_matches_the_reference(case, i
 def test_conv2d_pointwise_equals_the_two_convolutions(case, images_per_chunk, forward_product, monkeypatch, rng):
     """M filters then a 1x1 mix into N: without a graph one chunked pass, with one the two convolutions
     (and their gradients); both give the textbook result."""
-    from engine.ops import conv
-    xs, ws, stride, padding, dilation, _, bias = case
-    xs = (5,) + xs[1:]
-    monkeypatch.setattr(conv, "_one_thread", lambda: True)     # chunks are for one thread
-    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * _patch_bytes(xs, ws, stride, padding,
-                                                                                       dilation))
-    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
-    mix = rng.standard_normal((3, ws[0], 1, 1))
+    x, w, stride, padding, dilation, bias = _chunked_case(case, images_per_chunk, monkeypatch, rng)
+    mix = rng.standard_normal((3, w.shape[0], 1, 1))
     b = rng.standard_normal(3) if bias else None
     geometry = dict(stride=stride, padding=padding, dilation=dilation)
     maps = loop_conv2d(x, w, None, _pair(stride), _pair(padding), _pair(dilation), 1)
