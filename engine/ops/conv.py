@@ -53,7 +53,6 @@ class Conv2d(Function):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
     def forward(self, x, w, b=None):
-        xp = backend.xp_of(x)
         n, cg, kh, kw = w.shape
         bsz = x.shape[0]
         g = self.groups
@@ -66,43 +65,22 @@ class Conv2d(Function):
             if b is not None:
                 y += b.reshape(1, n, 1, 1)
             return y
-        if g == 1 and not self.recording and bsz > 1:
-            self.cols = None
-            return self._forward_in_chunks(x, w, b)
         if g == 1:
-            # channel-major patches (K, B, P): the whole batch is one (K, B*P) matrix. They live
-            # until this Function is dropped (after backward, or at once without a graph), then
-            # go back to the buffer pool; no result ever aliases them.
-            shape = channel_major_shape(x.shape, kh, kw, self.stride, self.padding, self.dilation)
-            cols = buffers.take(shape, x.dtype, like=x)
-            weakref.finalize(self, buffers.give_back, cols).atexit = False
-            im2col_channel_major(x, kh, kw, self.stride, self.padding, self.dilation, out=cols)
-            oh, ow = cols.shape[-2:]
-            k, p = cg * kh * kw, oh * ow
-            w2 = w.reshape(n, k)
-            if k >= ONE_PRODUCT_MIN_K:
-                product = _product_into_pool(w2, cols.reshape(k, bsz * p), (n, bsz * p))
-                # a lent output and an explicit copy: ascontiguousarray would return the pooled
-                # product itself when bsz == 1
-                y = buffers.lend((bsz, n, p), product.dtype, like=product)
-                y[...] = product.reshape(n, bsz, p).transpose(1, 0, 2)
-                buffers.give_back(product)
-            else:
-                y = xp.matmul(w2, cols.reshape(k, bsz, p).transpose(1, 0, 2),
-                              out=buffers.lend((bsz, n, p), xp.result_type(w2, cols), like=cols))
-        else:
-            cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation)
-            oh, ow = cols.shape[-2:]
-            y = w.reshape(g, n // g, -1) @ cols.reshape(bsz, g, cg * kh * kw, oh * ow)
+            return self._forward_im2col(x, w, b, keep_patches=self.recording)
+        cols = im2col(x, kh, kw, self.stride, self.padding, self.dilation)
+        oh, ow = cols.shape[-2:]
+        y = w.reshape(g, n // g, -1) @ cols.reshape(bsz, g, cg * kh * kw, oh * ow)
         self.cols = cols
         y = y.reshape(bsz, n, oh, ow)
         if b is not None:
             y += b.reshape(1, n, 1, 1)
         return y
 
-    def _forward_in_chunks(self, x, w, b, combination=None):
-        """The convolution without a graph: on one thread the batch in chunks whose patches fit
-        INFERENCE_CHUNK_BYTES, else whole; each chunk's product (and bias) written into its images.
+    def _forward_im2col(self, x, w, b, combination=None, keep_patches=False):
+        """A groups=1 convolution on channel-major patches (K, B, P). With a graph (keep_patches) the
+        whole batch's patches are kept for backward until this Function is dropped, then go back to the
+        buffer pool; without one, on one thread, the batch goes through in chunks whose patches fit
+        INFERENCE_CHUNK_BYTES (else whole), each chunk's product (and bias) written into its images.
         With `combination` (N, M) each chunk's M maps are mixed into N at once, while in cache."""
         xp = backend.xp_of(x)
         m, cg, kh, kw = w.shape
@@ -111,7 +89,9 @@ class Conv2d(Function):
         one = channel_major_shape((1,) + x.shape[1:], kh, kw, self.stride, self.padding, self.dilation)
         k, (oh, ow) = cg * kh * kw, one[-2:]
         p = oh * ow
-        chunk = max(1, min(bsz, INFERENCE_CHUNK_BYTES // (k * p * x.dtype.itemsize))) if _one_thread() else bsz
+        chunk = bsz
+        if not keep_patches and _one_thread():
+            chunk = max(1, min(bsz, INFERENCE_CHUNK_BYTES // (k * p * x.dtype.itemsize)))
         w2 = w.reshape(m, k)
         y = buffers.lend((bsz, n, p), xp.result_type(w, x), like=x)
         cols = buffers.take(one[:3] + (chunk,) + one[4:], x.dtype, like=x)
@@ -120,18 +100,25 @@ class Conv2d(Function):
             size = part.shape[0]
             patches = cols if size == chunk else cols.reshape(-1)[:k * size * p].reshape(one[:3] + (size,) + one[4:])
             im2col_channel_major(part, kh, kw, self.stride, self.padding, self.dilation, out=patches)
-            rows, out = patches.reshape(k, size, p), y[start:start + size]
+            rows, out, product = patches.reshape(k, size, p), y[start:start + size], None
             if k >= ONE_PRODUCT_MIN_K:     # one product for the chunk, read back per image
-                maps = (w2 @ rows.reshape(k, size * p)).reshape(m, size, p).transpose(1, 0, 2)
+                product = _product_into_pool(w2, rows.reshape(k, size * p), (m, size * p))
+                maps = product.reshape(m, size, p).transpose(1, 0, 2)
             else:                          # per image, on the patches as they lie
                 maps = xp.matmul(w2, rows.transpose(1, 0, 2), out=None if combination is not None else out)
             if combination is not None:
                 xp.matmul(combination, maps, out=out)
             elif maps is not out:
                 out[...] = maps
+            buffers.give_back(product)
             if b is not None:
                 out += b.reshape(1, n, 1)
-        buffers.give_back(cols)
+        if keep_patches:
+            weakref.finalize(self, buffers.give_back, cols).atexit = False
+            self.cols = cols
+        else:
+            buffers.give_back(cols)
+            self.cols = None
         return y.reshape(bsz, n, oh, ow)
 
     def backward(self, gy):
@@ -212,7 +199,7 @@ class Conv2dPointwise(Conv2d):
 
     def forward(self, x, w, combination, b=None):
         n, m = combination.shape[:2]
-        return self._forward_in_chunks(x, w, b, combination.reshape(n, m))
+        return self._forward_im2col(x, w, b, combination.reshape(n, m))
 
     def backward(self, gy):
         raise RuntimeError("Conv2dPointwise runs only without a graph (conv2d_pointwise records two convolutions)")
