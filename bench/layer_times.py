@@ -14,7 +14,11 @@ wavelet cases, bench/structured_floor.py bounds what any structured implementati
 that FLOPs do not count are measured too: the patch copy (im2col) every convolution pays before its
 product, the same for a dense convolution and for the first convolution of its BasisConv or low-rank
 form (timed alone on the layer's own input), and the operations dispatched per forward pass
-(engine.hooks.TimerHook), each a fixed cost whatever its size.
+(engine.hooks.TimerHook), each a fixed cost whatever its size. The rate floor puts them together for
+every converted Dense and Conv2d: the patches (formed chunk by chunk, as the pass without a graph forms
+them) and the bias, which both forms pay, plus each form's product FLOPs at the rate the dense product
+reaches on those chunks; it bounds the speedup with both networks at that floor, and the speedup of the
+compressed network at it against the dense one as measured.
 Writes layer_times.md and layer_times.json.
 """
 import argparse
@@ -129,12 +133,8 @@ def patch_copy_seconds(conv, x, repeats=15):
     from engine.kernels.im2col import channel_major_shape, im2col_channel_major
     kh, kw = conv.kernel_size
     out = np.empty(channel_major_shape(x.shape, kh, kw, conv.stride, conv.padding, conv.dilation), x.dtype)
-    samples = []
-    for _ in range(repeats + 2):
-        start = time.perf_counter()
-        im2col_channel_major(x, kh, kw, conv.stride, conv.padding, conv.dilation, out=out)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples[2:])
+    return _median_seconds(lambda: im2col_channel_major(x, kh, kw, conv.stride, conv.padding, conv.dilation,
+                                                        out=out), repeats)
 
 
 def _middle_width(module):
@@ -173,17 +173,77 @@ def bare_products(dense_layer, compressed_layer, x, repeats=15):
     return None
 
 
+def _median_seconds(fn, repeats):
+    samples = []
+    for _ in range(repeats + 2):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples[2:])
+
+
+def rate_floor(dense_layer, compressed_layer, x, repeats=15):
+    """The least time the converted layer could take on x in the pass without a graph: the work both forms
+    pay (a convolution's im2col patches, formed chunk by chunk as engine/ops/conv.py forms them, and the
+    bias), plus the converted form's product FLOPs at the rate the dense form's own product reaches on
+    the same chunks (near this core's peak, and above any skinny product's). A dict of the parts, or
+    None when the layer is neither a Conv2d nor a Dense."""
+    import numpy as np
+    from engine.kernels.im2col import channel_major_shape, im2col_channel_major
+    from engine.ops.conv import inference_chunk_images
+    middle, kind = _middle_width(compressed_layer), type(dense_layer).__name__
+    rng = np.random.default_rng(0)
+    if kind == "Conv2d":
+        kh, kw = dense_layer.kernel_size
+        geometry = (dense_layer.stride, dense_layer.padding, dense_layer.dilation)
+        one = channel_major_shape((1,) + x.shape[1:], kh, kw, *geometry)
+        k, p, batch, n = x.shape[1] * kh * kw, one[-2] * one[-1], x.shape[0], dense_layer.out_ch
+        chunk = inference_chunk_images(batch, k * p * x.dtype.itemsize, recording=False)
+        cols = np.empty(one[:3] + (chunk,) + one[4:], x.dtype)
+        starts = range(0, batch - chunk + 1, chunk)        # whole chunks: the product's shape stays one
+
+        def patches():
+            for start in starts:
+                im2col_channel_major(x[start:start + chunk], kh, kw, *geometry, out=cols)
+        patches()
+        w, rows = rng.standard_normal((n, k)).astype(x.dtype), cols.reshape(k, chunk * p)
+        product = np.empty((n, chunk * p), x.dtype)
+
+        def dense_product():
+            for _ in starts:
+                np.matmul(w, rows, out=product)
+        images, per_output, patch_seconds = len(starts) * chunk, p, _median_seconds(patches, repeats)
+    elif kind == "Dense":
+        lhs = x.reshape(x.shape[0], -1)
+        k, n, images, per_output, patch_seconds = lhs.shape[1], dense_layer.n_out, x.shape[0], 1, 0.0
+        w, product = rng.standard_normal((k, n)).astype(x.dtype), np.empty((x.shape[0], n), x.dtype)
+        chunk, starts = images, range(1)
+
+        def dense_product():
+            np.matmul(lhs, w, out=product)
+    else:
+        return None
+    out, bias = np.zeros((chunk, n, per_output), x.dtype), np.ones((1, n, 1), x.dtype)
+
+    def add_bias():                                        # per chunk, on outputs still in cache, as the pass does
+        for _ in starts:
+            np.add(out, bias, out=out)
+    outputs = images * per_output
+    dense_flops, compressed_flops = 2 * n * k * outputs, 2 * middle * (k + n) * outputs
+    product_seconds = _median_seconds(dense_product, repeats)
+    scale = x.shape[0] / images                            # whole chunks timed, the batch's share of them
+    return {"seconds_patches": scale * patch_seconds, "seconds_bias": scale * _median_seconds(add_bias, repeats),
+            "seconds_dense_product": scale * product_seconds,
+            "seconds_compressed_products": scale * product_seconds * compressed_flops / dense_flops,
+            "dense_product_gflops": dense_flops / product_seconds / 1e9}
+
+
 def pass_seconds(x, repeats=15):
     """Median seconds of one pass over an array the size of x: a copy into a reused buffer (read once,
     written once), the least any operation that reads its input and writes its output costs."""
     import numpy as np
     out = np.empty_like(x)
-    samples = []
-    for _ in range(repeats + 2):
-        start = time.perf_counter()
-        np.copyto(out, x)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples[2:])
+    return _median_seconds(lambda: np.copyto(out, x), repeats)
 
 
 def breakdown(dense, compressed, x, repeats):
@@ -210,6 +270,13 @@ def breakdown(dense, compressed, x, repeats):
         dense_s, converted_s = bare_products(dense_layer, converted, inputs[name], repeats)
         old = row.get("seconds_bare_products", (0.0, 0.0))
         row["seconds_bare_products"] = (old[0] + calls[name] * dense_s, old[1] + calls[name] * converted_s)
+        floor = rate_floor(dense_layer, converted, inputs[name], repeats)
+        row.setdefault("rate_floor_parts", []).append(floor)
+        if floor is not None:
+            both = calls[name] * (floor["seconds_patches"] + floor["seconds_bias"])
+            old = row.get("seconds_rate_floor", (0.0, 0.0))
+            row["seconds_rate_floor"] = (old[0] + both + calls[name] * floor["seconds_dense_product"],
+                                         old[1] + both + calls[name] * floor["seconds_compressed_products"])
     result = summarize(layers, whole_d, whole_c, x.shape[0])
     for label, model in (("dense", dense), ("compressed", compressed)):
         result[f"ops_{label}"], result[f"op_seconds_{label}"] = op_profile(model, x)
@@ -245,6 +312,8 @@ def summarize(layers, whole_dense, whole_compressed, batch):
             "patch_copy_seconds": sum(row.get("seconds_patch_copy", 0.0) for row in layers),
             "bare_products_speedup": _bare_speedup(layers),
             "bare_bound": _bare_bound(layers, same_td),
+            "rate_floor_bound": _rate_floor_bound(layers, same_td),
+            "rate_floor_bound_measured_dense": _rate_floor_bound(layers, same_td, dense_as_measured=conv_td),
             "gflops": [_rate(flops_dense, whole_dense, batch), _rate(flops_compressed, whole_compressed, batch)],
             "amdahl_bound": (same_td + conv_td) / ideal if ideal else None}
 
@@ -268,6 +337,23 @@ def _bare_bound(layers, unchanged):
     return (unchanged + copy + dense) / (unchanged + copy + compressed)
 
 
+def _rate_floor_bound(layers, unchanged, dense_as_measured=None):
+    """The whole-network speedup if both networks ran their converted layers at the rate floor
+    (rate_floor: the patches and bias both forms pay, the products at the dense product's rate) and their
+    unchanged layers as measured on the dense side; with dense_as_measured (the dense converted layers'
+    measured seconds), the compressed network at that floor against the dense one as it runs: the most
+    the measured speedup could reach. None for a model measured as one layer (a recurrent layer's other
+    work is not in the floor) or with a converted layer that has no floor."""
+    converted = [row for row in layers if row["converted"]]
+    if not converted or [row["layer"] for row in layers] == ["(whole)"] \
+            or not all("seconds_rate_floor" in row for row in converted):
+        return None
+    dense = sum(row["seconds_rate_floor"][0] for row in converted) if dense_as_measured is None \
+        else dense_as_measured
+    compressed = sum(row["seconds_rate_floor"][1] for row in converted)
+    return (unchanged + dense) / (unchanged + compressed)
+
+
 def _rate(flops_per_example, seconds, batch):
     """Achieved GFLOP/s of a whole forward pass (FLOPs per example times the batch, over its time)."""
     return flops_per_example * batch / seconds / 1e9 if seconds else None
@@ -277,22 +363,34 @@ def _x(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}x"
 
 
+def _ms(seconds):
+    return "-" if seconds is None else f"{1e3 * seconds:.3f}"
+
+
+def _pair_ms(pair):
+    return "-" if pair is None else f"{_ms(pair[0])} / {_ms(pair[1])}"
+
+
 def table(rows):
     lines = ["| case | FLOP reduction | speedup | 60% target | unchanged layers' share of dense time | "
              "bound if converted layers ran at their FLOP reduction | converted layers: FLOP reduction / speedup | "
              "bare BLAS products of the converted layers: speedup | whole-network speedup at the floor (wavelet: "
              "FLOPs at the dense rate + permutation; products: bare BLAS on whole-batch patches + their copy, which "
              "the chunked pass without a graph can beat, so for convolutions no bound) | "
+             "rate floor: both at it / compressed at it against the dense as measured (unchanged layers as "
+             "measured; converted layers: the patches and bias both pay, chunked as the pass forms them, and "
+             "the products at the dense product's rate) | "
              "GFLOP/s dense / compressed | "
              "patch copy in converted convs (ms, paid by both) | ops per forward dense / compressed |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in rows:
         share = r["unchanged_share_dense"]
         lines.append(f"| {name} | {_x(r['flop_reduction'])} | {_x(r['speedup'])} | "
                      f"{_x(None if r['flop_reduction'] is None else 0.6 * r['flop_reduction'])} | "
                      f"{'-' if share is None else f'{100 * share:.0f}%'} | {_x(r['amdahl_bound'])} | "
                      f"{_x(r['converted_flop_reduction'])} / {_x(r['converted_speedup'])} | "
-                     f"{_x(r['bare_products_speedup'])} | {_x(r['bare_bound'])} | "
+                     f"{_x(r['bare_products_speedup'])} | {_x(r['bare_bound'])} | {_x(r.get('rate_floor_bound'))} / "
+                     f"{_x(r.get('rate_floor_bound_measured_dense'))} | "
                      f"{r['gflops'][0]:.1f} / {r['gflops'][1]:.1f} | {1e3 * r['patch_copy_seconds']:.3f} | "
                      f"{r['ops_dense']:.0f} / {r['ops_compressed']:.0f} |")
     return "\n".join(lines)
@@ -300,14 +398,13 @@ def table(rows):
 
 def layer_table(name, r):
     lines = [f"**{name}**", "", "| layer | dense -> compressed | FLOPs/example | ms dense / compressed | "
-             "of which patch copy (ms) |", "|---|---|---:|---:|---:|"]
+             "of which patch copy (ms) | rate floor dense / compressed (ms) |", "|---|---|---:|---:|---:|---:|"]
     for row in r["layers"]:
         kind = row["type_dense"] if row["type_dense"] == row["type_compressed"] else \
             f"{row['type_dense']} -> {row['type_compressed']}"
-        copy_ms = row.get("seconds_patch_copy")
         lines.append(f"| {row['layer']} | {kind} | {row['flops_dense']:,.0f} -> {row['flops_compressed']:,.0f} | "
                      f"{1e3 * row['seconds_dense']:.3f} / {1e3 * row['seconds_compressed']:.3f} | "
-                     f"{'-' if copy_ms is None else f'{1e3 * copy_ms:.3f}'} |")
+                     f"{_ms(row.get('seconds_patch_copy'))} | {_pair_ms(row.get('seconds_rate_floor'))} |")
     top = sorted(r["op_seconds_compressed"].items(), key=lambda kv: -kv[1])[:4]
     lines += ["", "Slowest operations of the compressed forward (ms per forward): "
               + ", ".join(f"{op} {1e3 * sec:.3f}" for op, sec in top) + "."]

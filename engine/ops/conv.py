@@ -31,6 +31,14 @@ def _one_thread():
     return numba is not None and numba.get_num_threads() == 1
 
 
+def inference_chunk_images(batch, patch_bytes_per_image, recording):
+    """Images per chunk of an im2col convolution: the whole batch under a graph (backward keeps the
+    patches) or on more than one thread, else as many as INFERENCE_CHUNK_BYTES of patches hold (at least one)."""
+    if recording or not _one_thread():
+        return batch
+    return max(1, min(batch, INFERENCE_CHUNK_BYTES // patch_bytes_per_image))
+
+
 def pair(v, name):
     """(v, v) for an int, the pair itself for a 2-sequence; ValueError otherwise."""
     if isinstance(v, int):
@@ -89,9 +97,7 @@ class Conv2d(Function):
         one = channel_major_shape((1,) + x.shape[1:], kh, kw, self.stride, self.padding, self.dilation)
         k, (oh, ow) = cg * kh * kw, one[-2:]
         p = oh * ow
-        chunk = bsz
-        if not keep_patches and _one_thread():
-            chunk = max(1, min(bsz, INFERENCE_CHUNK_BYTES // (k * p * x.dtype.itemsize)))
+        chunk = inference_chunk_images(bsz, k * p * x.dtype.itemsize, keep_patches)
         w2 = w.reshape(m, k)
         y = buffers.lend((bsz, n, p), xp.result_type(w, x), like=x)
         cols = buffers.take(one[:3] + (chunk,) + one[4:], x.dtype, like=x)

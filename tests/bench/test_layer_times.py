@@ -6,16 +6,19 @@ import pytest
 from bench import layer_times
 
 
-def _row(name, flops, seconds, converted, bare=None):
+def _row(name, flops, seconds, converted, bare=None, rate_floor=None):
     row = {"layer": name, "flops_dense": flops[0], "flops_compressed": flops[1], "seconds_dense": seconds[0],
            "seconds_compressed": seconds[1], "converted": converted}
     if bare:
         row["seconds_bare_products"] = bare
+    if rate_floor:
+        row["seconds_rate_floor"] = rate_floor
     return row
 
 
 def test_summary_sums_bounds_and_rates():
-    layers = [_row("0", (900, 100), (0.8, 0.4), True, bare=(0.6, 0.2)), _row("1", (100, 100), (0.2, 0.2), False)]
+    layers = [_row("0", (900, 100), (0.8, 0.4), True, bare=(0.6, 0.2), rate_floor=(0.7, 0.3)),
+              _row("1", (100, 100), (0.2, 0.2), False)]
     r = layer_times.summarize(layers, whole_dense=1.0, whole_compressed=0.6, batch=10)
     assert r["flop_reduction"] == pytest.approx(1000 / 200)
     assert r["speedup"] == pytest.approx(1.0 / 0.6)
@@ -24,9 +27,35 @@ def test_summary_sums_bounds_and_rates():
     assert r["amdahl_bound"] == pytest.approx(1.0 / (0.2 + 0.8 / 9))          # converted at their FLOP reduction
     assert r["bare_products_speedup"] == pytest.approx(3.0)
     assert r["bare_bound"] == pytest.approx((0.2 + 0.6) / (0.2 + 0.2))        # converted at the bare BLAS floor
+    assert r["rate_floor_bound"] == pytest.approx((0.2 + 0.7) / (0.2 + 0.3))   # both at the rate floor
+    assert r["rate_floor_bound_measured_dense"] == pytest.approx((0.2 + 0.8) / (0.2 + 0.3))
     assert r["gflops"] == pytest.approx([1000 * 10 / 1.0 / 1e9, 200 * 10 / 0.6 / 1e9])
     r.update(ops_dense=1, ops_compressed=2)
-    assert "| case | 5.00x | 1.67x | 3.00x | 20% |" in layer_times.table([("case", r)])
+    text = layer_times.table([("case", r)])
+    assert "| case | 5.00x | 1.67x | 3.00x | 20% |" in text and "| 1.80x / 2.00x |" in text
+
+
+def _converted(layer, rank):
+    from compressors.lowrank_layers import LowRankConv2d, LowRankDense
+    return LowRankConv2d.from_conv(layer, rank) if hasattr(layer, "kernel_size") else LowRankDense.from_dense(layer, rank)
+
+
+def test_rate_floor_pays_patches_and_bias_and_scales_the_dense_product_by_flops(monkeypatch):
+    import numpy as np
+    from engine.ops import conv as conv_ops
+    from layers import Conv2d, Dense, ReLU
+    monkeypatch.setattr(conv_ops, "_one_thread", lambda: True)
+    monkeypatch.setattr(conv_ops, "INFERENCE_CHUNK_BYTES", 3 * 4 * 9 * 36 * 4)      # three images a chunk
+    x = np.random.default_rng(0).standard_normal((7, 4, 8, 8)).astype(np.float32)
+    conv, dense = Conv2d(4, 6, 3), Dense(20, 5)
+    for layer, rank, data, k, n, convolution in ((conv, 2, x, 4 * 9, 6, True),
+                                                 (dense, 3, x.reshape(7, -1)[:, :20].copy(), 20, 5, False)):
+        floor = layer_times.rate_floor(layer, _converted(layer, rank), data, repeats=1)
+        assert floor["seconds_compressed_products"] == pytest.approx(
+            floor["seconds_dense_product"] * rank * (k + n) / (n * k))
+        assert (floor["seconds_patches"] > 0) == convolution        # a dense layer forms no patches
+        assert floor["seconds_bias"] > 0 and floor["dense_product_gflops"] > 0
+    assert layer_times.rate_floor(ReLU(), _converted(dense, 3), x, repeats=1) is None     # neither kind
 
 
 def test_breakdown_of_a_low_rank_lenet5_finds_the_converted_layers():
@@ -44,6 +73,8 @@ def test_breakdown_of_a_low_rank_lenet5_finds_the_converted_layers():
     assert all("seconds_patch_copy" in converted[name] for name in ("0", "2"))
     assert "seconds_patch_copy" not in converted["5"]
     assert all(len(row["seconds_bare_products"]) == 2 for row in converted.values())
+    assert all(row["seconds_rate_floor"][1] < row["seconds_rate_floor"][0] for row in converted.values())
+    assert r["rate_floor_bound"] > 1 and r["rate_floor_bound_measured_dense"] > 1
     assert r["ops_compressed"] > r["ops_dense"]             # the factored fc1 makes two products
     assert r["flop_reduction"] > 2
     text = layer_times.layer_table("low-rank LeNet-5", r)
