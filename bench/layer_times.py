@@ -270,9 +270,11 @@ def breakdown(dense, compressed, x, repeats):
         dense_s, converted_s = bare_products(dense_layer, converted, inputs[name], repeats)
         old = row.get("seconds_bare_products", (0.0, 0.0))
         row["seconds_bare_products"] = (old[0] + calls[name] * dense_s, old[1] + calls[name] * converted_s)
-        floor = rate_floor(dense_layer, converted, inputs[name], repeats)
-        row.setdefault("rate_floor_parts", []).append(floor)
+        # a converted layer inside another (a recurrent cell's) leaves that layer's other work out of the
+        # floor, so only top-level converted layers get one (rows without one have no rate-floor bound)
+        floor = None if "." in name else rate_floor(dense_layer, converted, inputs[name], repeats)
         if floor is not None:
+            row["rate_floor_parts"] = floor
             both = calls[name] * (floor["seconds_patches"] + floor["seconds_bias"])
             old = row.get("seconds_rate_floor", (0.0, 0.0))
             row["seconds_rate_floor"] = (old[0] + both + calls[name] * floor["seconds_dense_product"],

@@ -95,3 +95,5 @@ def test_recurrent_sublayers_count_once_per_step():
     x = _sequence(3)
     _, calls = layer_times.layer_inputs(small, x, [(name, module) for name, _, module in pairs])
     assert set(calls.values()) == {x.shape[1]}              # one call per time step
+    r = layer_times.breakdown(dense, small, x, repeats=1)   # the cell's other work is in no floor: no bound
+    assert r["rate_floor_bound"] is None and r["rate_floor_bound_measured_dense"] is None
