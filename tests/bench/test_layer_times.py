@@ -37,7 +37,9 @@ def test_summary_sums_bounds_and_rates():
 
 def _converted(layer, rank):
     from compressors.lowrank_layers import LowRankConv2d, LowRankDense
-    return LowRankConv2d.from_conv(layer, rank) if hasattr(layer, "kernel_size") else LowRankDense.from_dense(layer, rank)
+    if hasattr(layer, "kernel_size"):
+        return LowRankConv2d.from_conv(layer, rank)
+    return LowRankDense.from_dense(layer, rank)
 
 
 def test_rate_floor_pays_patches_and_bias_and_scales_the_dense_product_by_flops(monkeypatch):
