@@ -1,9 +1,11 @@
 """Save and load named arrays plus JSON metadata as .npz, atomically, with a checksum."""
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
+import traceback
 
 import numpy as np
 
@@ -68,21 +70,55 @@ def atomic_write(path, write, suffix=""):
     # the name is known before the file exists, so an exception at any point (a KeyboardInterrupt
     # raised by a signal handler between two bytecodes included) still finds and removes it
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}")
+    fh = None
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fh = os.fdopen(fd, "wb")
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
         os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     except BaseException as e:
+        if fh is not None and not fh.closed:
+            _finish_interrupted_writer(e)
+            with contextlib.suppress(Exception):
+                fh.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
+        interrupt = interrupt_behind(e)
+        if interrupt is not None and interrupt is not e:
+            raise interrupt from None
         if isinstance(e, OSError) and e.filename in (None, tmp):   # a full disk names the target, not tmp
             e.filename = path
         raise
     remove_stale_temporaries(directory)
+
+
+def _finish_interrupted_writer(error):
+    """Let go of what a failed writer left behind (a half-written zip archive of np.savez, say) while
+    its file is still open: their finalizers then close them into the temporary, which is deleted,
+    instead of writing to a closed file later and printing "Exception ignored" with a traceback."""
+    for each in _context_chain(error):
+        traceback.clear_frames(each.__traceback__)     # the frames of finished calls drop their locals
+
+
+def interrupt_behind(error):
+    """The KeyboardInterrupt that `error` is, or was raised while handling; None if there is none. A
+    Ctrl-C landing inside a library's cleanup can surface as that library's own error (np.savez: the
+    zip entry's close interrupted, then "Can't close the ZIP file while there is an open writing
+    handle"), with the interrupt as its context: the caller should still see the interrupt."""
+    return next((each for each in _context_chain(error) if isinstance(each, KeyboardInterrupt)), None)
+
+
+def _context_chain(error):
+    """error, the exception it was raised while handling, and so on (each once)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__context__
 
 
 def remove_stale_temporaries(directory, own=False):

@@ -451,3 +451,20 @@ def test_signal_guard_restores_handlers_when_no_signal_came():
     with SignalGuard():
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_abort_that_a_library_cleanup_turns_into_its_own_error_still_exits_130(tmp_path, monkeypatch, capsys):
+    """A second Ctrl-C landing inside a library's cleanup code can surface as that library's error with
+    the KeyboardInterrupt as its context (np.savez closing a zip entry did, in CI): still an abort."""
+    from training import loop
+
+    def execute(self):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it")
+
+    monkeypatch.setattr(loop.Run, "execute", execute)
+    assert train.main([*TINY, "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "aborted" in err, err

@@ -4,7 +4,7 @@ import functools
 import os
 
 import engine
-from engine.io import remove_stale_temporaries
+from engine.io import interrupt_behind, remove_stale_temporaries
 from engine.kernels import numba_disabled
 from training import distributed
 from training.checkpoint import CHECKPOINT
@@ -41,12 +41,11 @@ def main(argv=None):
     except ENDINGS as e:
         if debug and isinstance(e, UserError):
             raise
-        out = run.out if run is not None else None
-        if isinstance(e, KeyboardInterrupt) and out:   # an abort can land between a temporary's creation
-            remove_stale_temporaries(out, own=True)    # and its cleanup
-        report = functools.partial(report_ending, e, out, os.path.join(out or "", CHECKPOINT))
-        return run.dist.end(e, report) if run is not None else report()
-    except Exception:
+        return _end(run, e)
+    except Exception as e:
+        interrupt = interrupt_behind(e)     # an abort's Ctrl-C that a library's cleanup turned into its own error
+        if interrupt is not None:
+            return _end(run, interrupt)
         if run is None or not run.dist.active:
             raise
         run.dist.abort_on_exception()   # under MPI a rank that dies alone must end the job, not leave it hanging
@@ -59,6 +58,15 @@ def main(argv=None):
             run.dist.close()
             if run.auto_threads is not None:
                 run.auto_threads.close()
+
+
+def _end(run, error):
+    """Report one of ENDINGS (message, exit status; under MPI agreed by every rank)."""
+    out = run.out if run is not None else None
+    if isinstance(error, KeyboardInterrupt) and out:   # an abort can land between a temporary's creation
+        remove_stale_temporaries(out, own=True)        # and its cleanup
+    report = functools.partial(report_ending, error, out, os.path.join(out or "", CHECKPOINT))
+    return run.dist.end(error, report) if run is not None else report()
 
 
 def _setup(run, debug):

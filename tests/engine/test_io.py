@@ -49,6 +49,34 @@ def test_failing_save_leaves_the_old_file_intact(tmp_path, rng, monkeypatch):
     assert meta["v"] == 1
 
 
+def test_an_interrupt_inside_the_zip_writers_cleanup_stays_an_interrupt(tmp_path, monkeypatch):
+    """Ctrl-C landing as np.savez closes an archive entry (before the entry's own cleanup runs): savez's
+    zipf.close() then raises its own ValueError, the interrupt as its context. The caller must see the
+    KeyboardInterrupt, the old file stay, no temporary remain, and nothing print later when the
+    half-closed archive is finalized."""
+    path = tmp_path / "ckpt.npz"
+    io.save(path, {"a": np.ones(3)}, {"v": 1})
+    before = path.read_bytes()
+    close, landed = zipfile._ZipWriteFile.close, []
+
+    def interrupted_close(entry):
+        if not landed:
+            landed.append(True)
+            raise KeyboardInterrupt       # at the entry's first bytecode: its writing flag stays set
+        return close(entry)
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    monkeypatch.setattr(zipfile._ZipWriteFile, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        io.save(path, {"a": np.zeros(3)}, {"v": 2})
+    assert landed == [True]
+    del caught
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["ckpt.npz"]
+    assert unraisable == []
+    assert io.interrupt_behind(ValueError("plain")) is None
+
+
 def test_truncated_file_is_a_clear_error(tmp_path, rng):
     path = tmp_path / "ckpt.npz"
     io.save(path, _arrays(rng))
