@@ -273,12 +273,11 @@ def breakdown(dense, compressed, x, repeats):
         # a converted layer inside another (a recurrent cell's) leaves that layer's other work out of the
         # floor, so only top-level converted layers get one (rows without one have no rate-floor bound)
         floor = None if "." in name else rate_floor(dense_layer, converted, inputs[name], repeats)
-        if floor is not None:
+        if floor is not None:       # the converted layer is this row's whole layer: one floor per row
+            both = floor["seconds_patches"] + floor["seconds_bias"]
             row["rate_floor_parts"] = floor
-            both = calls[name] * (floor["seconds_patches"] + floor["seconds_bias"])
-            old = row.get("seconds_rate_floor", (0.0, 0.0))
-            row["seconds_rate_floor"] = (old[0] + both + calls[name] * floor["seconds_dense_product"],
-                                         old[1] + both + calls[name] * floor["seconds_compressed_products"])
+            row["seconds_rate_floor"] = tuple(calls[name] * (both + floor[key]) for key in
+                                              ("seconds_dense_product", "seconds_compressed_products"))
     result = summarize(layers, whole_d, whole_c, x.shape[0])
     for label, model in (("dense", dense), ("compressed", compressed)):
         result[f"ops_{label}"], result[f"op_seconds_{label}"] = op_profile(model, x)
