@@ -25,21 +25,23 @@ def _im2col_image(x, cols, sh, sw, ph, pw, dh, dw):
 
 
 @numba.njit(cache=True)
-def _col2im_image(cols, img, sh, sw, ph, pw, dh, dw):
-    """Add every entry of cols (C, kh, kw, OH, OW) into its place in one image img (C, H, W)."""
-    c, h, w = img.shape
+def _col2im_image(cols, img, sh, sw, dh, dw):
+    """Add every entry of cols (C, kh, kw, OH, OW) into its place in one zero-padded image img
+    (C, H + 2 ph, W + 2 pw). The padding takes the entries that land outside the image, so the loop
+    has no bounds test and, with unsigned indices as in _im2col_cm_row, vectorises (LeNet-5's conv2
+    at batch 128: 1.7 against 2.8 ms with bounds tests, measured interleaved)."""
+    c = img.shape[0]
     _, kh, kw, oh, ow = cols.shape
+    ush, usw = np.uint64(sh), np.uint64(sw)
     for ch in range(c):
         for i in range(kh):
+            row0 = np.uint64(i) * np.uint64(dh)
             for j in range(kw):
+                col0 = np.uint64(j) * np.uint64(dw)
                 for p in range(oh):
-                    r = p * sh + i * dh - ph
-                    if r < 0 or r >= h:
-                        continue
+                    r = np.uint64(p) * ush + row0
                     for q in range(ow):
-                        s = q * sw + j * dw - pw
-                        if 0 <= s < w:
-                            img[ch, r, s] += cols[ch, i, j, p, q]
+                        img[ch, r, np.uint64(q) * usw + col0] += cols[ch, i, j, p, q]
 
 
 def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
@@ -52,12 +54,12 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 
 def _col2im(cols, h, w, sh, sw, ph, pw, dh, dw):
-    """Adjoint of im2col: image (B, C, h, w) summing every patch entry; the parallel copy shares
-    out the images."""
-    img = np.zeros((cols.shape[0], cols.shape[1], h, w), dtype=cols.dtype)
+    """Adjoint of im2col: image (B, C, h, w) summing every patch entry (a view into the padded sum
+    when there is padding); the parallel copy shares out the images."""
+    img = np.zeros((cols.shape[0], cols.shape[1], h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
     for n in numba.prange(cols.shape[0]):
-        _col2im_image(cols[n], img[n], sh, sw, ph, pw, dh, dw)
-    return img
+        _col2im_image(cols[n], img[n], sh, sw, dh, dw)
+    return img[:, :, ph:ph + h, pw:pw + w]
 
 
 im2col_serial, im2col_parallel = serial_and_parallel(_im2col, "im2col")
@@ -67,30 +69,33 @@ col2im_serial, col2im_parallel = serial_and_parallel(_col2im, "col2im")
 # ---- channel-major patches (C, kh, kw, B, OH, OW): one GEMM over the whole batch -------------
 
 @numba.njit(cache=True)
-def _im2col_cm_tap(x, cols, ch, i, j, sh, sw, dh, dw):
-    """Fill cols[ch, i, j] (B, OH, OW), tap (i, j) of channel ch, from an already padded x.
+def _im2col_cm_row(x, cols, ch, i, sh, sw, dh, dw):
+    """Fill cols[ch, i] (kw, B, OH, OW), kernel row i of channel ch, from an already padded x.
 
-    Indices are unsigned so Numba adds no negative-index wraparound check, which would keep
-    LLVM from vectorising the copy (3x slower at LeNet-5's shapes).
+    Each input row is read once for all kw taps of the row (0.5 ms less than a pass per tap at
+    LeNet-5's conv2, batch 128: 1.9 against 2.4 ms, measured interleaved). Indices are unsigned so
+    Numba adds no negative-index wraparound check, which would keep LLVM from vectorising the copy
+    (3x slower at LeNet-5's shapes).
     """
-    _, _, _, b, oh, ow = cols.shape
-    col0 = np.uint64(j) * np.uint64(dw)
+    _, _, kw, b, oh, ow = cols.shape
     row0 = np.uint64(i) * np.uint64(dh)
-    ush, usw = np.uint64(sh), np.uint64(sw)
+    ush, usw, udw = np.uint64(sh), np.uint64(sw), np.uint64(dw)
     for n in range(b):
         for p in range(oh):
-            r = np.uint64(p) * ush + row0
-            for q in range(ow):
-                cols[ch, i, j, n, p, q] = x[n, ch, r, np.uint64(q) * usw + col0]
+            src = x[n, ch, np.uint64(p) * ush + row0]
+            for j in range(kw):
+                dst = cols[ch, i, j, n, p]
+                col0 = np.uint64(j) * udw
+                for q in range(ow):
+                    dst[q] = src[np.uint64(q) * usw + col0]
 
 
 def _im2col_cm(x, cols, sh, sw, dh, dw):
     """Fill cols (C, kh, kw, B, OH, OW) from a padded x (B, C, H, W); the parallel copy shares out
-    the (channel, tap) triples. The caller allocates cols (engine/buffers.py may recycle it)."""
-    c, kh, kw = cols.shape[:3]
-    for t in numba.prange(c * kh * kw):
-        ch, rest = t // (kh * kw), t % (kh * kw)
-        _im2col_cm_tap(x, cols, ch, rest // kw, rest % kw, sh, sw, dh, dw)
+    the (channel, kernel row) pairs. The caller allocates cols (engine/buffers.py may recycle it)."""
+    c, kh = cols.shape[:2]
+    for t in numba.prange(c * kh):
+        _im2col_cm_row(x, cols, t // kh, t % kh, sh, sw, dh, dw)
 
 
 im2col_cm_serial, im2col_cm_parallel = serial_and_parallel(_im2col_cm, "im2col_cm")

@@ -56,6 +56,25 @@ def _product_into_pool(a, b, shape):
     return out
 
 
+def _weight_gradient(gy, patches):
+    """The (N, K) sum over images and positions of gy (B, N, P) times patches (K, B, P).
+
+    The reduction runs over all B*P positions. With few patch rows (K < ONE_PRODUCT_MIN_K) it goes
+    image by image on gy as it lies, and the B small (N, K) products are summed: one product with
+    a 73,728-long inner dimension ran at 19-33 GFLOP/s (LeNet-5's conv1 at batch 128, 2 threads:
+    1.8-1.9 ms per image against 4.0-4.6 ms whole). Otherwise gy goes channel-major and the whole
+    batch is one product, taken as patches @ gy.T, which BLAS runs faster than gy @ patches.T
+    (conv2, K = 500: 3.8-7.0 ms against 4.9-8.6 ms; both measured interleaved)."""
+    n, (k, bsz, p) = gy.shape[1], patches.shape
+    if k < ONE_PRODUCT_MIN_K:
+        return backend.xp_of(gy).matmul(gy, patches.transpose(1, 2, 0)).sum(axis=0)
+    gy_rows = buffers.take((n, bsz, p), gy.dtype, like=gy)
+    gy_rows[...] = gy.transpose(1, 0, 2)
+    gw = (patches.reshape(k, bsz * p) @ gy_rows.reshape(n, bsz * p).T).T
+    buffers.give_back(gy_rows)
+    return gw
+
+
 class Conv2d(Function):
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
@@ -139,10 +158,7 @@ class Conv2d(Function):
             gy2 = gy.reshape(bsz, n, p)
             k = cg * kh * kw
             if needs[1]:
-                gy_rows = buffers.take((n, bsz, p), gy.dtype, like=gy)
-                gy_rows[...] = gy2.transpose(1, 0, 2)
-                gw = (gy_rows.reshape(n, bsz * p) @ cols.reshape(k, bsz * p).T).reshape(w.shape)
-                buffers.give_back(gy_rows)
+                gw = _weight_gradient(gy2, cols.reshape(k, bsz, p)).reshape(w.shape)
             if needs[0]:
                 # per image, (B, K, P): col2im's batch-major layout
                 gcols = _product_into_pool(w.reshape(n, k).T, gy2, (bsz, k, p))
@@ -160,7 +176,9 @@ class Conv2d(Function):
                 gx = col2im(gcols.reshape(cols.shape), self.x_shape, self.stride,
                             self.padding, self.dilation)
         if len(needs) > 2 and needs[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+            # each image's row sums as one matrix-vector product: 0.14 against 0.36 ms for
+            # gy.sum(axis=(0, 2, 3)) at LeNet-5's conv1 (batch 128), measured interleaved
+            gb = (gy.reshape(bsz, n, p) @ xp.ones(p, dtype=gy.dtype)).sum(axis=0)
         return (gx, gw, gb) if len(needs) > 2 else (gx, gw)
 
 

@@ -20,7 +20,8 @@ def kernel(request, monkeypatch):
 
 @pytest.fixture(params=["one product", "per image"])
 def forward_product(request, monkeypatch):
-    """Both forward strategies of a groups=1 convolution: one (N, K) @ (K, B*P) product, or one per image."""
+    """Both strategies of a groups=1 convolution: one (N, K) @ (K, B*P) product for the forward and
+    the weight gradient, or one per image."""
     from engine.ops import conv
     monkeypatch.setattr(conv, "ONE_PRODUCT_MIN_K", 1 if request.param == "one product" else 10 ** 9)
     return request.param
