@@ -78,6 +78,7 @@ def _weight_gradient(gy, patches):
 class Conv2d(Function):
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.folded_bias = False
 
     def forward(self, x, w, b=None):
         n, cg, kh, kw = w.shape
@@ -117,17 +118,27 @@ class Conv2d(Function):
         k, (oh, ow) = cg * kh * kw, one[-2:]
         p = oh * ow
         chunk = inference_chunk_images(bsz, k * p * x.dtype.itemsize, keep_patches)
+        # The bias rides in the product as one more row of patches, all ones, so that no pass over the
+        # output adds it (LeNet-5's conv1 at batch 128: 0.4 ms a step) and backward reads its gradient off
+        # the weight gradient's product. A combination's bias belongs after the mix, so it is added there.
+        self.folded_bias = fold = b is not None and combination is None
+        rows_k = k + fold
         w2 = w.reshape(m, k)
+        if fold:
+            w2 = xp.concatenate([w2, b.reshape(m, 1).astype(w2.dtype, copy=False)], axis=1)
         y = buffers.lend((bsz, n, p), xp.result_type(w, x), like=x)
-        cols = buffers.take(one[:3] + (chunk,) + one[4:], x.dtype, like=x)
+        cols = buffers.take((rows_k, chunk, p), x.dtype, like=x)
         for start in range(0, bsz, chunk):
             part = x[start:start + chunk]
             size = part.shape[0]
-            patches = cols if size == chunk else cols.reshape(-1)[:k * size * p].reshape(one[:3] + (size,) + one[4:])
-            im2col_channel_major(part, kh, kw, self.stride, self.padding, self.dilation, out=patches)
-            rows, out, product = patches.reshape(k, size, p), y[start:start + size], None
+            rows = cols if size == chunk else cols.reshape(-1)[:rows_k * size * p].reshape(rows_k, size, p)
+            im2col_channel_major(part, kh, kw, self.stride, self.padding, self.dilation,
+                                 out=rows[:k].reshape(one[:3] + (size,) + one[4:]))
+            if fold:
+                rows[k] = 1
+            out, product = y[start:start + size], None
             if k >= ONE_PRODUCT_MIN_K:     # one product for the chunk, read back per image
-                product = _product_into_pool(w2, rows.reshape(k, size * p), (m, size * p))
+                product = _product_into_pool(w2, rows.reshape(rows_k, size * p), (m, size * p))
                 maps = product.reshape(m, size, p).transpose(1, 0, 2)
             else:                          # per image, on the patches as they lie
                 maps = xp.matmul(w2, rows.transpose(1, 0, 2), out=None if combination is not None else out)
@@ -136,7 +147,7 @@ class Conv2d(Function):
             elif maps is not out:
                 out[...] = maps
             buffers.give_back(product)
-            if b is not None:
+            if b is not None and not fold:
                 out += b.reshape(1, n, 1)
         if keep_patches:
             weakref.finalize(self, buffers.give_back, cols).atexit = False
@@ -158,7 +169,10 @@ class Conv2d(Function):
             gy2 = gy.reshape(bsz, n, p)
             k = cg * kh * kw
             if needs[1]:
-                gw = _weight_gradient(gy2, cols.reshape(k, bsz, p)).reshape(w.shape)
+                g_rows = _weight_gradient(gy2, cols)     # (N, K), one more column with the bias folded in
+                gw = g_rows[:, :k].reshape(w.shape)
+                if self.folded_bias and len(needs) > 2 and needs[2]:
+                    gb = xp.ascontiguousarray(g_rows[:, k])
             if needs[0]:
                 # per image, (B, K, P): col2im's batch-major layout
                 gcols = _product_into_pool(w.reshape(n, k).T, gy2, (bsz, k, p))
@@ -175,7 +189,7 @@ class Conv2d(Function):
                 gcols = xp.swapaxes(wg, 1, 2) @ gy2
                 gx = col2im(gcols.reshape(cols.shape), self.x_shape, self.stride,
                             self.padding, self.dilation)
-        if len(needs) > 2 and needs[2]:
+        if len(needs) > 2 and needs[2] and gb is None:
             # each image's row sums as one matrix-vector product: 0.14 against 0.36 ms for
             # gy.sum(axis=(0, 2, 3)) at LeNet-5's conv1 (batch 128), measured interleaved
             gb = (gy.reshape(bsz, n, p) @ xp.ones(p, dtype=gy.dtype)).sum(axis=0)

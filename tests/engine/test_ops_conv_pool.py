@@ -89,6 +89,24 @@ def test_conv2d_gradient_for_input_only(rng):
     assert x.grad.shape == x.shape and w.grad is None
 
 
+@pytest.mark.parametrize("frozen", ["weight", "bias"])
+def test_conv2d_bias_and_weight_gradients_each_alone_match_both_together(frozen, forward_product, rng):
+    """The bias rides in the product as a row of ones; its gradient comes off the weight gradient's
+    product when both are wanted, and on its own when the weight is frozen."""
+    x, w, b = rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    r = rng.standard_normal((3, 4, 4, 4))
+    both = [leaf(x), leaf(w), leaf(b)]
+    (F.conv2d(*both) * leaf(r, requires_grad=False)).sum().backward()
+    alone = [leaf(x), leaf(w, requires_grad=frozen != "weight"), leaf(b, requires_grad=frozen != "bias")]
+    (F.conv2d(*alone) * leaf(r, requires_grad=False)).sum().backward()
+    np.testing.assert_allclose(both[2].grad, r.sum(axis=(0, 2, 3)), rtol=1e-12)
+    for whole, single in zip(both, alone):
+        if single.requires_grad:
+            np.testing.assert_allclose(single.grad, whole.grad, rtol=1e-12, atol=1e-12)
+        else:
+            assert single.grad is None
+
+
 def test_conv2d_and_pools_keep_float32(kernel, rng):
     x = engine.Tensor(rng.standard_normal((2, 3, 5, 5)).astype(np.float32), requires_grad=True)
     w = engine.Tensor(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), requires_grad=True)
