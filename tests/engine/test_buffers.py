@@ -208,6 +208,31 @@ def test_conv_forward_and_backward_are_bit_identical_with_the_pool_off(case, ker
             np.testing.assert_array_equal(got, want)
 
 
+def test_a_dense_layers_outputs_and_input_gradient_are_lent_and_stay_their_own():
+    """Linear's product (leading axes folded into one GEMM) is lent from the pool: the result and its
+    input gradient stay as computed while later calls reuse the pool, and the product goes back
+    to the pool once dropped."""
+    rng = np.random.default_rng(7)
+    w = engine.Tensor(rng.standard_normal((16, 32)).astype(np.float32), requires_grad=True)
+    b = engine.Tensor(rng.standard_normal(32).astype(np.float32))
+    x_data = rng.standard_normal((4, 3, 16)).astype(np.float32)
+    x = engine.Tensor(x_data, requires_grad=True)
+    y = F.linear(x, w, b)
+    y.sum().backward()
+    out, grad = y.data, x.grad
+    np.testing.assert_allclose(out, x_data @ w.data + b.data, rtol=1e-5, atol=1e-5)
+    kept_out, kept_grad = out.copy(), grad.copy()
+    for seed in range(3):
+        other = engine.Tensor(np.random.default_rng(seed).standard_normal((4, 3, 16)).astype(np.float32),
+                              requires_grad=True)
+        F.linear(other, w, b).sum().backward()
+    np.testing.assert_array_equal(out, kept_out)
+    np.testing.assert_array_equal(grad, kept_grad)
+    held = buffers.default_pool().held_bytes
+    del y, out
+    assert buffers.default_pool().held_bytes == held + 4 * 3 * 32 * 4
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_a_returned_output_is_not_overwritten_by_later_calls(case, kernel, forward_product):
     xs, ws, stride, padding = case
