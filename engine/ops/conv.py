@@ -75,6 +75,20 @@ def _weight_gradient(gy, patches):
     return gw
 
 
+def _with_bias_row(xp, filters, b, combination):
+    """(filters, combination) grown so that a row of ones under the patches adds the bias b: one
+    more filter column holding b; or, with a combination (whose bias belongs after the mix), one more
+    filter that passes the ones through as a map and one more combination column holding b."""
+    m, k = filters.shape
+    if combination is None:
+        return xp.concatenate([filters, b.reshape(m, 1).astype(filters.dtype, copy=False)], axis=1), None
+    passing = xp.zeros((m + 1, k + 1), dtype=filters.dtype)
+    passing[:m, :k] = filters
+    passing[m, k] = 1
+    n = combination.shape[0]
+    return passing, xp.concatenate([combination, b.reshape(n, 1).astype(combination.dtype, copy=False)], axis=1)
+
+
 class Conv2d(Function):
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
@@ -120,12 +134,13 @@ class Conv2d(Function):
         chunk = inference_chunk_images(bsz, k * p * x.dtype.itemsize, keep_patches)
         # The bias rides in the product as one more row of patches, all ones, so that no pass over the
         # output adds it (LeNet-5's conv1 at batch 128: 0.4 ms a step) and backward reads its gradient off
-        # the weight gradient's product. A combination's bias belongs after the mix, so it is added there.
-        self.folded_bias = fold = b is not None and combination is None
+        # the weight gradient's product.
+        self.folded_bias = fold = b is not None
         rows_k = k + fold
         w2 = w.reshape(m, k)
         if fold:
-            w2 = xp.concatenate([w2, b.reshape(m, 1).astype(w2.dtype, copy=False)], axis=1)
+            w2, combination = _with_bias_row(xp, w2, b, combination)
+        maps_n = w2.shape[0]
         y = buffers.lend((bsz, n, p), xp.result_type(w, x), like=x)
         cols = buffers.take((rows_k, chunk, p), x.dtype, like=x)
         for start in range(0, bsz, chunk):
@@ -138,8 +153,8 @@ class Conv2d(Function):
                 rows[k] = 1
             out, product = y[start:start + size], None
             if k >= ONE_PRODUCT_MIN_K:     # one product for the chunk, read back per image
-                product = _product_into_pool(w2, rows.reshape(rows_k, size * p), (m, size * p))
-                maps = product.reshape(m, size, p).transpose(1, 0, 2)
+                product = _product_into_pool(w2, rows.reshape(rows_k, size * p), (maps_n, size * p))
+                maps = product.reshape(maps_n, size, p).transpose(1, 0, 2)
             else:                          # per image, on the patches as they lie
                 maps = xp.matmul(w2, rows.transpose(1, 0, 2), out=None if combination is not None else out)
             if combination is not None:
@@ -147,8 +162,6 @@ class Conv2d(Function):
             elif maps is not out:
                 out[...] = maps
             buffers.give_back(product)
-            if b is not None and not fold:
-                out += b.reshape(1, n, 1)
         if keep_patches:
             weakref.finalize(self, buffers.give_back, cols).atexit = False
             self.cols = cols
