@@ -92,7 +92,6 @@ def _with_bias_row(xp, filters, b, combination):
 class Conv2d(Function):
     def __init__(self, stride, padding, dilation, groups):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        self.folded_bias = False
 
     def forward(self, x, w, b=None):
         n, cg, kh, kw = w.shape
@@ -135,7 +134,7 @@ class Conv2d(Function):
         # The bias rides in the product as one more row of patches, all ones, so that no pass over the
         # output adds it (LeNet-5's conv1 at batch 128: 0.4 ms a step) and backward reads its gradient off
         # the weight gradient's product.
-        self.folded_bias = fold = b is not None
+        fold = b is not None
         rows_k = k + fold
         w2 = w.reshape(m, k)
         if fold:
@@ -184,7 +183,7 @@ class Conv2d(Function):
             if needs[1]:
                 g_rows = _weight_gradient(gy2, cols)     # (N, K), one more column with the bias folded in
                 gw = g_rows[:, :k].reshape(w.shape)
-                if self.folded_bias and len(needs) > 2 and needs[2]:
+                if cols.shape[0] > k and len(needs) > 2 and needs[2]:
                     gb = xp.ascontiguousarray(g_rows[:, k])
             if needs[0]:
                 # per image, (B, K, P): col2im's batch-major layout
