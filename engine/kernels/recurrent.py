@@ -1,5 +1,5 @@
 """One time step of an LSTM/GRU layer's gate math, forward and backward: NumPy reference (also CuPy) and Numba."""
-from .. import backend
+from .. import backend, buffers
 from . import load_numba_module
 from .elementwise import sigmoid_into
 
@@ -50,21 +50,33 @@ def lstm_forward_step(a, gi, t, b, c_prev, c, tc, h, impl=None):
     xp.multiply(o, tc, out=h)
 
 
-def gru_forward_step(a, gh, gi, t, b, gh_n, h_prev, h, impl=None):
+def gru_forward_step(a, gh, gi, t, b, gh_n, h_prev, h, impl=None, scratch=None):
     """In place, step t of a GRU layer after its hidden product gh = h_prev w (B, 3H): a (B, 3H) <-
     the activated gates (r, z, n), gh_n <- the n part of gh + b, h <- n + z (h_prev - n).
-    gi (B, T, 3H): the projected inputs; b (3H,) or None: the hidden bias (gh may be overwritten)."""
+    gi (B, T, 3H): the projected inputs; b (3H,) or None: the hidden bias (gh may be overwritten).
+    scratch: a C-contiguous array of a's shape and dtype for the Numba path (else one is taken
+    from the buffer pool): the tanh arguments go there, contiguous, because NumPy's tanh ran about
+    twice as fast on a contiguous (B, 2H) array as on the view a[:, :2H] (25 against 46 us at
+    batch 128, hidden 256)."""
     xp = backend.xp_of(a)
     hidden = a.shape[1] // 3
     kernels = _numba_kernels(a, impl)
     if kernels is not None:
         half = a.dtype.type(0.5)
-        kernels.gru_pre_activations(a, gh, gi, t, xp.zeros(a.shape[1], a.dtype) if b is None else b,
+        own = scratch is None
+        if own:
+            scratch = buffers.take(a.shape, a.dtype, like=a)
+        batch, flat = a.shape[0], scratch.reshape(-1)
+        rz = flat[:batch * 2 * hidden].reshape(batch, 2 * hidden)
+        n_arg = flat[batch * 2 * hidden:batch * 3 * hidden].reshape(batch, hidden)
+        kernels.gru_pre_activations(rz, gh, gi, t, xp.zeros(a.shape[1], a.dtype) if b is None else b,
                                     gh_n, half)
-        xp.tanh(a[:, :2 * hidden], out=a[:, :2 * hidden])
-        kernels.gru_candidate(a, gi, t, gh_n, half)
-        xp.tanh(a[:, 2 * hidden:], out=a[:, 2 * hidden:])
-        kernels.gru_state(a, h_prev, h)
+        xp.tanh(rz, out=rz)
+        kernels.gru_candidate(a, rz, gi, t, gh_n, n_arg, half)
+        xp.tanh(n_arg, out=n_arg)
+        kernels.gru_state(a, n_arg, h_prev, h)
+        if own:
+            buffers.give_back(scratch)
         return
     if b is not None:
         gh += b

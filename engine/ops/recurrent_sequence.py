@@ -109,11 +109,13 @@ class GRUSequence(_SequenceOp):
         gh_n = self._workspace((steps, batch, hidden), gi)           # the hidden part of n's input
         hs = self._workspace((steps + 1, batch, hidden), gi)
         gh = buffers.take((batch, width), gi.dtype, like=gi)
+        scratch = buffers.take((batch, width), gi.dtype, like=gi)
         hs[0] = h0
         for t in range(steps):
             product.step(t, hs[t], gh)
-            kernels.gru_forward_step(gates[t], gh, gi, t, b, gh_n[t], hs[t], hs[t + 1], self.impl)
+            kernels.gru_forward_step(gates[t], gh, gi, t, b, gh_n[t], hs[t], hs[t + 1], self.impl, scratch)
         buffers.give_back(gh)
+        buffers.give_back(scratch)
         self.gates, self.gh_n, self.hs = gates, gh_n, hs
         self.has_bias = b is not None
         return _batch_major(xp, hs[1:]), hs[steps].copy()
