@@ -119,10 +119,13 @@ def numba_kernels():
     return load_numba_module("im2col_numba")
 
 
-def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_major, out=None):
-    if not numba_enabled():
+def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_major, out=None, kernels=None):
+    """`kernels`: the Numba module when the caller has it at hand (the dispatcher), so that a call
+    reads the COMPACTNET_DISABLE_NUMBA switch once, not three times (a batch-1 LeNet-5 forward made
+    twelve such reads, about 1 us each)."""
+    kernels = numba_kernels() if kernels is None else kernels
+    if kernels is None:
         raise RuntimeError(f"{name}: Numba is not available (or COMPACTNET_DISABLE_NUMBA disables it)")
-    kernels = numba_kernels()
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     oh = conv_output_size(x.shape[2], kh, sh, ph, dh)
     ow = conv_output_size(x.shape[3], kw, sw, pw, dw)
@@ -151,27 +154,31 @@ def im2col_cm_nb(x, kh, kw, stride, padding, dilation, parallel=None, out=None):
                        channel_major=True, out=out)
 
 
-def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None):
+def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None, kernels=None):
     """The Numba version of col2im_numpy (same result); parallel None picks threads by _pays_to_thread."""
-    if not numba_enabled():
+    kernels = numba_kernels() if kernels is None else kernels
+    if kernels is None:
         raise RuntimeError("col2im_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA disables it)")
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     if parallel is None:
         parallel = _pays_to_thread(cols.shape[0], cols[0].size)
-    kernels = numba_kernels()
     kernel = kernels.col2im_parallel if parallel else kernels.col2im_serial
     return kernel(cols, x_shape[2], x_shape[3], sh, sw, ph, pw, dh, dw)
 
 
-def _use_numba(array, direction):
-    return (PREFERRED[direction] == "numba" and not backend.is_gpu_array(array)
-            and array.dtype.kind == "f" and numba_enabled())
+def _numba_for(array, direction):
+    """The Numba kernels module when this direction should run on Numba for `array`, else None."""
+    if PREFERRED[direction] != "numba" or backend.is_gpu_array(array) or array.dtype.kind != "f":
+        return None
+    return numba_kernels()
 
 
 def im2col(x, kh, kw, stride, padding, dilation):
     """Patches of x (B, C, H, W) as cols (B, C, kh, kw, OH, OW): Numba on CPU when it pays, else NumPy/CuPy."""
-    if _use_numba(x, "im2col"):
-        return im2col_nb(x, kh, kw, stride, padding, dilation)
+    kernels = _numba_for(x, "im2col")
+    if kernels is not None:
+        return _patches_nb("im2col_nb", x, kh, kw, stride, padding, dilation, None, channel_major=False,
+                           kernels=kernels)
     return im2col_numpy(x, kh, kw, stride, padding, dilation)
 
 
@@ -179,15 +186,18 @@ def im2col_channel_major(x, kh, kw, stride, padding, dilation, out=None):
     """Patches of x (B, C, H, W) as cols (C, kh, kw, B, OH, OW): Numba on CPU when it pays, else
     NumPy/CuPy. `out`, when given, is a C-contiguous array of that shape and x's dtype to fill
     (conv2d passes one from engine/buffers.py)."""
-    if _use_numba(x, "im2col"):
-        return im2col_cm_nb(x, kh, kw, stride, padding, dilation, out=out)
+    kernels = _numba_for(x, "im2col")
+    if kernels is not None:
+        return _patches_nb("im2col_cm_nb", x, kh, kw, stride, padding, dilation, None, channel_major=True,
+                           out=out, kernels=kernels)
     return im2col_cm_numpy(x, kh, kw, stride, padding, dilation, out=out)
 
 
 def col2im(cols, x_shape, stride, padding, dilation):
     """Adjoint of im2col (sums overlapping patches): Numba on CPU when it pays, else NumPy/CuPy."""
-    if _use_numba(cols, "col2im"):
-        return col2im_nb(cols, x_shape, stride, padding, dilation)
+    kernels = _numba_for(cols, "col2im")
+    if kernels is not None:
+        return col2im_nb(cols, x_shape, stride, padding, dilation, kernels=kernels)
     return col2im_numpy(cols, x_shape, stride, padding, dilation)
 
 

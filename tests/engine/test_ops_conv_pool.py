@@ -89,14 +89,19 @@ def test_conv2d_gradient_for_input_only(rng):
     assert x.grad.shape == x.shape and w.grad is None
 
 
+@pytest.mark.parametrize("batch", [3, 1])
 @pytest.mark.parametrize("frozen", ["weight", "bias"])
-def test_conv2d_bias_and_weight_gradients_each_alone_match_both_together(frozen, forward_product, rng):
-    """The bias rides in the product as a row of ones; its gradient comes off the weight gradient's
-    product when both are wanted, and on its own when the weight is frozen."""
-    x, w, b = rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
-    r = rng.standard_normal((3, 4, 4, 4))
+def test_conv2d_bias_and_weight_gradients_each_alone_match_both_together(frozen, batch, forward_product, rng):
+    """At batch 3 (48 positions a map, 18 weights a filter) the bias rides in the product as a row of
+    ones and its gradient comes off the weight gradient's product when both are wanted, on its own
+    when the weight is frozen; at batch 1 (16 positions) it is added after the product instead."""
+    x, w, b = rng.standard_normal((batch, 2, 6, 6)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    r = rng.standard_normal((batch, 4, 4, 4))
     both = [leaf(x), leaf(w), leaf(b)]
-    (F.conv2d(*both) * leaf(r, requires_grad=False)).sum().backward()
+    y = F.conv2d(*both)
+    np.testing.assert_allclose(y.data, loop_conv2d(x, w, b, (1, 1), (0, 0), (1, 1), 1), rtol=1e-12, atol=1e-12)
+    assert (y.creator.cols.shape[0] == 19) == (batch == 3)     # the ones row under the 18 patch rows
+    (y * leaf(r, requires_grad=False)).sum().backward()
     alone = [leaf(x), leaf(w, requires_grad=frozen != "weight"), leaf(b, requires_grad=frozen != "bias")]
     (F.conv2d(*alone) * leaf(r, requires_grad=False)).sum().backward()
     np.testing.assert_allclose(both[2].grad, r.sum(axis=(0, 2, 3)), rtol=1e-12)
@@ -322,6 +327,19 @@ def test_conv2d_pointwise_equals_the_two_convolutions(case, images_per_chunk, fo
     np.testing.assert_allclose(recorded.data, expected, rtol=1e-10, atol=1e-12)
     args = (x, w, mix) if b is None else (x, w, mix, b)
     assert check(lambda *t: F.conv2d_pointwise(*t, **geometry), *args)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_conv2d_pointwise_bias_with_and_without_the_ones_row(batch, rng):
+    """Without a graph the bias goes in through the product (one more filter and combination column)
+    when a map has more positions over the batch than a filter has weights (batch 4: 36 > 27), and is
+    added after the mix otherwise (batch 1: 9); both give the textbook result."""
+    x, w = rng.standard_normal((batch, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    mix, b = rng.standard_normal((2, 4, 1, 1)), rng.standard_normal(2)
+    expected = loop_conv2d(loop_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1), mix, b, (1, 1), (0, 0), (1, 1), 1)
+    with engine.no_grad():
+        plain = F.conv2d_pointwise(x, w, mix, b)
+    np.testing.assert_allclose(plain.data, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_conv2d_pointwise_bad_input_names_the_shapes():
