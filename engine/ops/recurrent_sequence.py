@@ -28,6 +28,15 @@ class _SequenceOp(Function):
         weakref.finalize(self, buffers.give_back, array).atexit = False
         return array
 
+    def _kept_steps(self, steps):
+        """(how many steps' gate workspaces to keep, step -> its slot). Backward reads every step's;
+        without a graph one slot serves all steps and stays in cache (the LSTM's cell state takes
+        two, in turn): a GRU step at batch 128, hidden 256 ran 4-7% faster so (770-930 against
+        740-830 us on one thread)."""
+        if self.recording:
+            return steps, lambda t: t
+        return 1, lambda t: 0
+
     def _hidden(self, xp, weights, gi):
         """The hidden product for this op's weights (recurrent_product), its workspaces pooled like the rest."""
         batch, steps = gi.shape[:2]
@@ -59,17 +68,20 @@ class LSTMSequence(_SequenceOp):
         hidden = width // 4
         b = b if b.size else None
         product = self._hidden(xp, weights, gi)
-        acts = self._workspace((steps, batch, width), gi)            # i, f, g, o after activation
+        kept, at = self._kept_steps(steps)
+        acts = self._workspace((kept, batch, width), gi)             # i, f, g, o after activation
         hs = self._workspace((steps + 1, batch, hidden), gi)         # hs[t] is the state before step t
-        cs = self._workspace((steps + 1, batch, hidden), gi)
-        tcs = self._workspace((steps, batch, hidden), gi)            # tanh(c_{t+1})
+        cs = self._workspace((kept + 1, batch, hidden), gi)
+        tcs = self._workspace((kept, batch, hidden), gi)             # tanh(c_{t+1})
         hs[0], cs[0] = h0, c0
+        cell = (lambda t: t) if self.recording else (lambda t: t % 2)   # cs[cell(t)] is c before step t
         for t in range(steps):
-            product.step(t, hs[t], acts[t])
-            kernels.lstm_forward_step(acts[t], gi, t, b, cs[t], cs[t + 1], tcs[t], hs[t + 1], self.impl)
+            a = acts[at(t)]
+            product.step(t, hs[t], a)
+            kernels.lstm_forward_step(a, gi, t, b, cs[cell(t)], cs[cell(t + 1)], tcs[at(t)], hs[t + 1], self.impl)
         self.acts, self.hs, self.cs, self.tcs = acts, hs, cs, tcs
         self.has_bias = b is not None
-        return _batch_major(xp, hs[1:]), hs[steps].copy(), cs[steps].copy()
+        return _batch_major(xp, hs[1:]), hs[steps].copy(), cs[cell(steps)].copy()
 
     def backward(self, g_out, g_hT, g_cT):
         acts, hs, cs, tcs, product = self.acts, self.hs, self.cs, self.tcs, self.hidden_product
@@ -105,15 +117,16 @@ class GRUSequence(_SequenceOp):
         hidden = width // 3
         b = b if b.size else None
         product = self._hidden(xp, weights, gi)
-        gates = self._workspace((steps, batch, width), gi)           # r, z, n after activation
-        gh_n = self._workspace((steps, batch, hidden), gi)           # the hidden part of n's input
+        kept, at = self._kept_steps(steps)
+        gates = self._workspace((kept, batch, width), gi)            # r, z, n after activation
+        gh_n = self._workspace((kept, batch, hidden), gi)            # the hidden part of n's input
         hs = self._workspace((steps + 1, batch, hidden), gi)
         gh = buffers.take((batch, width), gi.dtype, like=gi)
         scratch = buffers.take((batch, width), gi.dtype, like=gi)
         hs[0] = h0
         for t in range(steps):
             product.step(t, hs[t], gh)
-            kernels.gru_forward_step(gates[t], gh, gi, t, b, gh_n[t], hs[t], hs[t + 1], self.impl, scratch)
+            kernels.gru_forward_step(gates[at(t)], gh, gi, t, b, gh_n[at(t)], hs[t], hs[t + 1], self.impl, scratch)
         buffers.give_back(gh)
         buffers.give_back(scratch)
         self.gates, self.gh_n, self.hs = gates, gh_n, hs

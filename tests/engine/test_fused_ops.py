@@ -106,6 +106,29 @@ def test_sequence_op_matches_per_step_ops_and_gradcheck(kind, bias, impl):
     assert gradcheck(loss, *args)
 
 
+@pytest.mark.parametrize("impl", recurrent_kernels.available_implementations())
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("steps", [1, 4, 5])
+def test_sequence_op_without_a_graph_matches_the_per_step_ops(kind, steps, impl):
+    """Without a graph one gate workspace serves every step (the LSTM's cell state two, in turn):
+    the outputs and last states, at odd and even lengths, are those of the per-step ops."""
+    import engine
+    rng = np.random.default_rng(6)
+    batch, hidden = 3, 2
+    k = 4 if kind == "lstm" else 3
+    gi, w = rng.standard_normal((batch, steps, k * hidden)), rng.standard_normal((hidden, k * hidden))
+    b, h0, c0 = rng.standard_normal(k * hidden), rng.standard_normal((batch, hidden)), rng.standard_normal((batch, hidden))
+    with engine.no_grad():
+        if kind == "lstm":
+            outs = F.lstm_sequence(gi, w, b, h0, c0, impl=impl)
+        else:
+            outs = F.gru_sequence(gi, w, b, h0, impl=impl)
+    assert outs[0].creator is None
+    refs = _per_step(kind, *(Tensor(a) for a in (gi, w, b, h0, c0)))
+    for ours, ref in zip(outs, refs):
+        np.testing.assert_allclose(ours.data, ref.data, rtol=1e-12, atol=1e-14)
+
+
 def test_sequence_op_zero_initial_state_and_bad_shapes():
     rng = np.random.default_rng(6)
     gi, w = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 8))
