@@ -24,8 +24,8 @@ sys.path.insert(0, ROOT)
 
 from bench.report_files import publish, run_stamp  # noqa: E402
 
-# With both cores at work the step ran at 0.55-0.75 of its 1-thread time here, without them at
-# 0.9-1.25, with few pairs between (bench/results/two_core_probe.md).
+# With both cores at work the step ran at 0.57-0.78 of its 1-thread time here, without them at
+# 0.85-1.18 (5th-95th percentiles; bench/results/two_core_probe-1654.md and two_core_probe.md).
 TWO_CORE_RATIO = 0.8
 WINDOW_SECONDS = 5.0
 
