@@ -1,6 +1,7 @@
 """Train steps under CPU contention: ours and PyTorch, quiet and with 1 and 2 busy background processes.
 
-Usage: python bench/contention.py [--models lenet300,lenet5] [--loads 0,1,2] [--repeats 9] [--quick] [--out DIR]
+Usage: python bench/contention.py [--models lenet300,lenet5] [--loads 0,1,2] [--repeats 9] [--rounds 3]
+       [--quick] [--out DIR]
 
 For each load level the script starts that many busy background processes (pure-Python spin loops;
 each exits on its own after --busy-limit seconds or when this script dies, and all are killed when
@@ -11,7 +12,8 @@ under the setting being measured and no other runtime's pools spin beside it:
     library user gets without tuning anything, with train.py's default policy (--threads auto:
     training.threads.AutoThreads checked before every step); for PyTorch, its own default count;
   - 1 .. cores threads: the thread variables set to N (and torch.set_num_threads(N)).
-"best" is the fastest of the explicit counts. Writes contention.md and contention.json to --out
+Each setting runs once per round, --rounds rounds in turn, and counts with the median of its rounds;
+"best" is the fastest of the explicit counts so taken. Writes contention.md and contention.json to --out
 (default bench/results) with the machine's load (1-minute load average before and after, without
 our background processes, and the busy processes added per level). --quick: a smoke run with tiny
 repeat counts that prints the table and writes nothing unless --out is given. PyTorch is optional:
@@ -23,6 +25,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -160,22 +163,26 @@ def _settings():
 
 
 def run_level(busy, args, torch_present):
-    """All settings of every model and framework with `busy` background processes running."""
+    """All settings of every model and framework with `busy` background processes running, each once a
+    round for --rounds rounds, in turn: the same setting in two worker processes a minute apart read 2.8
+    and 4.3 ms (LeNet-300-100 beside 2 busy processes, 1 thread both times), so one worker per setting
+    let the order of the settings decide the default's ratio to the best."""
     results = []
     processes = start_busy(busy, args.busy_limit)
     try:
         time.sleep(0.5 if busy else 0.0)   # let the spinners get going
-        for model in args.models:
-            for framework in FRAMEWORKS:
-                for setting in _settings():
-                    if framework == "torch" and not torch_present:
-                        outcome = {"error": "missing (torch not installed)"}
-                    else:
-                        outcome = measure(framework, model, 0 if setting == "default" else setting, args)
-                    results.append({"model": model, "busy": busy, "framework": framework,
-                                    "threads": setting, **outcome})
-                    print(f"[busy {busy}] {model} {framework} threads={setting}: "
-                          f"{_ms(outcome)}", file=sys.stderr, flush=True)
+        for round_ in range(args.rounds):
+            for model in args.models:
+                for framework in FRAMEWORKS:
+                    for setting in _settings():
+                        if framework == "torch" and not torch_present:
+                            outcome = {"error": "missing (torch not installed)"}
+                        else:
+                            outcome = measure(framework, model, 0 if setting == "default" else setting, args)
+                        results.append({"model": model, "busy": busy, "framework": framework,
+                                        "threads": setting, "round": round_, **outcome})
+                        print(f"[busy {busy}, round {round_}] {model} {framework} threads={setting}: "
+                              f"{_ms(outcome)}", file=sys.stderr, flush=True)
     finally:
         stop_busy(processes)
     return results
@@ -186,19 +193,29 @@ def _ms(outcome):
     return f"{outcome['seconds'] * 1e3:.2f}" if "seconds" in outcome else outcome["error"]
 
 
+def _median_by_setting(results):
+    """threads setting -> the median of its rounds' seconds (settings without a timing left out)."""
+    by_setting = {}
+    for r in results:
+        if "seconds" in r:
+            by_setting.setdefault(r["threads"], []).append(r["seconds"])
+    return {setting: statistics.median(times) for setting, times in by_setting.items()}
+
+
 def summarise(results, models, loads):
-    """Per model and load: default and best of each framework, and the two ratios issue 23 targets."""
+    """Per model and load: default and best of each framework (each setting's median over its rounds),
+    and the two ratios issue 23 targets."""
     rows = []
     for model in models:
         for busy in loads:
             row = {"model": model, "busy": busy}
             for framework in FRAMEWORKS:
                 mine = [r for r in results if (r["model"], r["busy"], r["framework"]) == (model, busy, framework)]
-                default = next((r["seconds"] for r in mine if r["threads"] == "default" and "seconds" in r), None)
-                timed = [r for r in mine if r["threads"] != "default" and "seconds" in r]
-                best = min(timed, key=lambda r: r["seconds"]) if timed else None
-                row[framework] = {"default_s": default, "best_s": best and best["seconds"],
-                                  "best_threads": best and best["threads"]}
+                medians = _median_by_setting(mine)
+                default = medians.pop("default", None)
+                best = min(medians, key=medians.get) if medians else None
+                row[framework] = {"default_s": default, "best_s": medians.get(best),
+                                  "best_threads": best}
             ours, torch = row["ours"], row["torch"]
             row["ours_default_over_best"] = _ratio(ours["default_s"], ours["best_s"])
             row["ours_default_over_torch_default"] = _ratio(ours["default_s"], torch["default_s"])
@@ -230,8 +247,10 @@ def to_markdown(rows, results, meta):
     lines = [f"Machine: {meta['machine']}; other load (1-minute load average) {meta['load_before']:.2f} "
              f"before, {meta['load_after']:.2f} after, without our busy processes; numba "
              f"{meta['numba']}; torch {meta['torch']}; date {meta['date']}",
-             f"Command: `{meta['command']}`; repeats {meta['repeats']} (median)", "",
-             "Step times in ms; (n) is the thread count of the best explicit setting.", "",
+             f"Command: `{meta['command']}`; repeats {meta['repeats']} (median; samples of at least "
+             f"{meta.get('min_time', 0.05)} s) in each of {meta.get('rounds', 1)} round(s)", "",
+             "Step times in ms, each setting's median over the rounds; (n) is the thread count of the best "
+             "explicit setting.", "",
              "| model | busy processes | ours default | ours best | ours default / best | "
              "PyTorch default | PyTorch best | ours default / PyTorch default | "
              f"ours best / PyTorch best | target (<= {TARGET_OF_BEST}x best, < 1x PyTorch) |",
@@ -243,12 +262,12 @@ def to_markdown(rows, results, meta):
                      f"{_cell(t['default_s'])} | {_cell(t['best_s'], t['best_threads'])} | "
                      f"{ratio(r['ours_default_over_torch_default'])} | "
                      f"{ratio(r['ours_best_over_torch_best'])} | {target(r)} |")
-    lines += ["", "Every setting (threads in effect as the runtimes report them):", "",
-              "| model | busy | framework | threads | ms | threads in effect |", "|---|---|---|---|---|---|"]
+    lines += ["", "Every setting in every round (threads in effect as the runtimes report them):", "",
+              "| model | busy | round | framework | threads | ms | threads in effect |", "|---|---|---|---|---|---|---|"]
     for r in results:
         pools = ", ".join(f"{k} {v}" for k, v in r.get("threads_in_effect", {}).items())
-        lines.append(f"| {r['model']} | {r['busy']} | {r['framework']} | {r['threads']} | {_ms(r)} | "
-                     f"{pools} |")
+        lines.append(f"| {r['model']} | {r['busy']} | {r.get('round', 0)} | {r['framework']} | {r['threads']} | "
+                     f"{_ms(r)} | {pools} |")
     return "\n".join(lines) + "\n"
 
 
@@ -258,8 +277,11 @@ def _parse(argv):
     p.add_argument("--models", default=",".join(MODELS), help=f"comma list of: {', '.join(MODELS)}")
     p.add_argument("--loads", default="0,1,2", help="busy background process counts, comma list")
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--rounds", type=int, default=3, help="times each setting is measured, in turn (median)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--min-time", type=float, default=0.05, help="seconds each timed sample loops for")
+    # Beside busy processes a single LeNet-5 step took 31-158 ms (median 59) as the scheduler sliced the
+    # cores, so a sample of one step (the 0.05 s used before) is mostly that slicing; 0.3 s averages several.
+    p.add_argument("--min-time", type=float, default=0.3, help="seconds each timed sample loops for")
     p.add_argument("--busy-limit", type=float, default=1800,
                    help="seconds after which a busy background process stops by itself")
     p.add_argument("--worker-timeout", type=float, default=900)
@@ -283,8 +305,10 @@ def _parse(argv):
         p.error(f"--loads {args.loads!r}: expected a comma list of counts, e.g. 0,1,2")
     if any(n < 0 or n > 8 for n in args.loads):
         p.error(f"--loads {args.loads}: each count must be 0..8")
+    if args.rounds < 1:
+        p.error(f"--rounds {args.rounds}: must be at least 1")
     if args.quick:
-        args.repeats, args.warmup, args.min_time, args.busy_limit = 1, 1, 0.0, 300
+        args.repeats, args.warmup, args.min_time, args.busy_limit, args.rounds = 1, 1, 0.0, 300, 1
     return args
 
 
@@ -299,6 +323,7 @@ def main(argv=None):
     results = [r for busy in args.loads for r in run_level(busy, args, torch_present)]
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {cores()} cores".strip(),
             "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": args.repeats,
+            "rounds": args.rounds, "min_time": args.min_time,
             "numba": package_version("numba"), "torch": package_version("torch") if torch_present else "missing",
             **run_stamp("contention.py", argv)}
     rows = summarise(results, args.models, args.loads)

@@ -47,3 +47,24 @@ def test_default_step_checks_auto_threads_before_every_step(monkeypatch):
     step()
     step()
     assert calls == ["check", "check", "step", "check", "step"]
+
+
+def test_each_setting_counts_with_the_median_of_its_rounds():
+    """A setting measured in three rounds counts with its median, so one slow or fast worker process
+    does not decide the default's ratio to the best."""
+    rounds = {("ours", "default"): [6.0, 9.0, 5.5], ("ours", 1): [5.0, 4.0, 100.0], ("ours", 2): [70.0, 3.0, 80.0],
+              ("torch", "default"): [60.0, 68.0, 64.0], ("torch", 1): [6.5, 7.0, 6.0], ("torch", 2): [75.0, 70.0, 80.0]}
+    results = [dict(_result("lenet300", 2, framework, threads, ms), round=k)
+               for (framework, threads), times in rounds.items() for k, ms in enumerate(times)]
+    (row,) = contention.summarise(results, ["lenet300"], [2])
+    assert row["ours"] == {"default_s": 0.006, "best_s": 0.005, "best_threads": 1}
+    assert row["torch"] == {"default_s": 0.064, "best_s": 0.0065, "best_threads": 1}
+    assert row["ours_default_over_best"] == pytest.approx(1.2)
+    text = contention.to_markdown([row], results, {"machine": "m", "load_before": 0, "load_after": 0, "numba": "",
+                                                   "torch": "", "date": "", "command": "", "repeats": 9, "rounds": 3})
+    assert "in each of 3 round(s)" in text and "| lenet300 | 2 | 2 | ours | 1 | 100.00 |" in text
+
+
+def test_rounds_must_be_positive():
+    with pytest.raises(SystemExit):
+        contention.main(["--rounds", "0"])

@@ -167,3 +167,22 @@ def test_sequence_numba_and_numpy_agree_in_float32(kind):
         np.testing.assert_allclose(y, x, rtol=1e-6, atol=1e-6)
     for x, y in zip(grads["numpy"], grads["numba"]):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif("numba" not in recurrent_kernels.available_implementations(),
+                    reason="compares the Numba GRU step with the NumPy one")
+@pytest.mark.parametrize("with_scratch", [True, False])
+def test_gru_forward_step_numba_matches_numpy_with_or_without_a_scratch(with_scratch):
+    """The Numba step puts the tanh arguments in a contiguous scratch: the caller's, or one from the pool."""
+    rng = np.random.default_rng(7)
+    batch, steps, hidden = 4, 3, 5
+    gi, b = rng.standard_normal((batch, steps, 3 * hidden)), rng.standard_normal(3 * hidden)
+    gh, h_prev = rng.standard_normal((batch, 3 * hidden)), rng.standard_normal((batch, hidden))
+    results = {}
+    for impl in ("numpy", "numba"):
+        a, gh_n, h = np.empty((batch, 3 * hidden)), np.empty((batch, hidden)), np.empty((batch, hidden))
+        scratch = np.empty((batch, 3 * hidden)) if with_scratch and impl == "numba" else None
+        recurrent_kernels.gru_forward_step(a, gh.copy(), gi, 1, b, gh_n, h_prev, h, impl, scratch)
+        results[impl] = (a, gh_n, h)
+    for ours, reference in zip(results["numba"], results["numpy"]):
+        np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-12)
