@@ -31,8 +31,8 @@ class _SequenceOp(Function):
     def _kept_steps(self, steps):
         """(how many steps' gate workspaces to keep, step -> its slot). Backward reads every step's;
         without a graph one slot serves all steps and stays in cache (the LSTM's cell state takes
-        two, in turn): a GRU step at batch 128, hidden 256 ran 4-7% faster so (770-930 against
-        740-830 us on one thread)."""
+        two, in turn): a GRU step at batch 128, hidden 256 on one thread took 741-834 us so, against
+        767-934 us with a slot per step (bench/results/microbench-session6.md, grufwd2.py)."""
         if self.recording:
             return steps, lambda t: t
         return 1, lambda t: 0
