@@ -76,7 +76,7 @@ def _step():
 
 def probe(seconds, sample_time):
     """(seconds since start, 1-thread s, 2-thread s) per pair of samples, for `seconds`."""
-    from bench.timing import _sample
+    from bench.timing import median_seconds
     from engine.threads import limit_threads
     step = _step()
     for _ in range(20):
@@ -87,7 +87,7 @@ def probe(seconds, sample_time):
         times = []
         for n in (1, 2):
             with limit_threads(n):
-                times.append(_sample(step, sample_time))
+                times.append(median_seconds(step, repeats=1, warmup=0, min_time=sample_time, settle=0.0))
         pairs.append((at, times[0], times[1]))
     return pairs
 
