@@ -2,6 +2,7 @@
 import math
 
 from . import backend
+from .kernels.elementwise import subtract_scaled
 
 
 class Optimizer:
@@ -105,7 +106,7 @@ class SGD(Optimizer):
                 buf *= mu
                 buf += g
             g = g + mu * buf if group["nesterov"] else buf
-        p.data -= group["lr"] * g
+        subtract_scaled(p.data, g, group["lr"])
 
 
 class RMSprop(Optimizer):
@@ -125,7 +126,7 @@ class RMSprop(Optimizer):
             buf *= group["momentum"]
             buf += step
             step = buf
-        p.data -= group["lr"] * step
+        subtract_scaled(p.data, step, group["lr"])
 
 
 class Adam(Optimizer):
@@ -164,7 +165,7 @@ class Adadelta(Optimizer):
         delta = xp.sqrt(acc + eps) / xp.sqrt(sq + eps) * g
         acc *= rho
         acc += (1 - rho) * delta * delta
-        p.data -= group["lr"] * delta
+        subtract_scaled(p.data, delta, group["lr"])
 
 
 def clip_grad_norm(params, max_norm):

@@ -1,6 +1,20 @@
 """Elementwise helpers on raw NumPy/CuPy arrays, shared by the ops and the kernels."""
 import numpy as np
 
+from .. import backend
+from . import load_numba_module
+
+_NUMBA_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def elementwise_kernels(*arrays):
+    """The Numba module elementwise_numba when every array is a C-contiguous float32/float64 CPU array
+    (its kernels walk them flat), else None: the caller runs NumPy (or CuPy)."""
+    for a in arrays:
+        if a.dtype not in _NUMBA_FLOATS or backend.is_gpu_array(a) or not a.flags.c_contiguous:
+            return None
+    return load_numba_module("elementwise_numba")
+
 
 def sigmoid_into(xp, x, out):
     """out <- 1 / (1 + exp(-x)) (out may be x). exp(-x) overflows to inf below -88 (float32) and the
@@ -12,3 +26,16 @@ def sigmoid_into(xp, x, out):
     out += 1
     xp.reciprocal(out, out=out)
     return out
+
+
+def subtract_scaled(target, step, alpha):
+    """target -= alpha * step, in place (the optimisers' update): one Numba pass on contiguous float
+    CPU arrays of one dtype and shape, NumPy's two passes otherwise. Both round alpha * step to the
+    arrays' dtype first, so the result is the same."""
+    if target.shape == step.shape and target.dtype == step.dtype:
+        kernels = elementwise_kernels(target, step)
+        if kernels is not None:
+            kernels.subtract_scaled(target, step, target.dtype.type(alpha))
+            return target
+    target -= alpha * step
+    return target

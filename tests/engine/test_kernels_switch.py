@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import engine.kernels as kernels
-from engine.kernels import im2col, recurrent, tucker, wavelet
+from engine.kernels import elementwise, im2col, recurrent, tucker, wavelet
 from engine.ops import pool
 from tests.reliability._cli import ROOT, TINY, assert_user_error, child_env
 
@@ -24,6 +24,7 @@ def family_reports():
     return {
         "im2col": im2col.numba_enabled(),
         "max_pool": pool._pool_kernels(np.zeros((1, 1, 2, 2)), (2, 2), (2, 2)) is not None,
+        "elementwise": elementwise.elementwise_kernels(np.zeros(2)) is not None,
         "recurrent": "numba" in recurrent.available_implementations(),
         "wavelet": wavelet.numba_available(),
         "tucker": tucker.numba_available(),

@@ -1,4 +1,6 @@
 """Gradient checks and NumPy comparisons for the elementwise, selection and matmul ops."""
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -176,3 +178,104 @@ def test_linear_bad_shapes():
 def test_matmul_shape_mismatch_is_a_clear_error(a_shape, b_shape):
     with pytest.raises(ValueError, match=r"matmul.*inner"):
         F.matmul(leaf(np.ones(a_shape)), leaf(np.ones(b_shape)))
+
+
+# ---------------------------------------------------------------- ReLU's Numba kernels
+RELU_SPECIALS = [-np.inf, -1.0, -0.0, 0.0, 1e-30, 2.5, np.inf, np.nan]
+
+
+def _relu_inputs(rng, dtype, shape):
+    x = rng.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[:len(RELU_SPECIALS)] = np.array(RELU_SPECIALS[:flat.size], dtype)
+    return x
+
+
+def _numpy_relu(x, gy):
+    """The NumPy path's answers, written out: max(x, 0) with NaN kept, and gy * (x > 0)."""
+    return np.where(np.isnan(x), x, np.maximum(x, 0)), gy * (x > 0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")   # inf * 0
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 7), (2, 3, 5), (0, 4), (1,)], ids=str)
+@pytest.mark.parametrize("record", [True, False], ids=["graph", "no_graph"])
+def test_relu_numba_and_numpy_paths_agree_on_special_values(dtype, shape, record, rng, monkeypatch):
+    """Both paths (Numba kernels for contiguous float32/64, NumPy otherwise) give the same outputs and
+    gradients, NaN, +-inf and signed zeros included; a NaN or inf gradient where the mask is off gives
+    NaN (gy * mask), as the product does."""
+    x = _relu_inputs(rng, dtype, shape)
+    gy = rng.standard_normal(shape).astype(dtype)
+    gy.reshape(-1)[2:4] = [np.nan, np.inf][:max(0, gy.size - 2)]
+    expected_y, expected_g = _numpy_relu(x, gy)
+    results = []
+    for disabled in ("0", "1"):
+        monkeypatch.setenv("COMPACTNET_DISABLE_NUMBA", disabled)
+        t = engine.Tensor(x.copy(), requires_grad=record)
+        y = F.relu(t)
+        results.append(y.data)
+        if record:
+            y.backward(gy)
+            np.testing.assert_array_equal(t.grad, expected_g)
+            assert t.grad.dtype == dtype
+        np.testing.assert_array_equal(y.data, expected_y)
+        assert y.data.dtype == dtype
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_relu_kernels_run_only_on_contiguous_float32_and_float64():
+    from engine.kernels.elementwise import elementwise_kernels
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba (the jit extra) is not installed")
+    assert elementwise_kernels(np.zeros((2, 3), np.float32)) is not None
+    assert elementwise_kernels(np.zeros((2, 3), np.float64)) is not None
+    assert elementwise_kernels(np.zeros((2, 3), np.float16)) is None
+    assert elementwise_kernels(np.zeros((2, 3), np.int64)) is None
+    assert elementwise_kernels(np.zeros((3, 2), np.float32).T) is None
+
+
+@pytest.mark.parametrize("make", [lambda x: x.T, lambda x: x.astype(np.float16), lambda x: (x * 4).astype(np.int64)],
+                         ids=["transposed", "float16", "int64"])
+def test_relu_on_arrays_the_kernels_do_not_take(make, rng):
+    x = make(rng.standard_normal((4, 3)))
+    t = engine.Tensor(x, requires_grad=x.dtype.kind == "f")
+    y = F.relu(t)
+    np.testing.assert_array_equal(y.data, np.maximum(x, 0))
+    if t.requires_grad:
+        y.backward(np.ones_like(x))
+        np.testing.assert_array_equal(t.grad, (x > 0).astype(x.dtype))
+
+
+# ---------------------------------------------------------------- the bias folded into Linear's product
+def test_bias_rides_in_product_only_for_inputs_much_narrower_than_outputs():
+    from engine.ops.math import bias_rides_in_product
+    assert bias_rides_in_product(2, 768) and bias_rides_in_product(2, 24) and bias_rides_in_product(32, 768)
+    assert not bias_rides_in_product(2, 23) and not bias_rides_in_product(128, 512)
+    assert not bias_rides_in_product(784, 300) and not bias_rides_in_product(100, 10)
+
+
+@pytest.mark.parametrize("x_shape", [(5, 2), (2, 3, 2), (1, 2), (0, 2)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_with_the_bias_folded_matches_the_added_bias(x_shape, dtype, rng, monkeypatch):
+    """2 -> 24 takes the fold; its result, its dtype and its gradients equal the product-then-add path's."""
+    import engine.ops.math as math_ops
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (x_shape, (2, 24), (24,)))
+    gy = rng.standard_normal(x_shape[:-1] + (24,)).astype(dtype)
+    results = []
+    for fold in (True, False):
+        monkeypatch.setattr(math_ops, "bias_rides_in_product", lambda n_in, n_out, fold=fold: fold)
+        leaves = [engine.Tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = F.linear(*leaves)
+        y.backward(gy)
+        results.append((y.data, *[t.grad for t in leaves]))
+    tolerance = 1e-6 if dtype == np.float32 else 1e-14
+    for folded, added in zip(*results):
+        assert folded.dtype == added.dtype == dtype and folded.shape == added.shape
+        np.testing.assert_allclose(folded, added, rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(results[0][0], x @ w + b, rtol=tolerance, atol=tolerance)
+
+
+def test_linear_with_the_bias_folded_passes_gradcheck(rng):
+    from engine.ops.math import bias_rides_in_product
+    assert bias_rides_in_product(2, 24)
+    assert check(F.linear, rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 24)), rng.standard_normal(24))

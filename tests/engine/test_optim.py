@@ -207,3 +207,29 @@ def test_clip_grad_norm(rng):
     small.grad = np.array([0.5])
     assert optim.clip_grad_norm([small], 1.0) == 0.5 and small.grad[0] == 0.5
     assert optim.clip_grad_norm([leaf([1.0])], 1.0) == 0.0   # no gradients at all
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("numba_off", ["0", "1"])
+def test_subtract_scaled_is_numpys_update_bit_for_bit(dtype, numba_off, rng, monkeypatch):
+    """The one-pass Numba update and NumPy's p -= alpha * g round alike (alpha * g first, then the
+    difference), so switching kernels never changes a training run."""
+    from engine.kernels.elementwise import subtract_scaled
+    monkeypatch.setenv("COMPACTNET_DISABLE_NUMBA", numba_off)
+    p, g = (rng.standard_normal((37, 11)).astype(dtype) for _ in range(2))
+    expected = p.copy()
+    expected -= 0.0123 * g
+    target = p.copy()
+    assert subtract_scaled(target, g, 0.0123) is target
+    np.testing.assert_array_equal(target, expected)
+
+
+@pytest.mark.parametrize("make_step", [lambda g: g.T.copy().T, lambda g: g.astype(np.float64), lambda g: g[:1]],
+                         ids=["strided", "other dtype", "broadcast row"])
+def test_subtract_scaled_falls_back_to_numpy_where_the_kernel_does_not_apply(make_step, rng):
+    from engine.kernels.elementwise import subtract_scaled
+    p = rng.standard_normal((6, 6)).astype(np.float32)
+    step = make_step(rng.standard_normal((6, 6)).astype(np.float32))
+    expected = p.copy()
+    expected -= 0.5 * step
+    np.testing.assert_array_equal(subtract_scaled(p, step, 0.5), expected)
