@@ -279,3 +279,22 @@ def test_linear_with_the_bias_folded_passes_gradcheck(rng):
     from engine.ops.math import bias_rides_in_product
     assert bias_rides_in_product(2, 24)
     assert check(F.linear, rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 24)), rng.standard_normal(24))
+
+
+@pytest.mark.parametrize("rows", [4, 1 << 12], ids=["small", "pooled"])
+def test_fold_matmul_small_results_are_plain_products_and_large_ones_are_lent(rows, rng, monkeypatch):
+    """Below the pool's LEND_MIN_BYTES the product is NumPy's own array; above it, a loan from the pool;
+    both equal a @ b, leading axes folded and restored."""
+    from engine import buffers
+    from engine.ops.math import fold_matmul
+    monkeypatch.delenv("COMPACTNET_DISABLE_BUFFER_POOL", raising=False)
+    a = rng.standard_normal((2, rows // 2, 8)).astype(np.float32)
+    b = rng.standard_normal((8, 64)).astype(np.float32)
+    out = fold_matmul(a, b)
+    assert out.shape == (2, rows // 2, 64) and out.dtype == np.float32
+    np.testing.assert_allclose(out, a @ b, rtol=1e-6, atol=1e-6)
+    owners, owner = [], out
+    while owner is not None:
+        owners.append(type(owner))
+        owner = getattr(owner, "base", None)
+    assert (buffers._Loan in owners) == (rows * 64 * 4 >= buffers.LEND_MIN_BYTES)
