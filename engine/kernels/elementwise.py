@@ -30,8 +30,9 @@ def sigmoid_into(xp, x, out):
 
 def subtract_scaled(target, step, alpha):
     """target -= alpha * step, in place (the optimisers' update): one Numba pass on contiguous float
-    CPU arrays of one dtype and shape, NumPy's two passes otherwise. Both round alpha * step to the
-    arrays' dtype first, so the result is the same."""
+    CPU arrays of one dtype and shape, NumPy's two passes otherwise. For a Python number alpha (as the
+    optimisers' learning rates are) both round alpha * step to the arrays' dtype first, so the result
+    is the same."""
     if target.shape == step.shape and target.dtype == step.dtype:
         kernels = elementwise_kernels(target, step)
         if kernels is not None:
