@@ -331,7 +331,7 @@ class Linear(Function):
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
         if b is not None and x.ndim >= 2 and bias_rides_in_product(x.shape[-1], w.shape[-1]):
-            x_ones, w_bias = _with_bias_row(x, w, b)
+            x_ones, w_bias = _with_ones_column(x, w, b)
             y = fold_matmul(x_ones, w_bias)
             buffers.give_back(x_ones)
             return y
@@ -362,7 +362,7 @@ def bias_rides_in_product(n_in, n_out):
     return 8 * (n_in + 1) <= n_out
 
 
-def _with_bias_row(x, w, b):
+def _with_ones_column(x, w, b):
     """([x, 1], [w; b]) with x's leading axes kept: the operands of the product that adds the bias. The
     first comes from the buffer pool; the caller gives it back once the product is formed."""
     xp = backend.xp_of(x)
