@@ -95,9 +95,11 @@ class SequenceModel(Module):
         return x
 
     def forward(self, x, state=None):
+        if self.output == "last":   # the last layer's final state is its last output; the rest is not formed
+            _, final = self.rnn(self._encode(x), state, outputs=False)
+            h = final[0] if isinstance(final, tuple) else final
+            return self.head(F.getitem(h, -1))
         outputs, _ = self.rnn(self._encode(x), state)
-        if self.output == "last":
-            outputs = F.getitem(outputs, (slice(None), -1))
         return self.head(outputs)
 
     def extra_repr(self):

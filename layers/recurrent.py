@@ -12,6 +12,7 @@ from .module import Module, ModuleList
 
 _AUTO = object()
 HH_INITS = ("uniform", "orthogonal")  # "decide the fast path yourself" for a cell called on its own
+GRU_FEATURES_PROJECTED_IN_STEP = 4    # a GRU layer's input projection runs inside its steps up to this many features
 
 
 class _RecurrentCell(Module):
@@ -243,7 +244,9 @@ class _RecurrentLayer(Module):
     def _initial_states(self, state, batch):
         raise NotImplementedError
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, outputs=True):
+        """(outputs (B, T, H), final state); outputs=False: (None, final state), the last layer's
+        per-step outputs not formed (for a caller that reads only the final state)."""
         x = check_input(self, x, 3, axis=2, size=self.n_in)
         batch = x.shape[0]
         states = self._initial_states(state, batch)
@@ -251,18 +254,19 @@ class _RecurrentLayer(Module):
         for layer, cell in enumerate(self.cells):
             if layer > 0 and self.dropout and self.training:
                 inputs = F.dropout(inputs, self.dropout, True)
+            wanted = outputs or layer < self.num_layers - 1
             fused = cell.fused_hh(materialize=inputs.shape[1] > 1)
             s = states[layer]
             whole = fused if fused is not None else cell.factored_hh()
             if whole is not None and self._one_op_per_layer(cell):
-                inputs, s = self._sequence_op(*self._project(cell, inputs, whole), s)
+                inputs, s = self._sequence_op(*self._project(cell, inputs, whole), s, wanted)
             else:   # a cell call per step, so cell hooks (e.g. the FLOP report's) see each step
                 projected = cell.ih(inputs)
-                outputs = []
+                steps = []
                 for step in F.unstack(projected, axis=1):
                     s = cell(step, s, projected=True, fused=fused)
-                    outputs.append(s[0] if self.has_cell_state else s)
-                inputs = F.stack(outputs, axis=1)
+                    steps.append(s[0] if self.has_cell_state else s)
+                inputs = F.stack(steps, axis=1) if wanted else None
             finals.append(s)
         return inputs, self._final_state(finals)
 
@@ -274,8 +278,8 @@ class _RecurrentLayer(Module):
         """(projected inputs (B, T, k H), (hidden weight, hidden bias)) for the whole-sequence op."""
         return cell.ih(inputs), whole
 
-    def _sequence_op(self, projected, fused, state):
-        """(outputs (B, T, H), final state) of one layer from one whole-sequence op."""
+    def _sequence_op(self, projected, fused, state, outputs=True):
+        """(outputs (B, T, H) or None when not wanted, final state) of one layer from one whole-sequence op."""
         raise NotImplementedError
 
     def extra_repr(self):
@@ -300,9 +304,20 @@ class GRU(_RecurrentLayer):
     def _initial_states(self, state, batch):
         return self._layer_states(state, batch, "state h0")
 
-    def _sequence_op(self, projected, fused, state):
-        outputs, h = F.gru_sequence(projected, *fused, state)
-        return outputs, h
+    def _project(self, cell, inputs, whole):
+        """A plain Dense projection of at most GRU_FEATURES_PROJECTED_IN_STEP input features goes into
+        the sequence op (its ih argument), unapplied: without a graph each step forms its own
+        projection there instead of reading a (B, T, 3H) array written first (batch 128, T 32, 2
+        features, hidden 256: 2.0-2.3 against 3.1-3.8 ms for the projection and the gate steps,
+        bench/results/microbench-session8.md)."""
+        ih = cell.ih
+        if type(ih) is not Dense or ih._pre_hooks or ih._post_hooks or ih.n_in > GRU_FEATURES_PROJECTED_IN_STEP:
+            return super()._project(cell, inputs, whole)
+        return check_input(ih, inputs, 3, axis=2, size=ih.n_in), (*whole, (ih.weight, ih.bias))
+
+    def _sequence_op(self, projected, fused, state, outputs=True):
+        w, b, *ih = fused
+        return F.gru_sequence(projected, w, b, state, outputs=outputs, ih=ih[0] if ih else None)
 
     def _final_state(self, finals):
         return F.stack(finals, axis=0)
@@ -345,10 +360,10 @@ class LSTM(_RecurrentLayer):
     def _final_state(self, finals):
         return F.stack([h for h, _ in finals], axis=0), F.stack([c for _, c in finals], axis=0)
 
-    def _sequence_op(self, projected, fused, state):
+    def _sequence_op(self, projected, fused, state, outputs=True):
         h0, c0 = (None, None) if state is None else state
-        outputs, h, c = F.lstm_sequence(projected, *fused, h0, c0)
-        return outputs, (h, c)
+        out, h, c = F.lstm_sequence(projected, *fused, h0, c0, outputs=outputs)
+        return out, (h, c)
 
 
 def detach_state(state):

@@ -1,4 +1,6 @@
 """One time step of an LSTM/GRU layer's gate math, forward and backward: NumPy reference (also CuPy) and Numba."""
+import numpy as np
+
 from .. import backend, buffers
 from . import load_numba_module
 from .elementwise import sigmoid_into
@@ -22,21 +24,41 @@ def available_implementations():
     return IMPLEMENTATIONS if load_numba_module("recurrent_numba") is not None else ("numpy",)
 
 
+def lstm_forward_stepper(like, b, impl=None):
+    """step(a, gi, t, c_prev, c, tc, h): lstm_forward_step for every step of one sequence, whose arrays
+    are like `like` (dtype, device; its last axis the gates' width 4H), with the kernel chosen once: choosing it on every call cost
+    12-18 us a step (bench/results/microbench-session8.md)."""
+    xp = backend.xp_of(like)
+    kernels = _numba_kernels(like, impl)
+    if kernels is None:
+        return lambda a, gi, t, c_prev, c, tc, h: _lstm_step_numpy(xp, a, gi, t, b, c_prev, c, tc, h)
+    bias = xp.zeros(like.shape[-1], like.dtype) if b is None else b
+    if like.dtype == np.float32:
+        step = kernels.lstm_step32
+        return lambda a, gi, t, c_prev, c, tc, h: step(a, gi, t, bias, c_prev, c, tc, h)
+    return lambda a, gi, t, c_prev, c, tc, h: _lstm_step_numba64(xp, kernels, a, gi, t, bias, c_prev, c, tc, h)
+
+
 def lstm_forward_step(a, gi, t, b, c_prev, c, tc, h, impl=None):
     """In place, step t of an LSTM layer after its hidden product: a (B, 4H) holds h_prev w on entry
     and the activated gates (i, f, g, o) on exit; c <- f c_prev + i g, tc <- tanh(c), h <- o tc.
-    gi (B, T, 4H): the projected inputs; b (4H,) or None: the hidden bias."""
-    xp = backend.xp_of(a)
+    gi (B, T, 4H): the projected inputs; b (4H,) or None: the hidden bias. float32 with Numba: one
+    pass with its own tanh (recurrent_numba.tanh32, within 4e-7 of tanh)."""
+    lstm_forward_stepper(a, b, impl)(a, gi, t, c_prev, c, tc, h)
+
+
+def _lstm_step_numba64(xp, kernels, a, gi, t, b, c_prev, c, tc, h):
     hidden = a.shape[1] // 4
-    kernels = _numba_kernels(a, impl)
-    if kernels is not None:
-        half = a.dtype.type(0.5)
-        kernels.lstm_pre_activations(a, gi, t, xp.zeros(a.shape[1], a.dtype) if b is None else b, half)
-        xp.tanh(a, out=a)
-        kernels.lstm_cell_update(a, c_prev, c, half)
-        xp.tanh(c, out=tc)
-        xp.multiply(a[:, 3 * hidden:], tc, out=h)
-        return
+    half = a.dtype.type(0.5)
+    kernels.lstm_pre_activations(a, gi, t, b, half)
+    xp.tanh(a, out=a)
+    kernels.lstm_cell_update(a, c_prev, c, half)
+    xp.tanh(c, out=tc)
+    xp.multiply(a[:, 3 * hidden:], tc, out=h)
+
+
+def _lstm_step_numpy(xp, a, gi, t, b, c_prev, c, tc, h):
+    hidden = a.shape[1] // 4
     a += gi[:, t]
     if b is not None:
         a += b
@@ -50,34 +72,73 @@ def lstm_forward_step(a, gi, t, b, c_prev, c, tc, h, impl=None):
     xp.multiply(o, tc, out=h)
 
 
-def gru_forward_step(a, gh, gi, t, b, gh_n, h_prev, h, impl=None, scratch=None):
+def gru_forward_stepper(like, b, impl=None, keep=True, scratch=None):
+    """step(a, gh, gi, t, gh_n, h_prev, h): gru_forward_step for every step of one sequence, whose
+    arrays are like `like` (its last axis 3H), with the kernel chosen once (as lstm_forward_stepper)."""
+    xp = backend.xp_of(like)
+    kernels = _numba_kernels(like, impl)
+    if kernels is None:
+        return lambda a, gh, gi, t, gh_n, h_prev, h: _gru_step_numpy(xp, a, gh, gi, t, b, gh_n, h_prev, h)
+    bias = xp.zeros(like.shape[-1], like.dtype) if b is None else b
+    if like.dtype == np.float32:
+        if keep:
+            kept = kernels.gru_step32_kept
+            return lambda a, gh, gi, t, gh_n, h_prev, h: kept(a, gh, gi, t, bias, gh_n, h_prev, h)
+        alone = kernels.gru_step32
+        return lambda a, gh, gi, t, gh_n, h_prev, h: alone(gh, gi, t, bias, h_prev, h)
+    return lambda a, gh, gi, t, gh_n, h_prev, h: _gru_step_numba64(xp, kernels, a, gh, gi, t, bias, gh_n,
+                                                                  h_prev, h, scratch)
+
+
+def gru_projecting_stepper(x, w_ih, b_ih, b, impl=None):
+    """step(gh, t, h_prev, h): a GRU step without a graph that forms its own input projection,
+    x[:, t] w_ih + b_ih (x (B, T, n_in), w_ih (n_in, 3H), b_ih (3H,) or None; b: the hidden bias or
+    None); None where no kernel does that (float32 with Numba only): the caller then projects the
+    whole sequence first."""
+    kernels = _numba_kernels(x, impl)
+    if kernels is None or not all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, w_ih)):
+        return None
+    xp = backend.xp_of(x)
+    width = w_ih.shape[1]
+    bias = xp.zeros(width, x.dtype) if b is None else b
+    bias_ih = xp.zeros(width, x.dtype) if b_ih is None else b_ih
+    row = xp.empty(width, x.dtype)
+    step = kernels.gru_step32_projected
+    return lambda gh, t, h_prev, h: step(gh, x, t, w_ih, bias_ih, bias, h_prev, h, row)
+
+
+def gru_forward_step(a, gh, gi, t, b, gh_n, h_prev, h, impl=None, scratch=None, keep=True):
     """In place, step t of a GRU layer after its hidden product gh = h_prev w (B, 3H): a (B, 3H) <-
     the activated gates (r, z, n), gh_n <- the n part of gh + b, h <- n + z (h_prev - n).
     gi (B, T, 3H): the projected inputs; b (3H,) or None: the hidden bias (gh may be overwritten).
-    scratch: a C-contiguous array of a's shape and dtype for the Numba path (else one is taken
-    from the buffer pool): the tanh arguments go there, contiguous, because NumPy's tanh ran about
-    twice as fast on a contiguous (B, 2H) array as on the view a[:, :2H] (25 against 46 us at
-    batch 128, hidden 256)."""
-    xp = backend.xp_of(a)
+    keep=False: only h is wanted (no backward will read a and gh_n), which the float32 Numba step
+    (one pass with its own tanh, as the LSTM's) then leaves unwritten. scratch: a C-contiguous
+    array of a's shape and dtype for the float64 Numba path (else one is taken from the buffer
+    pool): the tanh arguments go there, contiguous, because NumPy's tanh ran about twice as fast on
+    a contiguous (B, 2H) array as on the view a[:, :2H] (25 against 46 us at batch 128, hidden 256)."""
+    gru_forward_stepper(a, b, impl, keep, scratch)(a, gh, gi, t, gh_n, h_prev, h)
+
+
+def _gru_step_numba64(xp, kernels, a, gh, gi, t, b, gh_n, h_prev, h, scratch):
     hidden = a.shape[1] // 3
-    kernels = _numba_kernels(a, impl)
-    if kernels is not None:
-        half = a.dtype.type(0.5)
-        own = scratch is None
-        if own:
-            scratch = buffers.take(a.shape, a.dtype, like=a)
-        batch, flat = a.shape[0], scratch.reshape(-1)
-        rz = flat[:batch * 2 * hidden].reshape(batch, 2 * hidden)
-        n_arg = flat[batch * 2 * hidden:batch * 3 * hidden].reshape(batch, hidden)
-        kernels.gru_pre_activations(rz, gh, gi, t, xp.zeros(a.shape[1], a.dtype) if b is None else b,
-                                    gh_n, half)
-        xp.tanh(rz, out=rz)
-        kernels.gru_candidate(a, rz, gi, t, gh_n, n_arg, half)
-        xp.tanh(n_arg, out=n_arg)
-        kernels.gru_state(a, n_arg, h_prev, h)
-        if own:
-            buffers.give_back(scratch)
-        return
+    half = a.dtype.type(0.5)
+    own = scratch is None
+    if own:
+        scratch = buffers.take(a.shape, a.dtype, like=a)
+    batch, flat = a.shape[0], scratch.reshape(-1)
+    rz = flat[:batch * 2 * hidden].reshape(batch, 2 * hidden)
+    n_arg = flat[batch * 2 * hidden:batch * 3 * hidden].reshape(batch, hidden)
+    kernels.gru_pre_activations(rz, gh, gi, t, b, gh_n, half)
+    xp.tanh(rz, out=rz)
+    kernels.gru_candidate(a, rz, gi, t, gh_n, n_arg, half)
+    xp.tanh(n_arg, out=n_arg)
+    kernels.gru_state(a, n_arg, h_prev, h)
+    if own:
+        buffers.give_back(scratch)
+
+
+def _gru_step_numpy(xp, a, gh, gi, t, b, gh_n, h_prev, h):
+    hidden = a.shape[1] // 3
     if b is not None:
         gh += b
     xp.add(gi[:, t, :2 * hidden], gh[:, :2 * hidden], out=a[:, :2 * hidden])

@@ -5,6 +5,49 @@ LLVM knows) the loop stayed scalar, 3x slower at hidden 128. `one` comes in type
 arrays, so float32 math is not promoted to float64 by an integer literal.
 """
 import numba
+import numpy as np
+
+# ---------------------------------------------------------------- float32 tanh
+# tanh(x) ~ x P(x^2) / Q(x^2) for |x| <= 9, clamped beyond (tanh(9) rounds to 1 in float32), with the
+# coefficients bench/fit_tanh.py fits (largest relative error 1.3e-7 in exact arithmetic; evaluated in
+# float32 as here, at most 4e-7 from tanh, about 6 float32 spacings next to 1, where NumPy's float32
+# tanh is within 1.4). Written as selects and one division, the step loops below vectorize around it;
+# NumPy's tanh is a call of its own, a pass over memory each. The kernels using it take
+# error_model="numpy" (else the division carries a zero check and the loop stays scalar) and allow
+# contraction into fused multiply-adds. NaN stays NaN (every comparison with it is false), +-inf -> +-1.
+_TANH_P = tuple(np.float32(v) for v in (
+    0.999999922325602, 0.12853236412413452, 0.0028471248941170113, 8.50338471602307e-06,
+    -9.749025834858552e-09, 4.196716479241388e-12, 3.437808031363225e-14))
+_TANH_Q = tuple(np.float32(v) for v in (
+    1.0, 0.4618651481518146, 0.023469657090754898, 0.00021740511914176036))
+P0, P1, P2, P3, P4, P5, P6 = _TANH_P
+Q0, Q1, Q2, Q3 = _TANH_Q
+LIMIT, ONE, HALF = np.float32(9.0), np.float32(1.0), np.float32(0.5)
+FAST = dict(error_model="numpy", fastmath={"contract"})
+
+
+@numba.njit(inline="always", **FAST)
+def tanh32(x):
+    """tanh of a float32 scalar (see above)."""
+    v = LIMIT if x > LIMIT else x
+    v = -LIMIT if v < -LIMIT else v
+    s = v * v
+    y = v * (P0 + s * (P1 + s * (P2 + s * (P3 + s * (P4 + s * (P5 + s * P6)))))) / (Q0 + s * (Q1 + s * (Q2 + s * Q3)))
+    y = ONE if y > ONE else y
+    return -ONE if y < -ONE else y
+
+
+@numba.njit(inline="always", **FAST)
+def sigmoid32(x):
+    return HALF * tanh32(HALF * x) + HALF
+
+
+@numba.njit(cache=True, **FAST)
+def tanh_into(x, out):
+    """out <- tanh32(x), both contiguous float32 of one shape (for tests and bench/fit_tanh.py)."""
+    src, dst = x.reshape(-1), out.reshape(-1)
+    for i in range(src.size):
+        dst[i] = tanh32(src[i])
 
 
 @numba.njit(cache=True)
@@ -136,3 +179,80 @@ def gru_state(a, n, h_prev, h):
             row[2 * hidden + j] = n_r[j]
         for j in range(hidden):
             hn[j] = n_r[j] + row[hidden + j] * (hp[j] - n_r[j])
+
+
+# ---------------------------------------------------------------- float32 forward steps, one pass
+# A GRU step at batch 128, hidden 256 took 42-47 us so against 89-93 us for the three kernels and two
+# NumPy tanh calls above (bench/results/microbench-session8.md). Each loop writes one array, as the
+# backward kernels do; what a later loop needs from an earlier one is formed again where that is
+# cheaper than reading it back.
+
+@numba.njit(cache=True, **FAST)
+def gru_step32(gh, gi, t, b, h_prev, h):
+    """h <- step t of a GRU from gh = h_prev w (B, 3H), gi (B, T, 3H), the bias b (3H,): nothing kept."""
+    batch, hidden = h.shape
+    for r in range(batch):
+        g, x, hp, hn = gh[r], gi[r, t], h_prev[r], h[r]
+        for j in range(hidden):
+            reset = sigmoid32(x[j] + g[j] + b[j])
+            update = sigmoid32(x[hidden + j] + g[hidden + j] + b[hidden + j])
+            n = tanh32(x[2 * hidden + j] + reset * (g[2 * hidden + j] + b[2 * hidden + j]))
+            hn[j] = n + update * (hp[j] - n)
+
+
+@numba.njit(cache=True, **FAST)
+def gru_step32_projected(gh, x, t, w_ih, b_ih, b, h_prev, h, row):
+    """gru_step32 with the input projection formed here, row by row: gi_t = x_t w_ih + b_ih with x
+    (B, T, n_in), w_ih (n_in, 3H), into row (3H,), which stays in cache. For a few input features
+    this replaces a (B, T, 3H) array written by one product and read back by every step."""
+    batch, hidden = h.shape
+    for r in range(batch):
+        g, hp, hn, inputs = gh[r], h_prev[r], h[r], x[r, t]
+        for j in range(3 * hidden):
+            row[j] = b_ih[j]
+        for k in range(inputs.shape[0]):
+            feature, weights = inputs[k], w_ih[k]
+            for j in range(3 * hidden):
+                row[j] = row[j] + feature * weights[j]
+        for j in range(hidden):
+            reset = sigmoid32(row[j] + g[j] + b[j])
+            update = sigmoid32(row[hidden + j] + g[hidden + j] + b[hidden + j])
+            n = tanh32(row[2 * hidden + j] + reset * (g[2 * hidden + j] + b[2 * hidden + j]))
+            hn[j] = n + update * (hp[j] - n)
+
+
+@numba.njit(cache=True, **FAST)
+def gru_step32_kept(a, gh, gi, t, b, gh_n, h_prev, h):
+    """gru_step32, keeping what backward reads: a (B, 3H) <- the activated r, z, n; gh_n <- the n part of gh + b."""
+    batch, hidden = h.shape
+    for r in range(batch):
+        row, g, x, hp, hn, n_part = a[r], gh[r], gi[r, t], h_prev[r], h[r], gh_n[r]
+        for j in range(2 * hidden):
+            row[j] = sigmoid32(x[j] + g[j] + b[j])
+        for j in range(hidden):
+            n_part[j] = g[2 * hidden + j] + b[2 * hidden + j]
+        for j in range(hidden):
+            row[2 * hidden + j] = tanh32(x[2 * hidden + j] + sigmoid32(x[j] + g[j] + b[j]) * n_part[j])
+        for j in range(hidden):
+            hn[j] = row[2 * hidden + j] + row[hidden + j] * (hp[j] - row[2 * hidden + j])
+
+
+@numba.njit(cache=True, **FAST)
+def lstm_step32(a, gi, t, b, c_prev, c, tc, h):
+    """a (B, 4H) holds h_prev w: a <- the activated i, f, g, o; c <- f c_prev + i g; tc <- tanh(c); h <- o tc."""
+    batch, width = a.shape
+    hidden = width // 4
+    for r in range(batch):
+        row, x, cp, cn, th, hn = a[r], gi[r, t], c_prev[r], c[r], tc[r], h[r]
+        for j in range(2 * hidden):
+            row[j] = sigmoid32(row[j] + x[j] + b[j])
+        for j in range(2 * hidden, 3 * hidden):
+            row[j] = tanh32(row[j] + x[j] + b[j])
+        for j in range(3 * hidden, width):
+            row[j] = sigmoid32(row[j] + x[j] + b[j])
+        for j in range(hidden):
+            cn[j] = row[hidden + j] * cp[j] + row[j] * row[2 * hidden + j]
+        for j in range(hidden):
+            th[j] = tanh32(cn[j])
+        for j in range(hidden):
+            hn[j] = row[3 * hidden + j] * th[j]

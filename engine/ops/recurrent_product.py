@@ -12,7 +12,7 @@ from .. import buffers
 class DenseHidden:
     """gh = h w with w (H, kH)."""
 
-    def __init__(self, xp, weights, steps, batch, workspace):
+    def __init__(self, xp, weights, steps, batch, workspace, record=True):
         (self.w,) = weights
         self.xp = xp
         self.w_t = None
@@ -37,22 +37,25 @@ class DenseHidden:
 class FactoredHidden:
     """gh_g = (h a)_g c_g with a (H, k r), c (k, r, H); keeps u = h a of every step for backward."""
 
-    def __init__(self, xp, weights, steps, batch, workspace):
+    def __init__(self, xp, weights, steps, batch, workspace, record=True):
         self.a, self.c = weights
         self.xp = xp
         self.gates, self.rank, self.hidden = self.c.shape
-        self.us = workspace((steps, batch, self.gates * self.rank))
+        # without a graph one u serves every step (and stays in cache), its gate blocks sliced once
+        self.us = workspace((steps if record else 1, batch, self.gates * self.rank))
+        self.slot = (lambda t: t) if record else (lambda t: 0)
+        self.second = [(self.c[k],) + self._blocks(k) for k in range(self.gates)]
         self.dus = None
 
     def _blocks(self, k):
         return slice(k * self.rank, (k + 1) * self.rank), slice(k * self.hidden, (k + 1) * self.hidden)
 
     def step(self, t, h, out):
-        u = self.us[t]
-        self.xp.matmul(h, self.a, out=u)
-        for k in range(self.gates):
-            narrow, wide = self._blocks(k)
-            self.xp.matmul(u[:, narrow], self.c[k], out=out[:, wide])
+        u = self.us[self.slot(t)]
+        matmul = self.xp.matmul
+        matmul(h, self.a, out=u)
+        for c, narrow, wide in self.second:
+            matmul(u[:, narrow], c, out=out[:, wide])
 
     def step_backward(self, t, g, out):
         xp = self.xp
@@ -100,6 +103,7 @@ def _batch_major_product(time_major, g):
     return product
 
 
-def hidden_product(xp, weights, steps, batch, workspace):
-    """The product for one dense weight (1 array) or a pair of factors (2 arrays)."""
-    return (DenseHidden if len(weights) == 1 else FactoredHidden)(xp, weights, steps, batch, workspace)
+def hidden_product(xp, weights, steps, batch, workspace, record=True):
+    """The product for one dense weight (1 array) or a pair of factors (2 arrays); record=False: no
+    backward will follow (step's workspace need not be kept for every step)."""
+    return (DenseHidden if len(weights) == 1 else FactoredHidden)(xp, weights, steps, batch, workspace, record)

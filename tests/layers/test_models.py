@@ -67,6 +67,28 @@ def test_lenet5_flops_per_layer(rng):
     assert hooked_flops(lenet5(), x) == 2 * expected
 
 
+@pytest.mark.parametrize("kind,n_in", [("gru", 2), ("gru", 6), ("lstm", 2)])
+def test_sequence_model_last_reads_the_final_state_alone(kind, n_in, rng):
+    """output='last' asks the recurrent layer for its final state only: the same values and
+    gradients as the head on the last step's output, with and without a graph, two layers deep."""
+    model = sequence_model(kind, n_in=n_in, hidden=5, num_layers=2)
+    x = rng.standard_normal((3, 4, n_in)).astype(np.float32)
+    outputs, _ = model.rnn(x)
+    assert model.rnn(x, outputs=False)[0] is None
+    full = model.head(F.getitem(outputs, (slice(None), -1)))
+    ours = model(x)
+    np.testing.assert_allclose(ours.data, full.data, rtol=1e-6, atol=1e-7)
+    with engine.no_grad():
+        np.testing.assert_allclose(model(x).data, full.data, rtol=1e-5, atol=1e-6)
+    grads = []
+    for y in (full, ours):
+        model.zero_grad()
+        F.sum(y * y).backward()
+        grads.append([p.grad.copy() for p in model.parameters()])
+    for g_full, g_ours in zip(*grads):
+        np.testing.assert_allclose(g_ours, g_full, rtol=1e-5, atol=1e-6)
+
+
 def test_sequence_model_outputs(rng):
     x = rng.random((4, 6, 2)).astype(np.float32)
     last = sequence_model(hidden=8)
