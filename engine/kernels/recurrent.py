@@ -35,7 +35,11 @@ def lstm_forward_stepper(like, b, impl=None):
     bias = xp.zeros(like.shape[-1], like.dtype) if b is None else b
     if like.dtype == np.float32:
         step = kernels.lstm_step32
-        return lambda a, gi, t, c_prev, c, tc, h: step(a, gi, t, bias, c_prev, c, tc, h)
+        width = like.shape[-1]
+        scale = xp.full(width, 0.5, like.dtype)
+        scale[width // 2:3 * width // 4] = 1                       # the cell gate: tanh itself
+        shift = 1 - scale                                          # 0.5 for the sigmoids, 0 for tanh
+        return lambda a, gi, t, c_prev, c, tc, h: step(a, gi, t, bias, scale, shift, c_prev, c, tc, h)
     return lambda a, gi, t, c_prev, c, tc, h: _lstm_step_numba64(xp, kernels, a, gi, t, bias, c_prev, c, tc, h)
 
 

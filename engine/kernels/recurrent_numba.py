@@ -238,18 +238,19 @@ def gru_step32_kept(a, gh, gi, t, b, gh_n, h_prev, h):
 
 
 @numba.njit(cache=True, **FAST)
-def lstm_step32(a, gi, t, b, c_prev, c, tc, h):
-    """a (B, 4H) holds h_prev w: a <- the activated i, f, g, o; c <- f c_prev + i g; tc <- tanh(c); h <- o tc."""
+def lstm_step32(a, gi, t, b, scale, shift, c_prev, c, tc, h):
+    """a (B, 4H) holds h_prev w: a <- the activated i, f, g, o; c <- f c_prev + i g; tc <- tanh(c); h <- o tc.
+
+    Every gate in one loop, as scale tanh(scale v) + shift with scale (4H,) 0.5 and shift 0.5 for
+    the sigmoid gates, 1 and 0 for the cell gate (exact: the products by 1 and the sum with 0 do not
+    round). Three loops, one per kind of gate, ran 49 against 12 us at batch 50, hidden 128."""
     batch, width = a.shape
     hidden = width // 4
     for r in range(batch):
-        row, x, cp, cn, th, hn = a[r], gi[r, t], c_prev[r], c[r], tc[r], h[r]
-        for j in range(2 * hidden):
-            row[j] = sigmoid32(row[j] + x[j] + b[j])
-        for j in range(2 * hidden, 3 * hidden):
-            row[j] = tanh32(row[j] + x[j] + b[j])
-        for j in range(3 * hidden, width):
-            row[j] = sigmoid32(row[j] + x[j] + b[j])
+        row, x = a[r], gi[r, t]
+        for j in range(width):
+            row[j] = tanh32(scale[j] * (row[j] + x[j] + b[j])) * scale[j] + shift[j]
+        cp, cn, th, hn = c_prev[r], c[r], tc[r], h[r]
         for j in range(hidden):
             cn[j] = row[hidden + j] * cp[j] + row[j] * row[2 * hidden + j]
         for j in range(hidden):
