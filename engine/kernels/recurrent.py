@@ -24,15 +24,22 @@ def available_implementations():
     return IMPLEMENTATIONS if load_numba_module("recurrent_numba") is not None else ("numpy",)
 
 
-def lstm_forward_stepper(like, b, impl=None):
-    """step(a, gi, t, c_prev, c, tc, h): lstm_forward_step for every step of one sequence, whose arrays
-    are like `like` (dtype, device; its last axis the gates' width 4H), with the kernel chosen once: choosing it on every call cost
-    12-18 us a step (bench/results/microbench-session8.md)."""
+def _step_setup(like, b, impl):
+    """(xp, the Numba module or None, the hidden bias for the Numba kernels: b, or zeros for None) of
+    a sequence whose arrays are like `like` (its last axis the gates' width)."""
     xp = backend.xp_of(like)
     kernels = _numba_kernels(like, impl)
+    bias = b if b is not None or kernels is None else xp.zeros(like.shape[-1], like.dtype)
+    return xp, kernels, bias
+
+
+def lstm_forward_stepper(like, b, impl=None):
+    """step(a, gi, t, c_prev, c, tc, h): lstm_forward_step for every step of one sequence, whose arrays
+    are like `like` (dtype, device; its last axis 4H), with the kernel chosen once: choosing it on every
+    call cost 12-18 us a step (bench/results/microbench-session8.md)."""
+    xp, kernels, bias = _step_setup(like, b, impl)
     if kernels is None:
         return lambda a, gi, t, c_prev, c, tc, h: _lstm_step_numpy(xp, a, gi, t, b, c_prev, c, tc, h)
-    bias = xp.zeros(like.shape[-1], like.dtype) if b is None else b
     if like.dtype == np.float32:
         step = kernels.lstm_step32
         width = like.shape[-1]
@@ -79,11 +86,9 @@ def _lstm_step_numpy(xp, a, gi, t, b, c_prev, c, tc, h):
 def gru_forward_stepper(like, b, impl=None, keep=True, scratch=None):
     """step(a, gh, gi, t, gh_n, h_prev, h): gru_forward_step for every step of one sequence, whose
     arrays are like `like` (its last axis 3H), with the kernel chosen once (as lstm_forward_stepper)."""
-    xp = backend.xp_of(like)
-    kernels = _numba_kernels(like, impl)
+    xp, kernels, bias = _step_setup(like, b, impl)
     if kernels is None:
         return lambda a, gh, gi, t, gh_n, h_prev, h: _gru_step_numpy(xp, a, gh, gi, t, b, gh_n, h_prev, h)
-    bias = xp.zeros(like.shape[-1], like.dtype) if b is None else b
     if like.dtype == np.float32:
         if keep:
             kept = kernels.gru_step32_kept

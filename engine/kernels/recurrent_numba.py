@@ -187,6 +187,16 @@ def gru_state(a, n, h_prev, h):
 # backward kernels do; what a later loop needs from an earlier one is formed again where that is
 # cheaper than reading it back.
 
+@numba.njit(inline="always", **FAST)
+def _gru_unit(x, g, b, hp, hidden, j):
+    """Unit j's new state from its row's projected input x (3H), hidden product g (3H), bias b (3H)
+    and previous state hp."""
+    reset = sigmoid32(x[j] + g[j] + b[j])
+    update = sigmoid32(x[hidden + j] + g[hidden + j] + b[hidden + j])
+    n = tanh32(x[2 * hidden + j] + reset * (g[2 * hidden + j] + b[2 * hidden + j]))
+    return n + update * (hp[j] - n)
+
+
 @numba.njit(cache=True, **FAST)
 def gru_step32(gh, gi, t, b, h_prev, h):
     """h <- step t of a GRU from gh = h_prev w (B, 3H), gi (B, T, 3H), the bias b (3H,): nothing kept."""
@@ -194,10 +204,7 @@ def gru_step32(gh, gi, t, b, h_prev, h):
     for r in range(batch):
         g, x, hp, hn = gh[r], gi[r, t], h_prev[r], h[r]
         for j in range(hidden):
-            reset = sigmoid32(x[j] + g[j] + b[j])
-            update = sigmoid32(x[hidden + j] + g[hidden + j] + b[hidden + j])
-            n = tanh32(x[2 * hidden + j] + reset * (g[2 * hidden + j] + b[2 * hidden + j]))
-            hn[j] = n + update * (hp[j] - n)
+            hn[j] = _gru_unit(x, g, b, hp, hidden, j)
 
 
 @numba.njit(cache=True, **FAST)
@@ -215,10 +222,7 @@ def gru_step32_projected(gh, x, t, w_ih, b_ih, b, h_prev, h, row):
             for j in range(3 * hidden):
                 row[j] = row[j] + feature * weights[j]
         for j in range(hidden):
-            reset = sigmoid32(row[j] + g[j] + b[j])
-            update = sigmoid32(row[hidden + j] + g[hidden + j] + b[hidden + j])
-            n = tanh32(row[2 * hidden + j] + reset * (g[2 * hidden + j] + b[2 * hidden + j]))
-            hn[j] = n + update * (hp[j] - n)
+            hn[j] = _gru_unit(row, g, b, hp, hidden, j)
 
 
 @numba.njit(cache=True, **FAST)
