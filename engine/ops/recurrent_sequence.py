@@ -23,14 +23,13 @@ class _SequenceOp(Function):
         self.impl = impl
         self.with_outputs = outputs
 
-    def _outputs_gradient(self, grads, last_state):
+    def _outputs_gradient(self, grads, hs):
         """(g_out, the final states' gradients) from backward's arguments: without the outputs among
-        the op's results, g_out is zeros (B, T, H) shaped like the states kept for every step."""
+        the op's results, g_out is zeros (B, T, H), shaped from the states hs (T + 1, B, H)."""
         if self.with_outputs:
             return grads[0], grads[1:]
-        steps, batch, hidden = last_state.shape[0] - 1, last_state.shape[1], last_state.shape[2]
-        g_out = backend.xp_of(last_state).zeros((batch, steps, hidden), last_state.dtype)
-        return g_out, grads
+        steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+        return backend.xp_of(hs).zeros((batch, steps, hidden), hs.dtype), grads
 
     def _results(self, xp, hs, *finals):
         """The op's results: the outputs (B, T, H) from the states hs (T + 1, B, H) when wanted, then the final states."""
