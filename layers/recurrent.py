@@ -293,7 +293,7 @@ class _RecurrentLayer(Module):
 
 class GRU(_RecurrentLayer):
     """GRU(n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0, hh_init='uniform');
-    call gru(x, h0=None) -> (out, h_n).
+    call gru(x, h0=None) -> (out, h_n); gru(x, h0, outputs=False) -> (None, h_n).
 
     x (B, T, n_in); h0 and h_n (num_layers, B, H); dropout acts between stacked layers;
     hh_init='orthogonal' starts each recurrent weight as a random orthogonal matrix.
@@ -325,7 +325,8 @@ class GRU(_RecurrentLayer):
 
 class LSTM(_RecurrentLayer):
     """LSTM(n_in, hidden, num_layers=1, hh_bias=True, dropout=0.0, forget_bias=0.0);
-    call lstm(x, (h0, c0)=None) -> (out, (h_n, c_n)), each state (num_layers, B, H).
+    call lstm(x, (h0, c0)=None) -> (out, (h_n, c_n)), each state (num_layers, B, H); outputs=False
+    gives (None, (h_n, c_n)).
     """
 
     cell_class = LSTMCell
