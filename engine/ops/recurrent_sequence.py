@@ -153,19 +153,19 @@ class GRUSequence(_SequenceOp):
         gh_n = self._workspace((kept, batch, hidden), gi)            # the hidden part of n's input
         hs = self._workspace((steps + 1, batch, hidden), gi)
         gh = buffers.take((batch, width), gi.dtype, like=gi)
-        scratch = buffers.take((batch, width), gi.dtype, like=gi)
         hs[0] = h0
         if step_projects is not None:
             for t in range(steps):
                 product.step(t, hs[t], gh)
                 step_projects(gh, t, hs[t], hs[t + 1])
         else:
+            scratch = buffers.take((batch, width), gi.dtype, like=gi)   # for the float64 Numba step
             gate_step = kernels.gru_forward_stepper(gi, b, self.impl, keep=self.recording, scratch=scratch)
             for t in range(steps):
                 product.step(t, hs[t], gh)
                 gate_step(gates[at(t)], gh, gi, t, gh_n[at(t)], hs[t], hs[t + 1])
+            buffers.give_back(scratch)
         buffers.give_back(gh)
-        buffers.give_back(scratch)
         self.gates, self.gh_n, self.hs = gates, gh_n, hs
         self.has_bias = b is not None
         return self._results(xp, hs, hs[steps].copy())
