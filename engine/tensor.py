@@ -158,6 +158,7 @@ class Tensor:
         counter = 1
         done = []
         anomaly = state.anomaly
+        plain = not anomaly and not state.function_hooks
         while heap:
             f = heapq.heappop(heap)[2]
             if f.inputs is None:
@@ -167,7 +168,12 @@ class Tensor:
             gys = _output_grads(f, grads)
             if gys is None:
                 continue
-            gxs = _run_backward(f, gys, anomaly)
+            if plain:       # no hook or check to run around it: call backward directly
+                gxs = f.backward(*gys)
+                if not isinstance(gxs, tuple):
+                    gxs = (gxs,)
+            else:
+                gxs = _run_backward(f, gys, anomaly)
             for x, gx in zip(f.inputs, gxs):
                 if gx is None or not x.requires_grad:
                     continue
@@ -199,6 +205,16 @@ class Tensor:
 def _output_grads(function, grads):
     """The gradients of `function`'s outputs, popped from `grads` (zeros for an output without one);
     None when no output received a gradient. Hooks and retain_grad see each gradient here."""
+    if len(function.outputs) == 1:     # most ops: no list to build, no zeros to fill in
+        out = function.outputs[0]()
+        g = None if out is None else grads.pop(id(out), None)
+        if g is None:
+            return None
+        if out._hooks:
+            g = out._apply_hooks(g)
+        if out._retain:
+            out.grad = g if out.grad is None else out.grad + g
+        return (g,)
     gys = []
     any_grad = False
     for ref, (shape, dtype) in zip(function.outputs, function.output_meta):

@@ -50,6 +50,8 @@ def env_flag(name):
 
 def numba_disabled():
     """True when COMPACTNET_DISABLE_NUMBA is 1/true/yes/on: every kernel family then runs NumPy."""
+    if not _environment_value(DISABLE_NUMBA_VARIABLE):     # unset, the usual case: nothing to parse
+        return False
     return env_flag(DISABLE_NUMBA_VARIABLE)
 
 

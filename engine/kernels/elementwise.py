@@ -1,19 +1,24 @@
 """Elementwise helpers on raw NumPy/CuPy arrays, shared by the ops and the kernels."""
 import numpy as np
 
-from .. import backend
 from . import load_numba_module
 
 _NUMBA_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def elementwise_kernels(*arrays):
-    """The Numba module elementwise_numba when every array is a C-contiguous float32/float64 CPU array
-    (its kernels walk them flat), else None: the caller runs NumPy (or CuPy)."""
+def numba_float_arrays(*arrays):
+    """Whether every array is a C-contiguous float32/float64 NumPy array, what the flat Numba kernels
+    take. (type(a) is np.ndarray also turns away CuPy arrays, and ndarray subclasses, which run NumPy.)"""
     for a in arrays:
-        if a.dtype not in _NUMBA_FLOATS or backend.is_gpu_array(a) or not a.flags.c_contiguous:
-            return None
-    return load_numba_module("elementwise_numba")
+        if type(a) is not np.ndarray or a.dtype not in _NUMBA_FLOATS or not a.flags.c_contiguous:
+            return False
+    return True
+
+
+def elementwise_kernels(*arrays):
+    """The Numba module elementwise_numba when numba_float_arrays(*arrays) (its kernels walk them flat),
+    else None: the caller runs NumPy (or CuPy)."""
+    return load_numba_module("elementwise_numba") if numba_float_arrays(*arrays) else None
 
 
 def sigmoid_into(xp, x, out):

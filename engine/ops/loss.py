@@ -1,6 +1,10 @@
 """Losses: cross-entropy on integer labels, mean squared error, knowledge distillation."""
+import numpy as np
+
 from .. import backend
 from ..function import Function
+from ..kernels import load_numba_module
+from ..kernels.elementwise import numba_float_arrays
 from ..tensor import Tensor, as_tensor
 from ..grad_mode import no_grad
 from .activation import log_softmax, log_softmax_array
@@ -22,18 +26,17 @@ class CrossEntropy(Function):
         self.labels, self.reduction, self.ignore_index = labels, reduction, ignore_index
 
     def forward(self, logits):
-        xp = backend.xp_of(logits)
         c = logits.shape[-1]
         flat = logits.reshape(-1, c)
         labels = self.labels.reshape(-1)
         valid = labels != self.ignore_index if self.ignore_index is not None else None
-        safe = labels if valid is None else xp.where(valid, labels, 0)
+        safe = labels if valid is None else backend.xp_of(logits).where(valid, labels, 0)
+        self.kernels = _numba_kernels(flat, safe)
         if self.recording:
-            logp = log_softmax_array(flat, axis=1)
+            logp, picked = _log_softmax_picked(flat, safe, self.kernels)
             self.logp, self.safe, self.valid = logp, safe, valid
-            picked = -logp[xp.arange(len(safe)), safe]
         else:       # backward cannot run: only the picked entries are needed, never the whole logp
-            picked = -picked_log_probabilities(flat, safe)
+            picked = picked_log_probabilities(flat, safe, self.kernels)
         if valid is not None:
             picked = picked * valid
         self.count = int(valid.sum()) if valid is not None else len(safe)
@@ -46,6 +49,11 @@ class CrossEntropy(Function):
 
     def backward(self, gy):
         xp = backend.xp_of(gy)
+        if self.kernels is not None and self.valid is None and self.reduction != "none":
+            scale = gy if self.reduction == "sum" else gy / max(self.count, 1)
+            g = np.exp(self.logp)
+            self.kernels.subtract_onehot_and_scale(g, self.safe, self.logp.dtype.type(scale))
+            return g.reshape(self.labels.shape + (g.shape[-1],))
         g = xp.exp(self.logp)
         g[xp.arange(len(self.safe)), self.safe] -= 1
         if self.reduction == "none":
@@ -60,18 +68,48 @@ class CrossEntropy(Function):
         return g.reshape(self.labels.shape + (g.shape[-1],)).astype(self.logp.dtype, copy=False)
 
 
-def picked_log_probabilities(flat, labels):
-    """log softmax(flat)[i, labels[i]] for logits (N, C), formed NO_GRAD_BLOCK_ELEMENTS at a time."""
+def _log_softmax_picked(flat, labels, kernels):
+    """(log_softmax(flat), -log p of each row's label) for logits (N, C) and labels (N,): two Numba passes
+    around NumPy's exp when `kernels` (cross_entropy_numba) is given, else NumPy's (or CuPy's) calls."""
+    if kernels is not None:
+        logp, picked = np.empty_like(flat), np.empty(len(labels), dtype=flat.dtype)
+        kernels.shift_by_row_max(flat, logp)
+        exps = np.exp(logp)
+        kernels.log_softmax_from_exp(logp, exps, labels, picked)
+        return logp, picked
+    logp = log_softmax_array(flat, axis=1)
+    return logp, -logp[backend.xp_of(flat).arange(len(labels)), labels]
+
+
+def picked_log_probabilities(flat, labels, kernels=None):
+    """-log softmax(flat)[i, labels[i]] for logits (N, C), formed NO_GRAD_BLOCK_ELEMENTS at a time."""
     xp = backend.xp_of(flat)
     rows = max(1, NO_GRAD_BLOCK_ELEMENTS // max(flat.shape[1], 1))
     picked = None
     for start in range(0, len(labels), rows):
         stop = min(start + rows, len(labels))
-        logp = log_softmax_array(flat[start:stop], axis=1)
+        _, block = _log_softmax_picked(flat[start:stop], labels[start:stop], kernels)
         if picked is None:      # log-softmax's dtype: integer logits give floating log-probabilities
-            picked = xp.empty(len(labels), dtype=logp.dtype)
-        picked[start:stop] = logp[xp.arange(stop - start), labels[start:stop]]
+            picked = xp.empty(len(labels), dtype=block.dtype)
+        picked[start:stop] = block
     return picked
+
+
+def _numba_kernels(flat, labels):
+    """The cross_entropy_numba module when the logits are a C-contiguous float32/float64 NumPy array
+    and the labels a NumPy integer array, else None (NumPy or CuPy runs)."""
+    if not numba_float_arrays(flat) or type(labels) is not np.ndarray or labels.dtype.kind not in "iu":
+        return None
+    return load_numba_module("cross_entropy_numba")
+
+
+def _labels_in_range(labels, classes):
+    """Whether every label lies in [0, classes): one Numba pass on NumPy integers, else min and max."""
+    if type(labels) is np.ndarray and labels.dtype.kind in "iu":
+        kernels = load_numba_module("cross_entropy_numba")
+        if kernels is not None:
+            return kernels.labels_in_range(labels.reshape(-1), classes)
+    return int(labels.min()) >= 0 and int(labels.max()) < classes
 
 
 def cross_entropy(logits, labels, reduction="mean", ignore_index=None):
@@ -95,7 +133,7 @@ def cross_entropy(logits, labels, reduction="mean", ignore_index=None):
         raise ValueError("cross_entropy: empty batch (no labels)")
     c = logits.shape[-1]
     check = labels if ignore_index is None else labels[labels != ignore_index]
-    if check.size and (int(check.min()) < 0 or int(check.max()) >= c):
+    if check.size and not _labels_in_range(check, c):
         raise ValueError(
             f"cross_entropy: labels must lie in [0, {c}) for {c} classes, "
             f"got values in [{int(check.min())}, {int(check.max())}]")

@@ -6,7 +6,7 @@ from ..grad_mode import no_grad
 from ..function import Function
 from ..tensor import Tensor, as_tensor
 from ..kernels.elementwise import elementwise_kernels, sigmoid_into
-from .broadcasting import sum_to, cast_like
+from .broadcasting import sum_to, cast_like, column_sums
 
 
 class _Binary(Function):
@@ -348,7 +348,7 @@ class Linear(Function):
         if needs[1]:
             gw = x.reshape(-1, x.shape[-1]).T @ gy.reshape(-1, gy.shape[-1])
         if len(needs) > 2 and needs[2]:
-            gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0)
+            gb = column_sums(gy.reshape(-1, gy.shape[-1]))
         return (gx, gw, gb) if len(needs) > 2 else (gx, gw)
 
 

@@ -10,6 +10,7 @@ from .. import backend, buffers
 from ..function import Function
 from ..kernels import recurrent as kernels
 from ..tensor import Tensor, as_tensor
+from .broadcasting import column_sums
 from .recurrent_product import hidden_product
 
 
@@ -110,7 +111,7 @@ class LSTMSequence(_SequenceOp):
             kernels.lstm_backward_step(g_out, t, dh, dc, acts[t], tcs[t], cs[t], g_pre, self.impl)
             product.step_backward(t, g_pre[:, t], dh)
         g_weights = product.weight_grads(hs[:steps], g_pre, needs[4:])
-        g_b = g_pre.reshape(steps * batch, width).sum(axis=0) if self.has_bias and needs[1] else None
+        g_b = column_sums(g_pre.reshape(steps * batch, width)) if self.has_bias and needs[1] else None
         if not needs[0]:
             buffers.give_back(g_pre)
         product.release()
@@ -187,7 +188,7 @@ class GRUSequence(_SequenceOp):
             dh += through
         first = 5 if self.projects else 3                            # where the hidden weights start
         g_weights = product.weight_grads(hs[:steps], g_gh, needs[first:])
-        g_b = g_gh.reshape(steps * batch, width).sum(axis=0) if self.has_bias and needs[1] else None
+        g_b = column_sums(g_gh.reshape(steps * batch, width)) if self.has_bias and needs[1] else None
         g_inputs = (g_gi if needs[0] else None,)
         if self.projects:
             g_inputs = _projection_grads(self.x, self.w_ih, self.has_ih_bias, g_gi, needs)
@@ -213,7 +214,7 @@ def _projection_grads(x, w_ih, has_bias, g_gi, needs):
     rows = g_gi.reshape(batch * steps, w_ih.shape[1])
     g_x = (rows @ w_ih.T).reshape(x.shape) if needs[0] else None
     g_w = x.reshape(batch * steps, n_in).T @ rows if needs[3] else None
-    g_b = rows.sum(axis=0) if has_bias and needs[4] else None
+    g_b = column_sums(rows) if has_bias and needs[4] else None
     return g_x, g_w, g_b
 
 

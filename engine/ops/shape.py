@@ -236,8 +236,12 @@ def squeeze(x, axis=None):
 
 
 def flatten(x, start_axis=1):
+    """x with every axis from start_axis on merged into one; x itself when that is already its last
+    axis (as torch.flatten returns its input), so an MLP's Flatten adds no op to the graph."""
     x = as_tensor(x)
     start_axis = normalize_axis(start_axis, max(x.ndim, 1), "flatten")
+    if x.ndim == start_axis + 1 and x.size:     # (an empty array goes through reshape, which may refuse it)
+        return x
     return Reshape(x.shape[:start_axis] + (-1,))(x)
 
 

@@ -45,13 +45,13 @@ def test_cross_entropy_without_a_graph_works_in_row_blocks_with_the_same_values(
     logits = rng.standard_normal((5, 7, 4)) * 3
     labels = rng.integers(0, 4, (5, 7))
     shapes = []
-    whole_rows = loss_module.log_softmax_array
+    whole_rows = loss_module._log_softmax_picked
 
-    def recorded(x, axis):
+    def recorded(x, labels, kernels):
         shapes.append(x.shape)
-        return whole_rows(x, axis)
+        return whole_rows(x, labels, kernels)
     monkeypatch.setattr(loss_module, "NO_GRAD_BLOCK_ELEMENTS", 9)     # 2 rows of 4 classes; 35 rows in all
-    monkeypatch.setattr(loss_module, "log_softmax_array", recorded)
+    monkeypatch.setattr(loss_module, "_log_softmax_picked", recorded)
     for reduction in ("none", "sum", "mean"):
         recording = leaf(logits)
         graph = F.cross_entropy(recording, labels, reduction=reduction, ignore_index=ignore_index)
