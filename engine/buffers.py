@@ -36,6 +36,11 @@ DEFAULT_MAX_BYTES = 256 << 20
 # glibc serves small blocks from its heap without fresh pages anyway.
 LEND_MIN_BYTES = 1 << 20
 
+# Arrays smaller than this are neither kept nor looked up: the pool's bookkeeping (a lock, a keyed
+# lookup) costs a few microseconds a call, which a batch-1 convolution paid four times for patches
+# and products of 13-128 KB, and glibc serves such blocks from its heap without fresh pages.
+POOL_MIN_BYTES = 1 << 18
+
 POOLED_DEVICES = ("cpu",)
 
 
@@ -66,7 +71,8 @@ class BufferPool:
         one given back earlier when there is one, else a new one. The caller owns it."""
         shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
         device = backend.device_of(like)
-        if device in POOLED_DEVICES and not pool_disabled():
+        if (device in POOLED_DEVICES and math.prod(shape) * dtype.itemsize >= POOL_MIN_BYTES
+                and not pool_disabled()):
             key = (shape, dtype.str, device)
             with self._lock:
                 free = self._free.get(key)
@@ -82,7 +88,8 @@ class BufferPool:
         """Keep `array` for a later take(). The caller promises that nothing still refers to it
         (no view, no result); arrays that cannot be reused whole (views, GPU arrays, arrays
         larger than the bound) are left alone."""
-        if array is None or pool_disabled() or not isinstance(array, np.ndarray):
+        if array is None or not isinstance(array, np.ndarray) or array.nbytes < POOL_MIN_BYTES \
+                or pool_disabled():
             return
         if array.base is not None or not array.flags.c_contiguous or array.nbytes > self.max_bytes:
             return

@@ -40,6 +40,8 @@ def env_flag(name):
     """The boolean environment variable `name`: 1/true/yes/on (any case) is True, 0/false/no/off or
     unset/empty is False; any other value is a ValueError naming the variable and the value."""
     raw = _environment_value(name)
+    if not raw:         # unset, the usual case: nothing to parse
+        return False
     value = raw.strip().lower()
     if value in _TRUE:
         return True
@@ -50,8 +52,6 @@ def env_flag(name):
 
 def numba_disabled():
     """True when COMPACTNET_DISABLE_NUMBA is 1/true/yes/on: every kernel family then runs NumPy."""
-    if not _environment_value(DISABLE_NUMBA_VARIABLE):     # unset, the usual case: nothing to parse
-        return False
     return env_flag(DISABLE_NUMBA_VARIABLE)
 
 

@@ -30,9 +30,10 @@ def forward_product(request, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def empty_pool(monkeypatch):
-    """An empty pool around each test, and every result lent from it however small, so the conv,
-    pool and LeNet-5 tests below check lending too."""
+    """An empty pool around each test, every array kept and every result lent however small, so the
+    small arrays of the tests below go through the pool as large ones do."""
     monkeypatch.setattr(buffers, "LEND_MIN_BYTES", 0)
+    monkeypatch.setattr(buffers, "POOL_MIN_BYTES", 0)
     buffers.clear()
     yield
     buffers.clear()
@@ -94,6 +95,17 @@ def test_views_oversized_and_twice_given_arrays_are_not_kept():
     assert pool.held_bytes == base.nbytes
     assert pool.take((10, 10), np.uint8, like) is base
     assert pool.take((10, 10), np.uint8, like) is not base
+
+
+def test_arrays_under_the_size_floor_bypass_the_pool(monkeypatch):
+    monkeypatch.setattr(buffers, "POOL_MIN_BYTES", 1024)
+    pool = buffers.BufferPool(1 << 20)
+    like = np.zeros(1)
+    small, large = pool.take((255,), np.float32, like), pool.take((256,), np.float32, like)
+    pool.give_back(small)
+    assert pool.held_bytes == 0 and pool.take((255,), np.float32, like) is not small
+    pool.give_back(large)
+    assert pool.held_bytes == 1024 and pool.take((256,), np.float32, like) is large
 
 
 def test_clear_empties_the_pool():
