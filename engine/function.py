@@ -1,9 +1,6 @@
 """Function: one differentiable operation; forward and backward work on raw arrays."""
 import weakref
 
-import numpy as np
-
-from . import backend
 from .anomaly import check_finite
 from .grad_mode import state
 from .tensor import Tensor
@@ -50,7 +47,7 @@ class Function:
             ys = (ys,)
         if state.anomaly:
             check_finite(self, ys, "forward", [t.data for t in tensors])
-        outputs = [_output_tensor(y, record) for y in ys]
+        outputs = [Tensor.wrap(y, record) for y in ys]
         if record:
             needs, generation = [], 0
             for t in tensors:
@@ -79,14 +76,3 @@ class Function:
 
     def backward(self, *gys):
         raise NotImplementedError
-
-
-def _output_tensor(y, requires_grad):
-    """Tensor(y, requires_grad) for an op's output; a NumPy array of a floating dtype (the usual case)
-    is wrapped without Tensor.__init__'s conversions and checks."""
-    if type(y) is np.ndarray and y.dtype.kind == "f":
-        t = Tensor.__new__(Tensor)
-        t.data, t.grad, t.requires_grad, t.creator = y, None, requires_grad, None
-        t.generation, t.name, t._hooks, t._retain = 0, None, None, False
-        return t
-    return Tensor(y, requires_grad=requires_grad)

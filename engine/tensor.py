@@ -35,6 +35,17 @@ class Tensor:
         self._hooks = None
         self._retain = False
 
+    @classmethod
+    def wrap(cls, data, requires_grad=False):
+        """Tensor(data, requires_grad) for an op's output: a NumPy array of a floating dtype (the usual
+        case) is taken as it is, without __init__'s conversions and checks (every op makes one)."""
+        if type(data) is not np.ndarray or data.dtype.kind != "f":
+            return cls(data, requires_grad=requires_grad)
+        t = cls.__new__(cls)
+        t.data, t.grad, t.requires_grad, t.creator = data, None, bool(requires_grad), None
+        t.generation, t.name, t._hooks, t._retain = 0, None, None, False
+        return t
+
     # ---- array facts -------------------------------------------------
     @property
     def shape(self):
