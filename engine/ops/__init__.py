@@ -10,6 +10,7 @@ from .activation import softmax, log_softmax
 from .loss import cross_entropy, mse_loss, distillation_loss
 from .nn import dropout, embedding
 from .conv import conv2d, conv2d_pointwise
+from .low_rank import low_rank_linear
 from .pool import max_pool2d, avg_pool2d
 from .recurrent import gru_gates, lstm_gates, unstack
 from .recurrent_sequence import gru_sequence, lstm_sequence

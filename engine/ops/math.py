@@ -330,15 +330,7 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        if b is not None and x.ndim >= 2 and bias_rides_in_product(x.shape[-1], w.shape[-1]):
-            x_ones, w_bias = _with_ones_column(x, w, b)
-            y = fold_matmul(x_ones, w_bias)
-            buffers.give_back(x_ones)
-            return y
-        y = fold_matmul(x, w)
-        if b is not None:
-            y += b
-        return y
+        return linear_forward(x, w, b)
 
     def backward(self, gy):
         x, w = self.x, self.w
@@ -350,6 +342,19 @@ class Linear(Function):
         if len(needs) > 2 and needs[2]:
             gb = column_sums(gy.reshape(-1, gy.shape[-1]))
         return (gx, gw, gb) if len(needs) > 2 else (gx, gw)
+
+
+def linear_forward(x, w, b=None):
+    """x @ w (+ b) on raw arrays, the bias in the product when bias_rides_in_product says so."""
+    if b is not None and x.ndim >= 2 and bias_rides_in_product(x.shape[-1], w.shape[-1]):
+        x_ones, w_bias = _with_ones_column(x, w, b)
+        y = fold_matmul(x_ones, w_bias)
+        buffers.give_back(x_ones)
+        return y
+    y = fold_matmul(x, w)
+    if b is not None:
+        y += b
+    return y
 
 
 def bias_rides_in_product(n_in, n_out):

@@ -99,6 +99,8 @@ CASES = {
     "max_pool2d": (_normal((1, 2, 4, 4)), lambda xp, x: F.max_pool2d(x, 2)),
     "avg_pool2d": (_normal((1, 2, 4, 4)), lambda xp, x: F.avg_pool2d(x, 2, stride=1, padding=1)),
     "linear": (_normal(MATRIX, (4, 2), (2,)), lambda xp, x, w, b: F.linear(x, w, b)),
+    "low_rank_linear": (_normal(MATRIX, (4, 2), (2, 3), (3,)),
+                        lambda xp, x, u, v, b: F.low_rank_linear(x, u, v, b)),
     "gru_gates": (_normal((2, 9), (2, 3), (2, 9)), lambda xp, gi, h, gh: F.gru_gates(gi, h, gh)),
     "lstm_gates": (_normal((2, 12), (2, 3), (2, 12)), lambda xp, gi, c, gh: _joined(F.lstm_gates(gi, c, gh))),
     "gru_sequence": (_normal((2, 3, 9), (3, 9), (9,), (2, 3)),

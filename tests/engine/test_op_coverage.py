@@ -12,7 +12,7 @@ PROMISED_OPS = [
     "swapaxes", "broadcast_to", "expand_dims", "squeeze", "flatten", "getitem", "concat", "stack", "split",
     "pad", "sum", "mean", "max", "min", "softmax", "log_softmax", "cross_entropy", "mse_loss", "dropout",
     "embedding", "conv2d", "max_pool2d", "avg_pool2d", "linear", "gru_gates", "lstm_gates", "unstack",
-    "gru_sequence", "lstm_sequence", "distillation_loss",
+    "gru_sequence", "lstm_sequence", "distillation_loss", "low_rank_linear",
 ]
 HERE = pathlib.Path(__file__).parent
 # getitem is reached through t[index]
