@@ -2,7 +2,7 @@
 from ..function import Function
 from ..tensor import as_tensor
 from .broadcasting import column_sums
-from .math import fold_matmul, linear_forward
+from .math import fold_matmul, linear_forward, weight_gradient
 
 
 class LowRankLinear(Function):
@@ -18,14 +18,13 @@ class LowRankLinear(Function):
     def backward(self, gy):
         x, u, v, middle = self.x, self.u, self.v, self.middle
         needs = self.needs_input_grad
-        gy_rows = gy.reshape(-1, gy.shape[-1])
-        gv = middle.reshape(-1, middle.shape[-1]).T @ gy_rows if needs[2] else None
-        gb = column_sums(gy_rows) if len(needs) > 3 and needs[3] else None
+        gv = weight_gradient(middle, gy) if needs[2] else None
+        gb = column_sums(gy.reshape(-1, gy.shape[-1])) if len(needs) > 3 and needs[3] else None
         gx = gu = None
         if needs[0] or needs[1]:
             g_middle = fold_matmul(gy, v.T)
             if needs[1]:
-                gu = x.reshape(-1, x.shape[-1]).T @ g_middle.reshape(-1, g_middle.shape[-1])
+                gu = weight_gradient(x, g_middle)
             if needs[0]:
                 gx = fold_matmul(g_middle, u.T)
         return (gx, gu, gv, gb) if len(needs) > 3 else (gx, gu, gv)

@@ -298,7 +298,7 @@ class MatMul(Function):
         if nb:
             if b2.ndim == 2 and a2.ndim > 2:
                 # fold the batch axes into rows: one large GEMM instead of many small ones
-                gb = a2.reshape(-1, a2.shape[-1]).T @ gy.reshape(-1, gy.shape[-1])
+                gb = weight_gradient(a2, gy)
             else:
                 gb = sum_to(xp.swapaxes(a2, -1, -2) @ gy, b2.shape)
             gb = gb.reshape(b.shape)
@@ -325,6 +325,12 @@ def fold_matmul(a, b):
     return out.reshape(a.shape[:-1] + (b.shape[-1],))
 
 
+def weight_gradient(x, gy):
+    """The (n, m) gradient of a weight applied as x @ w: x (..., n) and gy (..., m) over the same leading
+    axes, their rows folded so one GEMM sums the outer products (Linear, matmul, low_rank_linear)."""
+    return x.reshape(-1, x.shape[-1]).T @ gy.reshape(-1, gy.shape[-1])
+
+
 class Linear(Function):
     """x @ w (+ b): the dense layer's product, leading batch axes of x folded into one GEMM."""
 
@@ -338,7 +344,7 @@ class Linear(Function):
         gx = fold_matmul(gy, w.T) if needs[0] else None
         gw = gb = None
         if needs[1]:
-            gw = x.reshape(-1, x.shape[-1]).T @ gy.reshape(-1, gy.shape[-1])
+            gw = weight_gradient(x, gy)
         if len(needs) > 2 and needs[2]:
             gb = column_sums(gy.reshape(-1, gy.shape[-1]))
         return (gx, gw, gb) if len(needs) > 2 else (gx, gw)
