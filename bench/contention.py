@@ -23,7 +23,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402
 from bench.report_files import package_version, publish, run_stamp  # noqa: E402
+from bench.timing import machine_description, usable_cores  # noqa: E402
 
 MODELS = ("lenet300", "lenet5")      # in the order of bench.speed.lenet_step_specs()
 FRAMEWORKS = ("ours", "torch")
@@ -49,11 +49,6 @@ while time.monotonic() < deadline and os.getppid() == parent:
     for _ in range(20000):
         pass
 """
-
-
-def cores():
-    """CPUs this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # ---------------------------------------------------------------- one setting, in its own process
@@ -159,7 +154,7 @@ def stop_busy(processes):
 
 
 def _settings():
-    return ["default"] + list(range(1, cores() + 1))
+    return ["default"] + list(range(1, usable_cores() + 1))
 
 
 def run_level(busy, args, torch_present):
@@ -321,7 +316,7 @@ def main(argv=None):
     torch_present = importlib.util.find_spec("torch") is not None
     load_before = os.getloadavg()[0]
     results = [r for busy in args.loads for r in run_level(busy, args, torch_present)]
-    meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {cores()} cores".strip(),
+    meta = {"machine": machine_description(),
             "load_before": load_before, "load_after": os.getloadavg()[0], "repeats": args.repeats,
             "rounds": args.rounds, "min_time": args.min_time,
             "numba": package_version("numba"), "torch": package_version("torch") if torch_present else "missing",

@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.structured_floor import wavelet_floor  # noqa: E402
-from bench.timing import pin_threads  # noqa: E402
+from bench.timing import machine_description, pin_threads  # noqa: E402
 
 
 def top_level(model):
@@ -463,7 +463,7 @@ def main(argv=None):
         print(f"{name}: done", flush=True)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "batch": args.batch, "threads": args.threads, "repeats": args.repeats, "cores": os.cpu_count(),
-            "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}
+            "machine": machine_description(), "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "layer_times")
     with open(stem + ".json", "w", encoding="utf-8") as fh:
@@ -471,7 +471,7 @@ def main(argv=None):
     text = "\n\n".join([table(rows)] + [layer_table(n, r) for n, r in rows])
     with open(stem + ".md", "w", encoding="utf-8") as fh:
         fh.write(f"# Inference time per layer ({meta['date']}, batch {args.batch}, {args.threads} thread(s), "
-                 f"median of {args.repeats})\n\n{meta['cores']} cores; 1-minute load average {load_before:.2f} "
+                 f"median of {args.repeats})\n\n{meta['machine']}; 1-minute load average {load_before:.2f} "
                  f"before, {meta['load_1min_after']:.2f} after.\n\n{text}\n")
     print(text)
     return 0

@@ -33,6 +33,7 @@ sys.path.insert(0, ROOT)
 
 from training.threads import THREAD_VARIABLES  # noqa: E402  (imports no NumPy)
 from bench.report_files import package_version, publish, run_stamp  # noqa: E402  (imports no NumPy)
+from bench.timing import machine_description  # noqa: E402  (imports NumPy only when called)
 
 MODELS = ("lenet5", "ptb_lstm")
 FRAMEWORKS = ("ours", "torch")
@@ -236,21 +237,6 @@ def _parse(argv):
     return args
 
 
-def machine():
-    """CPU model, usable cores and memory, from /proc where there is one."""
-    cpu, memory = platform.processor() or platform.machine(), ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-        with open("/proc/meminfo") as f:
-            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal"))
-        memory = f", {kib / MIB / MIB:.0f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores{memory}"
-
-
 def main(argv=None):
     args = _parse(argv)
     load_before = os.getloadavg()[0]
@@ -266,7 +252,7 @@ def main(argv=None):
                       f"{entry['seconds']:.0f} s"), file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    meta = {"machine": machine(), "load_before": load_before, "load_after": os.getloadavg()[0],
+    meta = {"machine": machine_description(), "load_before": load_before, "load_after": os.getloadavg()[0],
             "threads": args.threads, "python": platform.python_version(), "numpy": package_version("numpy"),
             "numba": package_version("numba"), "torch": package_version("torch"), "quick": args.quick,
             "labels": LABELS, **run_stamp("memory.py", argv)}

@@ -24,6 +24,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.timing import machine_description, usable_cores  # noqa: E402
+
 NETWORKS = {"10 Gb/s": (10e9 / 8, 25e-6), "100 Gb/s": (100e9 / 8, 3e-6)}
 PROJECTED_RANKS = (8, 64)
 
@@ -88,8 +90,7 @@ def worker(args):
 
 
 def measure(model, processes, args):
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = str(max(1, cores // processes))
+    threads = str(max(1, usable_cores() // processes))
     env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                NUMBA_NUM_THREADS=threads)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
@@ -150,7 +151,7 @@ def main(argv=None):
         args.batch, args.steps, args.warmup = 8, 3, 1
     load_before = os.getloadavg()[0]
     results = {model: (measure(model, 1, args), measure(model, 2, args)) for model in args.models.split(",")}
-    load = (f"Machine: {os.cpu_count()} cores; 1-minute load average {load_before:.2f} before, "
+    load = (f"Machine: {machine_description()}; 1-minute load average {load_before:.2f} before, "
             f"{os.getloadavg()[0]:.2f} after.")
     text = table(results) + "\n\n" + load
     print(text)

@@ -8,13 +8,12 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.timing import median_seconds, paired_median_seconds, pin_threads, rounds_median_seconds  # noqa: E402
+from bench.timing import machine_description, median_seconds, paired_median_seconds, pin_threads, rounds_median_seconds  # noqa: E402
 
 
 def _try_import(name):
@@ -75,6 +74,28 @@ def lenet_step_specs():
     ]
 
 
+def _bare_products(model, x, labels):
+    """The matrix products of a Dense-only model's train step, alone, in NumPy: each layer's forward
+    product, each weight gradient and each input gradient but the first layer's, on arrays of the
+    step's shapes. The time a step could not go under with NumPy's BLAS (issue 23's 'GEMM-only floor')."""
+    import numpy as np
+    weights = [m.weight.data for m in model.modules() if type(m).__name__ == "Dense"]
+    grad_out = np.zeros((x.shape[0], weights[-1].shape[1]), dtype=x.dtype)
+    grad_out[np.arange(x.shape[0]), labels] = 1
+
+    def products():
+        inputs = [x]
+        for w in weights[:-1]:
+            inputs.append(inputs[-1] @ w)
+        inputs[-1] @ weights[-1]
+        g = grad_out
+        for k in range(len(weights) - 1, -1, -1):
+            inputs[k].T @ g
+            if k:
+                g = g @ weights[k].T
+    return products
+
+
 def bench_mlp_and_cnn(torch, rows, repeats):
     import numpy as np
     import engine.ops as F
@@ -91,8 +112,16 @@ def bench_mlp_and_cnn(torch, rows, repeats):
             tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
             steps.append(_torch_train_step(
                 torch, tmodel, tx, lambda y, tl=tl: torch.nn.functional.cross_entropy(y, tl)))
-        ours, anchor = (rounds_median_seconds(steps, repeats=repeats) + [None])[:2]
+        # beside PyTorch, a Dense-only model's bare products: the floor its step cannot go under here
+        with_floor = torch is not None and all(
+            type(m).__name__ in ("Dense", "ReLU", "Flatten", "FeedForward") for m in model.modules())
+        if with_floor:
+            steps.append(_bare_products(model, x.reshape(len(x), -1), labels))
+        ours, anchor, *floor = rounds_median_seconds(steps, repeats=repeats) + [None]
         rows.append(_row(name, "engine", ours, "PyTorch CPU", anchor, "torch"))
+        if with_floor:
+            rows.append(_row(name.replace("train step", "train step's matrix products alone"), "NumPy products",
+                             floor[0], "PyTorch CPU", anchor, "torch"))
 
 
 def bench_inference(torch, rows, repeats):
@@ -258,6 +287,13 @@ def bench_compressed_layers(rows, repeats):
                                  "engine Dense(n, n)", t_dense, "engine"))
 
 
+def _torch_blas(torch):
+    """'; PyTorch BLAS: MKL' where PyTorch has MKL (its x86 wheels do), '' otherwise or without torch."""
+    if torch is None:
+        return ""
+    return "; PyTorch BLAS: MKL" if torch.backends.mkl.is_available() else "; PyTorch BLAS: not MKL"
+
+
 def _row(what, ours_label, ours, anchor_label, anchor, anchor_pkg):
     return {"what": what, "ours": ours_label, "ours_s": ours, "anchor": anchor_label,
             "anchor_s": anchor, "ratio": (ours / anchor) if anchor else None,
@@ -317,7 +353,7 @@ def main(argv=None):
             rows.append({"what": key, "ours": "not built", "ours_s": float("nan"), "anchor": "",
                          "anchor_s": None, "ratio": None, "note": f"skipped: {e}"})
         print(f"[{key}] {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    meta = {"machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+    meta = {"machine": machine_description() + _torch_blas(torch),
             "threads": args.threads, "load_1min": os.getloadavg()[0], "numba": getattr(numba, "__version__", "absent"),
             "torch": getattr(torch, "__version__", "absent"), "heap_retained": heap_retained,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -1,7 +1,57 @@
-"""Timing helpers for the benchmarks: thread pinning, warm-up, median of repeats."""
+"""Timing helpers for the benchmarks: the machine's description, thread pinning, warm-up, median of repeats."""
+import importlib
 import os
+import platform
 import statistics
 import time
+
+GIB = 1 << 30
+
+
+def _first_field(path, key):
+    """The value after 'key:' on the first line of /proc's `path` that starts with key, or None."""
+    try:
+        with open(path) as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith(key)), None)
+    except OSError:
+        return None
+
+
+def usable_cores():
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def blas_description():
+    """NumPy's BLAS as threadpoolctl reads it, e.g. 'openblas 0.3.31 (SkylakeX kernels)'; '' without
+    threadpoolctl. The kernels chosen for the CPU decide a product's speed as much as the CPU does."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ""
+    importlib.import_module("numpy")  # loads the BLAS that threadpool_info then finds
+    parts = []
+    for pool in threadpool_info():
+        if pool.get("user_api") != "blas":
+            continue
+        arch = f" ({pool['architecture']} kernels)" if pool.get("architecture") else ""
+        parts.append(f"{pool.get('internal_api', '?')} {pool.get('version') or ''}".strip() + arch)
+    return ", ".join(parts)
+
+
+def machine_description():
+    """CPU model, usable cores, memory and NumPy's BLAS, for a benchmark's record.
+
+    Ratios against an anchor move with the host: on the AMD EPYC of the seventh to ninth sessions
+    NumPy's OpenBLAS products ran faster than PyTorch's MKL ones, on the Intel Xeon of the tenth
+    slower, so each record names the CPU it ran on."""
+    cpu = _first_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
+    memory = _first_field("/proc/meminfo", "MemTotal")
+    text = f"{cpu}, {usable_cores()} cores"
+    if memory and memory.split()[0].isdigit():
+        text += f", {int(memory.split()[0]) * 1024 / GIB:.0f} GiB RAM"
+    blas = blas_description()
+    return text + (f"; NumPy BLAS: {blas}" if blas else "")
 
 
 def pin_threads(n):

@@ -14,7 +14,6 @@ of WINDOW_SECONDS. Writes two_core_probe.md and .json to --out (default bench/re
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.report_files import publish, run_stamp  # noqa: E402
+from bench.timing import machine_description  # noqa: E402
 
 # With both cores at work the step ran at 0.57-0.78 of its 1-thread time here, without them at
 # 0.85-1.18 (5th-95th percentiles; bench/results/two_core_probe-1654.md and two_core_probe.md).
@@ -104,7 +104,7 @@ def main(argv=None):
     load_before = os.getloadavg()[0]
     pairs = probe(2.0 if args.quick else args.seconds, args.sample_time)
     summary = summarise(pairs)
-    meta = {"machine": f"{platform.machine()} {os.cpu_count()} cores", "load_before": load_before,
+    meta = {"machine": machine_description(), "load_before": load_before,
             "sample_time": args.sample_time, **run_stamp("two_core_probe.py", argv)}
     publish(args, ROOT, "two_core_probe", "Two cores or one: the LeNet-300-100 step on 1 and 2 threads in turn",
             to_markdown(summary, meta), {"meta": meta, "summary": summary, "pairs": pairs})

@@ -1,4 +1,8 @@
-"""bench/timing.py: the block order of rounds_median_seconds and the medians it returns."""
+"""bench/timing.py: the block order of rounds_median_seconds, the medians it returns, the machine's description."""
+import sys
+
+import pytest
+
 from bench import timing
 
 
@@ -20,3 +24,16 @@ def test_rounds_alternate_blocks_with_warm_up_and_return_each_sides_median(monke
     block_a, block_b = ["sleep", "a", "a", "a", "a"], ["sleep", "b", "b", "b", "b"]
     assert calls == block_a + block_b + block_a + block_b
     assert medians == [3.5, 4.5]
+
+
+def test_machine_description_names_the_cores_and_numpys_blas():
+    text = timing.machine_description()
+    assert f"{timing.usable_cores()} cores" in text
+    pytest.importorskip("threadpoolctl", reason="NumPy's BLAS is read through threadpoolctl")
+    blas = timing.blas_description()
+    assert blas and f"NumPy BLAS: {blas}" in text
+
+
+def test_blas_description_is_empty_without_threadpoolctl(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)   # import then raises ImportError
+    assert timing.blas_description() == ""
