@@ -93,8 +93,8 @@ def gru_forward_stepper(like, b, impl=None, keep=True, scratch=None):
         if keep:
             kept = kernels.gru_step32_kept
             return lambda a, gh, gi, t, gh_n, h_prev, h: kept(a, gh, gi, t, bias, gh_n, h_prev, h)
-        alone = kernels.gru_step32
-        return lambda a, gh, gi, t, gh_n, h_prev, h: alone(gh, gi, t, bias, h_prev, h)
+        alone, row = kernels.gru_step32, xp.empty(like.shape[-1], like.dtype)
+        return lambda a, gh, gi, t, gh_n, h_prev, h: alone(gh, gi, t, bias, h_prev, h, row)
     return lambda a, gh, gi, t, gh_n, h_prev, h: _gru_step_numba64(xp, kernels, a, gh, gi, t, bias, gh_n,
                                                                   h_prev, h, scratch)
 
