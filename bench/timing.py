@@ -23,17 +23,19 @@ def usable_cores():
 
 
 def blas_description():
-    """NumPy's BLAS as threadpoolctl reads it, e.g. 'openblas 0.3.31 (SkylakeX kernels)'; '' without
-    threadpoolctl. The kernels chosen for the CPU decide a product's speed as much as the CPU does."""
+    """NumPy's BLAS as threadpoolctl reads it, e.g. 'openblas 0.3.31 (SkylakeX kernels)' (every BLAS
+    loaded where none lies in NumPy's folder); '' without threadpoolctl. The kernels chosen for the
+    CPU decide a product's speed as much as the CPU does."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return ""
     importlib.import_module("numpy")  # loads the BLAS that threadpool_info then finds
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    # other packages (onnxruntime, SciPy) may load a BLAS of their own; NumPy's lies beside it
+    own = [pool for pool in pools if "numpy" in os.path.basename(os.path.dirname(pool.get("filepath", "")))]
     parts = []
-    for pool in threadpool_info():
-        if pool.get("user_api") != "blas":
-            continue
+    for pool in own or pools:
         arch = f" ({pool['architecture']} kernels)" if pool.get("architecture") else ""
         parts.append(f"{pool.get('internal_api', '?')} {pool.get('version') or ''}".strip() + arch)
     return ", ".join(parts)

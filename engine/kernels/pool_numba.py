@@ -1,4 +1,4 @@
-"""Numba CPU kernels for 2x2 max pooling with stride 2: maxima with their arg-max, and the gradient.
+"""Numba CPU kernels for 2x2 max pooling with stride 2: maxima with their arg-max, maxima alone, and the gradient.
 
 Only this (by far the most common) window is compiled. Forward compares the taps as a tree
 (tap 0 against 1, 2 against 3, then the two winners) with selects and no NaN test, which the
@@ -44,6 +44,36 @@ def _max_pool_2x2_tree(x, oh, ow):
                 best[q] = m23 if second else m01
                 where[q] = w23 if second else w01
     return y.reshape(b, c, oh, ow), tap.reshape(b, c, oh, ow), nan != 0
+
+
+def max_pool_2x2_values(x, oh, ow):
+    """y alone, for a forward that no backward follows: as max_pool_2x2_forward's y (a NaN wins
+    its window), without the arg-max. At LeNet-5's pools, batch 128: 0.37 against 0.71 ms and 0.13
+    against 0.22 ms."""
+    x = np.ascontiguousarray(x)
+    y, has_nan = _max_pool_2x2_values(x, oh, ow)
+    if has_nan:
+        return _max_pool_2x2_exact(x, oh, ow)[0]
+    return y
+
+
+@numba.njit(cache=True)
+def _max_pool_2x2_values(x, oh, ow):
+    """(y, whether x holds a NaN): the tree of _max_pool_2x2_tree without the taps."""
+    b, c, h, w = x.shape
+    planes = x.reshape(b * c, h, w)
+    y = np.empty((b * c, oh, ow), dtype=x.dtype)
+    nan = 0
+    for n in range(b * c):
+        for p in range(oh):
+            top, bottom, best = planes[n, 2 * p], planes[n, 2 * p + 1], y[n, p]
+            for q in range(ow):
+                a0, a1, a2, a3 = top[2 * q], top[2 * q + 1], bottom[2 * q], bottom[2 * q + 1]
+                nan |= (a0 != a0) | (a1 != a1) | (a2 != a2) | (a3 != a3)
+                m01 = a1 if a1 > a0 else a0
+                m23 = a3 if a3 > a2 else a2
+                best[q] = m23 if m23 > m01 else m01
+    return y.reshape(b, c, oh, ow), nan != 0
 
 
 @numba.njit(inline="always")

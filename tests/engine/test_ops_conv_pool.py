@@ -377,3 +377,35 @@ def test_convolution_without_a_graph_chunks_only_on_one_thread(monkeypatch, rng)
             y = F.conv2d(x, w)
         assert seen == sizes
         np.testing.assert_allclose(y.data, loop_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 6, 6), (2, 3, 7, 9), (1, 1, 2, 2)])
+def test_max_pool_2x2_values_kernel_matches_the_maxima_of_the_tap_kernel(shape, rng):
+    """The maxima alone (no graph) against the exact loop's: ties, +-inf, odd sizes, and a NaN in
+    any of the four taps wins its window."""
+    pool_numba = pytest.importorskip("engine.kernels.pool_numba", reason="numba (the jit extra) is not installed")
+    x = rng.integers(-2, 3, shape).astype(np.float32)
+    x[0, 0, 0, 0], x[-1, -1, 1, 1] = np.inf, -np.inf
+    oh, ow = shape[2] // 2, shape[3] // 2
+    y, has_nan = pool_numba._max_pool_2x2_values(x, oh, ow)
+    assert not has_nan
+    np.testing.assert_array_equal(y, pool_numba._max_pool_2x2_exact(x, oh, ow)[0])
+    for row, col in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        bad = x.copy()
+        bad[0, 0, row, col] = np.nan
+        assert pool_numba._max_pool_2x2_values(bad, oh, ow)[1]
+        values = pool_numba.max_pool_2x2_values(bad, oh, ow)
+        np.testing.assert_array_equal(values, pool_numba._max_pool_2x2_exact(bad, oh, ow)[0])
+        assert np.isnan(values[0, 0, 0, 0]) and np.isnan(values).sum() == 1
+
+
+def test_max_pool_without_a_graph_keeps_no_taps_and_gives_the_graphs_maxima(rng):
+    pytest.importorskip("engine.kernels.pool_numba", reason="numba (the jit extra) is not installed")
+    from engine.ops import pool
+    x = rng.standard_normal((2, 3, 8, 6)).astype(np.float32)
+    with_graph = F.max_pool2d(engine.Tensor(x, requires_grad=True), 2)
+    op = pool.MaxPool2d((2, 2), (2, 2), (0, 0))
+    with engine.no_grad():
+        without = op(engine.Tensor(x))
+    np.testing.assert_array_equal(without.data, with_graph.data)
+    assert not hasattr(op, "tap") and with_graph.creator.tap.shape == with_graph.shape
