@@ -207,13 +207,15 @@ def main(argv=None):
     stem = os.path.join(args.out, "inference_quick" if args.quick else "inference")
     os.makedirs(args.out, exist_ok=True)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine_description(), "platform": platform.platform(), "threads": args.threads, "quick": args.quick,
+            "machine": machine_description(), "platform": platform.platform(), "threads": args.threads,
+            "quick": args.quick,
             "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0], "cores": os.cpu_count()}
     with open(stem + ".json", "w", encoding="utf-8") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=2)
     text = table(rows, args.quick)
     with open(stem + ".md", "w", encoding="utf-8") as fh:
-        fh.write(f"# Inference latency ({meta['date']}, {args.threads} thread(s))\n\nMachine: {meta['machine']} ({meta['platform']}); 1-minute load average {load_before:.2f} before, "
+        fh.write(f"# Inference latency ({meta['date']}, {args.threads} thread(s))\n\nMachine: {meta['machine']} "
+                 f"({meta['platform']}); 1-minute load average {load_before:.2f} before, "
                  f"{meta['load_1min_after']:.2f} after.\n\n{text}\n")
     print(text)
     return 0

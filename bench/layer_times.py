@@ -463,7 +463,8 @@ def main(argv=None):
         print(f"{name}: done", flush=True)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "batch": args.batch, "threads": args.threads, "repeats": args.repeats, "cores": os.cpu_count(),
-            "machine": machine_description(), "load_1min_before": load_before, "load_1min_after": os.getloadavg()[0]}
+            "machine": machine_description(), "load_1min_before": load_before,
+            "load_1min_after": os.getloadavg()[0]}
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "layer_times")
     with open(stem + ".json", "w", encoding="utf-8") as fh:

@@ -13,7 +13,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.timing import machine_description, median_seconds, paired_median_seconds, pin_threads, rounds_median_seconds  # noqa: E402
+from bench.timing import (machine_description, median_seconds, paired_median_seconds,  # noqa: E402
+                          pin_threads, rounds_median_seconds)
 
 
 def _try_import(name):
