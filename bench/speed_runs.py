@@ -3,7 +3,8 @@
 Usage: python bench/speed_runs.py run1 run2 run3 [--results bench/results]
 Reads speed-<label>.json for each label (as `python bench/speed.py --label <label>` writes them) and
 prints one Markdown table. A target holds only when every run meets it; a row missing from a run
-reads "-" there and cannot hold.
+reads "-" there and cannot hold. Below the table: each run's load, and the machine, or each run's
+when the runs name different CPUs.
 """
 import argparse
 import json
@@ -51,7 +52,17 @@ def table(runs, labels):
         name = what if ours == "engine" else f"{what}, {ours}"
         lines.append(f"| {name} | {cells} | <= {target:g} | {'yes' if met else 'NO'} |")
     loads = ", ".join(f"{label} {run['meta'].get('load_1min', float('nan')):.2f}" for label, run in zip(labels, runs))
-    return "\n".join(lines) + f"\n\n1-minute load average at the end of each run: {loads}."
+    return "\n".join(lines) + f"\n\n1-minute load average at the end of each run: {loads}." + machines(runs, labels)
+
+
+def machines(runs, labels):
+    """The machine the runs name (a line; the last run's words), or each run's when their CPUs differ:
+    ratios against PyTorch move with the CPU and its BLAS, so runs from two hosts are not one triple."""
+    named = [run["meta"].get("machine", "not recorded") for run in runs]
+    if len({machine.split(";")[0] for machine in named}) == 1:     # the CPU, its cores and memory
+        return f"\nMachine: {named[-1]}."
+    each = "; ".join(f"{label}: {machine}" for label, machine in zip(labels, named))
+    return f"\nThe runs name different machines, so they are not consecutive runs of one: {each}."
 
 
 def main(argv=None):
