@@ -90,10 +90,12 @@ class GetItem(Function):
 
 
 def scatter_add(target, index, values):
-    """target[index] += values, summing over repeated indices (NumPy and CuPy)."""
+    """target[index] += values, summing over repeated indices: `add.at` where the array module has it
+    (NumPy; CuPy 12 and later, and CuPy 14 deprecates cupyx.scatter_add for it), else cupyx.scatter_add."""
     xp = backend.xp_of(target)
-    if xp.__name__ == "numpy":
-        xp.add.at(target, index, values)
+    add_at = getattr(xp.add, "at", None)
+    if add_at is not None:
+        add_at(target, index, values)
     else:
         backend.cupyx_module().scatter_add(target, index, values)
 
