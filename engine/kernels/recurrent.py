@@ -1,4 +1,4 @@
-"""One time step of an LSTM/GRU layer's gate math, forward and backward: NumPy reference (also CuPy) and Numba."""
+"""One time step of an LSTM/GRU layer's gate math, forward and backward: NumPy reference (also CuPy), Numba, and one CuPy kernel a step."""
 import numpy as np
 
 from .. import backend, buffers
@@ -19,25 +19,37 @@ def _numba_kernels(array, impl):
     return kernels
 
 
+def _gpu_kernels(array, impl):
+    """The one-launch-a-step GPU kernels (recurrent_cupy) when `array` is a device array of a module
+    that compiles them and impl does not ask for the reference path, else None."""
+    if impl == "numpy" or not backend.is_gpu_array(array):
+        return None
+    from . import recurrent_cupy
+    return recurrent_cupy.kernels_for(backend.xp_of(array))
+
+
 def available_implementations():
     """'numpy', plus 'numba' when it imports and is enabled."""
     return IMPLEMENTATIONS if load_numba_module("recurrent_numba") is not None else ("numpy",)
 
 
 def _step_setup(like, b, impl):
-    """(xp, the Numba module or None, the hidden bias for the Numba kernels: b, or zeros for None) of
-    a sequence whose arrays are like `like` (its last axis the gates' width)."""
+    """(xp, the Numba module or None, the GPU kernels or None, the hidden bias for either kind of
+    kernel: b, or zeros for None) of a sequence whose arrays are like `like` (its last axis the gates'
+    width)."""
     xp = backend.xp_of(like)
-    kernels = _numba_kernels(like, impl)
-    bias = b if b is not None or kernels is None else xp.zeros(like.shape[-1], like.dtype)
-    return xp, kernels, bias
+    kernels, gpu = _numba_kernels(like, impl), _gpu_kernels(like, impl)
+    bias = b if b is not None or (kernels is None and gpu is None) else xp.zeros(like.shape[-1], like.dtype)
+    return xp, kernels, gpu, bias
 
 
 def lstm_forward_stepper(like, b, impl=None):
     """step(a, gi, t, c_prev, c, tc, h): lstm_forward_step for every step of one sequence, whose arrays
     are like `like` (dtype, device; its last axis 4H), with the kernel chosen once: choosing it on every
     call cost 12-18 us a step (bench/results/microbench-session8.md)."""
-    xp, kernels, bias = _step_setup(like, b, impl)
+    xp, kernels, gpu, bias = _step_setup(like, b, impl)
+    if gpu is not None:
+        return lambda a, gi, t, c_prev, c, tc, h: gpu.lstm_forward(a, gi, t, bias, c_prev, c, tc, h)
     if kernels is None:
         return lambda a, gi, t, c_prev, c, tc, h: _lstm_step_numpy(xp, a, gi, t, b, c_prev, c, tc, h)
     if like.dtype == np.float32:
@@ -86,7 +98,9 @@ def _lstm_step_numpy(xp, a, gi, t, b, c_prev, c, tc, h):
 def gru_forward_stepper(like, b, impl=None, keep=True, scratch=None):
     """step(a, gh, gi, t, gh_n, h_prev, h): gru_forward_step for every step of one sequence, whose
     arrays are like `like` (its last axis 3H), with the kernel chosen once (as lstm_forward_stepper)."""
-    xp, kernels, bias = _step_setup(like, b, impl)
+    xp, kernels, gpu, bias = _step_setup(like, b, impl)
+    if gpu is not None:
+        return lambda a, gh, gi, t, gh_n, h_prev, h: gpu.gru_forward(a, gh, gi, t, bias, gh_n, h_prev, h)
     if kernels is None:
         return lambda a, gh, gi, t, gh_n, h_prev, h: _gru_step_numpy(xp, a, gh, gi, t, b, gh_n, h_prev, h)
     if like.dtype == np.float32:
@@ -170,6 +184,10 @@ def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, g_pre, impl=None):
     if kernels is not None:
         kernels.lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, g_pre, dh.dtype.type(1))
         return
+    gpu = _gpu_kernels(dh, impl)
+    if gpu is not None:
+        gpu.lstm_backward(g_out, t, dh, dc, acts, tc, c_prev, g_pre)
+        return
     hidden = dh.shape[1]
     ga = g_pre[:, t]
     i, f, g, o = (acts[:, k * hidden:(k + 1) * hidden] for k in range(4))
@@ -190,6 +208,10 @@ def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, impl=None):
     kernels = _numba_kernels(dh, impl)
     if kernels is not None:
         kernels.gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, dh.dtype.type(1))
+        return
+    gpu = _gpu_kernels(dh, impl)
+    if gpu is not None:
+        gpu.gru_backward(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh)
         return
     hidden = dh.shape[1]
     gi_t, gh_t = g_gi[:, t], g_gh[:, t]

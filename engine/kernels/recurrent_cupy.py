@@ -1,0 +1,114 @@
+"""CuPy kernels for one time step of an LSTM/GRU layer's gate math, forward and backward: one launch a step.
+
+On the GPU the NumPy reference path (kernels/recurrent.py) runs a dozen or more small elementwise kernels
+a step, each launched from Python, which left an LSTM train step at batch 50, hidden 128, T = 100 at
+85 ms on an H200 against cuDNN's 2 ms (README, GPU). Here each step's gate math is one elementwise
+kernel over the batch x hidden units, each thread writing its unit's gates, cell, state and gradients;
+the formulas are the reference path's (sigmoid 1 / (1 + exp(-x)), CUDA's tanh). The arrays are indexed
+by C-order position, so their layout need not be contiguous. Compiled on first use for each array
+module that has `ElementwiseKernel` (CuPy); a stand-in without it gets None and runs the reference path.
+"""
+
+_PREAMBLE = """
+template <typename U> __device__ U sigmoid(U x) { return U(1) / (U(1) + exp(-x)); }
+"""
+
+_LSTM_FORWARD = ("raw T gi, raw T b, raw T c_prev, int64 H, int64 steps, int64 t",
+                 "raw T a, raw T c, raw T tc, raw T h", """
+    const long long row = i / H, j = i % H;
+    const long long at = row * 4 * H + j, src = (row * steps + t) * 4 * H + j;
+    const T ig = sigmoid(a[at] + gi[src] + b[j]);
+    const T fg = sigmoid(a[at + H] + gi[src + H] + b[H + j]);
+    const T gg = tanh(a[at + 2 * H] + gi[src + 2 * H] + b[2 * H + j]);
+    const T og = sigmoid(a[at + 3 * H] + gi[src + 3 * H] + b[3 * H + j]);
+    a[at] = ig; a[at + H] = fg; a[at + 2 * H] = gg; a[at + 3 * H] = og;
+    const T cell = fg * c_prev[i] + ig * gg;
+    const T squashed = tanh(cell);
+    c[i] = cell; tc[i] = squashed; h[i] = og * squashed;
+""")
+
+_LSTM_BACKWARD = ("raw T g_out, raw T acts, raw T tc, raw T c_prev, int64 H, int64 steps, int64 t",
+                  "raw T dh, raw T dc, raw T g_pre", """
+    const long long row = i / H, j = i % H;
+    const long long at = row * 4 * H + j, dst = (row * steps + t) * 4 * H + j;
+    const T d_h = dh[i] + g_out[(row * steps + t) * H + j];
+    const T ig = acts[at], fg = acts[at + H], gg = acts[at + 2 * H], og = acts[at + 3 * H];
+    const T squashed = tc[i];
+    const T d_c = dc[i] + d_h * og * (T(1) - squashed * squashed);
+    g_pre[dst] = d_c * gg * ig * (T(1) - ig);
+    g_pre[dst + H] = d_c * c_prev[i] * fg * (T(1) - fg);
+    g_pre[dst + 2 * H] = d_c * ig * (T(1) - gg * gg);
+    g_pre[dst + 3 * H] = d_h * squashed * og * (T(1) - og);
+    dc[i] = d_c * fg;
+""")
+
+_GRU_FORWARD = ("raw T gh, raw T gi, raw T b, raw T h_prev, int64 H, int64 steps, int64 t",
+                "raw T a, raw T gh_n, raw T h", """
+    const long long row = i / H, j = i % H;
+    const long long at = row * 3 * H + j, src = (row * steps + t) * 3 * H + j;
+    const T r = sigmoid(gi[src] + gh[at] + b[j]);
+    const T z = sigmoid(gi[src + H] + gh[at + H] + b[H + j]);
+    const T hidden_n = gh[at + 2 * H] + b[2 * H + j];
+    const T n = tanh(gi[src + 2 * H] + r * hidden_n);
+    a[at] = r; a[at + H] = z; a[at + 2 * H] = n;
+    gh_n[i] = hidden_n;
+    h[i] = (h_prev[i] - n) * z + n;
+""")
+
+_GRU_BACKWARD = ("raw T g_out, raw T gates, raw T gh_n, raw T h_prev, int64 H, int64 steps, int64 t",
+                 "raw T dh, raw T g_gi, raw T g_gh", """
+    const long long row = i / H, j = i % H;
+    const long long at = row * 3 * H + j, dst = (row * steps + t) * 3 * H + j;
+    const T d_h = dh[i] + g_out[(row * steps + t) * H + j];
+    const T r = gates[at], z = gates[at + H], n = gates[at + 2 * H];
+    const T d_n = d_h * (T(1) - z) * (T(1) - n * n);
+    const T d_z = d_h * (h_prev[i] - n) * z * (T(1) - z);
+    const T d_r = d_n * gh_n[i] * r * (T(1) - r);
+    g_gi[dst] = d_r; g_gi[dst + H] = d_z; g_gi[dst + 2 * H] = d_n;
+    g_gh[dst] = d_r; g_gh[dst + H] = d_z; g_gh[dst + 2 * H] = d_n * r;
+    dh[i] = d_h * z;
+""")
+
+_SOURCES = {"lstm_forward": _LSTM_FORWARD, "lstm_backward": _LSTM_BACKWARD,
+            "gru_forward": _GRU_FORWARD, "gru_backward": _GRU_BACKWARD}
+
+_compiled = {}
+
+
+class RecurrentKernels:
+    """The four step kernels of one array module, each called with the step's arrays; `units` is
+    batch x hidden, the number of threads."""
+
+    def __init__(self, xp):
+        self._kernels = {name: xp.ElementwiseKernel(inputs, outputs, body, f"compactnet_{name}",
+                                                    preamble=_PREAMBLE)
+                         for name, (inputs, outputs, body) in _SOURCES.items()}
+
+    def lstm_forward(self, a, gi, t, b, c_prev, c, tc, h):
+        batch, hidden = h.shape
+        self._kernels["lstm_forward"](gi, b, c_prev, hidden, gi.shape[1], t, a, c, tc, h, size=batch * hidden)
+
+    def lstm_backward(self, g_out, t, dh, dc, acts, tc, c_prev, g_pre):
+        batch, hidden = dh.shape
+        self._kernels["lstm_backward"](g_out, acts, tc, c_prev, hidden, g_out.shape[1], t, dh, dc, g_pre,
+                                       size=batch * hidden)
+
+    def gru_forward(self, a, gh, gi, t, b, gh_n, h_prev, h):
+        batch, hidden = h.shape
+        self._kernels["gru_forward"](gh, gi, b, h_prev, hidden, gi.shape[1], t, a, gh_n, h,
+                                     size=batch * hidden)
+
+    def gru_backward(self, g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh):
+        batch, hidden = dh.shape
+        self._kernels["gru_backward"](g_out, gates, gh_n, h_prev, hidden, g_out.shape[1], t, dh, g_gi, g_gh,
+                                      size=batch * hidden)
+
+
+def kernels_for(xp):
+    """The step kernels for array module `xp`, built once; None when it has no ElementwiseKernel."""
+    if not hasattr(xp, "ElementwiseKernel"):
+        return None
+    key = id(xp)
+    if key not in _compiled:
+        _compiled[key] = RecurrentKernels(xp)
+    return _compiled[key]
