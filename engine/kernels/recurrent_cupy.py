@@ -13,61 +13,62 @@ _PREAMBLE = """
 template <typename U> __device__ U sigmoid(U x) { return U(1) / (U(1) + exp(-x)); }
 """
 
-_LSTM_FORWARD = ("raw T gi, raw T b, raw T c_prev, int64 H, int64 steps, int64 t",
-                 "raw T a, raw T c, raw T tc, raw T h", """
+def _body(gates, code):
+    """A kernel body for `gates` gates: thread i is unit j of batch row `row`; `at` is the unit's first
+    gate in a step's (B, gates H) array, `seq` in a sequence's (B, T, gates H) one at step t."""
+    return f"""
     const long long row = i / H, j = i % H;
-    const long long at = row * 4 * H + j, src = (row * steps + t) * 4 * H + j;
-    const T ig = sigmoid(a[at] + gi[src] + b[j]);
-    const T fg = sigmoid(a[at + H] + gi[src + H] + b[H + j]);
-    const T gg = tanh(a[at + 2 * H] + gi[src + 2 * H] + b[2 * H + j]);
-    const T og = sigmoid(a[at + 3 * H] + gi[src + 3 * H] + b[3 * H + j]);
+    const long long at = row * {gates} * H + j, seq = (row * steps + t) * {gates} * H + j;
+    """ + code
+
+
+_LSTM_FORWARD = ("raw T gi, raw T b, raw T c_prev, int64 H, int64 steps, int64 t",
+                 "raw T a, raw T c, raw T tc, raw T h", _body(4, """
+    const T ig = sigmoid(a[at] + gi[seq] + b[j]);
+    const T fg = sigmoid(a[at + H] + gi[seq + H] + b[H + j]);
+    const T gg = tanh(a[at + 2 * H] + gi[seq + 2 * H] + b[2 * H + j]);
+    const T og = sigmoid(a[at + 3 * H] + gi[seq + 3 * H] + b[3 * H + j]);
     a[at] = ig; a[at + H] = fg; a[at + 2 * H] = gg; a[at + 3 * H] = og;
     const T cell = fg * c_prev[i] + ig * gg;
     const T squashed = tanh(cell);
     c[i] = cell; tc[i] = squashed; h[i] = og * squashed;
-""")
+"""))
 
 _LSTM_BACKWARD = ("raw T g_out, raw T acts, raw T tc, raw T c_prev, int64 H, int64 steps, int64 t",
-                  "raw T dh, raw T dc, raw T g_pre", """
-    const long long row = i / H, j = i % H;
-    const long long at = row * 4 * H + j, dst = (row * steps + t) * 4 * H + j;
+                  "raw T dh, raw T dc, raw T g_pre", _body(4, """
     const T d_h = dh[i] + g_out[(row * steps + t) * H + j];
     const T ig = acts[at], fg = acts[at + H], gg = acts[at + 2 * H], og = acts[at + 3 * H];
     const T squashed = tc[i];
     const T d_c = dc[i] + d_h * og * (T(1) - squashed * squashed);
-    g_pre[dst] = d_c * gg * ig * (T(1) - ig);
-    g_pre[dst + H] = d_c * c_prev[i] * fg * (T(1) - fg);
-    g_pre[dst + 2 * H] = d_c * ig * (T(1) - gg * gg);
-    g_pre[dst + 3 * H] = d_h * squashed * og * (T(1) - og);
+    g_pre[seq] = d_c * gg * ig * (T(1) - ig);
+    g_pre[seq + H] = d_c * c_prev[i] * fg * (T(1) - fg);
+    g_pre[seq + 2 * H] = d_c * ig * (T(1) - gg * gg);
+    g_pre[seq + 3 * H] = d_h * squashed * og * (T(1) - og);
     dc[i] = d_c * fg;
-""")
+"""))
 
 _GRU_FORWARD = ("raw T gh, raw T gi, raw T b, raw T h_prev, int64 H, int64 steps, int64 t",
-                "raw T a, raw T gh_n, raw T h", """
-    const long long row = i / H, j = i % H;
-    const long long at = row * 3 * H + j, src = (row * steps + t) * 3 * H + j;
-    const T r = sigmoid(gi[src] + gh[at] + b[j]);
-    const T z = sigmoid(gi[src + H] + gh[at + H] + b[H + j]);
+                "raw T a, raw T gh_n, raw T h", _body(3, """
+    const T r = sigmoid(gi[seq] + gh[at] + b[j]);
+    const T z = sigmoid(gi[seq + H] + gh[at + H] + b[H + j]);
     const T hidden_n = gh[at + 2 * H] + b[2 * H + j];
-    const T n = tanh(gi[src + 2 * H] + r * hidden_n);
+    const T n = tanh(gi[seq + 2 * H] + r * hidden_n);
     a[at] = r; a[at + H] = z; a[at + 2 * H] = n;
     gh_n[i] = hidden_n;
     h[i] = (h_prev[i] - n) * z + n;
-""")
+"""))
 
 _GRU_BACKWARD = ("raw T g_out, raw T gates, raw T gh_n, raw T h_prev, int64 H, int64 steps, int64 t",
-                 "raw T dh, raw T g_gi, raw T g_gh", """
-    const long long row = i / H, j = i % H;
-    const long long at = row * 3 * H + j, dst = (row * steps + t) * 3 * H + j;
+                 "raw T dh, raw T g_gi, raw T g_gh", _body(3, """
     const T d_h = dh[i] + g_out[(row * steps + t) * H + j];
     const T r = gates[at], z = gates[at + H], n = gates[at + 2 * H];
     const T d_n = d_h * (T(1) - z) * (T(1) - n * n);
     const T d_z = d_h * (h_prev[i] - n) * z * (T(1) - z);
     const T d_r = d_n * gh_n[i] * r * (T(1) - r);
-    g_gi[dst] = d_r; g_gi[dst + H] = d_z; g_gi[dst + 2 * H] = d_n;
-    g_gh[dst] = d_r; g_gh[dst + H] = d_z; g_gh[dst + 2 * H] = d_n * r;
+    g_gi[seq] = d_r; g_gi[seq + H] = d_z; g_gi[seq + 2 * H] = d_n;
+    g_gh[seq] = d_r; g_gh[seq + H] = d_z; g_gh[seq + 2 * H] = d_n * r;
     dh[i] = d_h * z;
-""")
+"""))
 
 _SOURCES = {"lstm_forward": _LSTM_FORWARD, "lstm_backward": _LSTM_BACKWARD,
             "gru_forward": _GRU_FORWARD, "gru_backward": _GRU_BACKWARD}
