@@ -77,8 +77,8 @@ _compiled = {}
 
 
 class RecurrentKernels:
-    """The four step kernels of one array module, each called with the step's arrays; `units` is
-    batch x hidden, the number of threads."""
+    """The four step kernels of one array module, each run over one thread per unit of the (B, H)
+    state: the arrays of the step, the hidden size H, the sequence length and the step t."""
 
     def __init__(self, xp):
         self._kernels = {name: xp.ElementwiseKernel(inputs, outputs, body, f"compactnet_{name}",
@@ -86,23 +86,18 @@ class RecurrentKernels:
                          for name, (inputs, outputs, body) in _SOURCES.items()}
 
     def lstm_forward(self, a, gi, t, b, c_prev, c, tc, h):
-        batch, hidden = h.shape
-        self._kernels["lstm_forward"](gi, b, c_prev, hidden, gi.shape[1], t, a, c, tc, h, size=batch * hidden)
+        self._kernels["lstm_forward"](gi, b, c_prev, h.shape[1], gi.shape[1], t, a, c, tc, h, size=h.size)
 
     def lstm_backward(self, g_out, t, dh, dc, acts, tc, c_prev, g_pre):
-        batch, hidden = dh.shape
-        self._kernels["lstm_backward"](g_out, acts, tc, c_prev, hidden, g_out.shape[1], t, dh, dc, g_pre,
-                                       size=batch * hidden)
+        self._kernels["lstm_backward"](g_out, acts, tc, c_prev, dh.shape[1], g_out.shape[1], t, dh, dc, g_pre,
+                                       size=dh.size)
 
     def gru_forward(self, a, gh, gi, t, b, gh_n, h_prev, h):
-        batch, hidden = h.shape
-        self._kernels["gru_forward"](gh, gi, b, h_prev, hidden, gi.shape[1], t, a, gh_n, h,
-                                     size=batch * hidden)
+        self._kernels["gru_forward"](gh, gi, b, h_prev, h.shape[1], gi.shape[1], t, a, gh_n, h, size=h.size)
 
     def gru_backward(self, g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh):
-        batch, hidden = dh.shape
-        self._kernels["gru_backward"](g_out, gates, gh_n, h_prev, hidden, g_out.shape[1], t, dh, g_gi, g_gh,
-                                      size=batch * hidden)
+        self._kernels["gru_backward"](g_out, gates, gh_n, h_prev, dh.shape[1], g_out.shape[1], t, dh, g_gi, g_gh,
+                                      size=dh.size)
 
 
 def kernels_for(xp):

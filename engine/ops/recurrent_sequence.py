@@ -264,8 +264,8 @@ def lstm_sequence(gi, w, b=None, h0=None, c0=None, impl=None, outputs=True):
     """A whole LSTM layer over time: gi (B, T, 4H) = x W_ih + b_ih, w (H, 4H) or the pair (a, c) of a
     low-rank hidden weight (a (H, 4r) the gates' first factors side by side, c (4, r, H) their second
     factors), b (4H,) or None, h0, c0 (B, H) or None (zeros) -> (out (B, T, H), h_T, c_T). impl picks
-    the step kernels ('numpy': the reference everywhere; 'numba' or None: Numba on the CPU when available,
-one CuPy kernel a step on a GPU). outputs=False: out is not formed
+    the step kernels ('numpy': the reference everywhere; 'numba' or None: Numba on the CPU when
+    available, one CuPy kernel a step on a GPU). outputs=False: out is not formed
     (None in its place; a model reading only the last state saves the (B, T, H) copy)."""
     gi, weights, b, (h0, c0) = _sequence_args("lstm_sequence", gi, w, b, [("h0", h0), ("c0", c0)], 4)
     results = LSTMSequence(impl, outputs)(gi, b, h0, c0, *weights)
