@@ -4,6 +4,7 @@ import pytest
 
 import engine
 import engine.ops as F
+from engine.ops.conv import _with_bias_row
 from engine.kernels import im2col as kernels
 from tests.engine._helpers import leaf, check, distinct
 
@@ -329,17 +330,27 @@ def test_conv2d_pointwise_equals_the_two_convolutions(case, images_per_chunk, fo
     assert check(lambda *t: F.conv2d_pointwise(*t, **geometry), *args)
 
 
+@pytest.mark.parametrize("one_product", [False, True], ids=["per-image", "one-product"])
 @pytest.mark.parametrize("batch", [1, 4])
-def test_conv2d_pointwise_bias_with_and_without_the_ones_row(batch, rng):
-    """Without a graph the bias goes in through the product (one more filter and combination column)
-    when a map has more positions over the batch than a filter has weights (batch 4: 36 > 27), and is
-    added after the mix otherwise (batch 1: 9); both give the textbook result."""
+def test_conv2d_pointwise_bias_with_and_without_the_ones_row(batch, one_product, monkeypatch, rng):
+    """Without a graph, on the per-image path, the bias goes in through the product (one more filter
+    and combination column) when a map has more positions over the batch than a filter has weights
+    (batch 4: 36 > 27), and is added after the mix otherwise (batch 1: 9); on the one-product path
+    it is added to each chunk's mix (here two images a chunk, the last chunk short). All give the
+    textbook result."""
+    from engine.ops import conv
+    folded = []
+    monkeypatch.setattr(conv, "_with_bias_row", lambda *a: folded.append(1) or _with_bias_row(*a))
+    monkeypatch.setattr(conv, "ONE_PRODUCT_MIN_K", 0 if one_product else 10 ** 9)
+    monkeypatch.setattr(conv, "_one_thread", lambda: True)
+    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", 2 * 27 * 9 * 8)
     x, w = rng.standard_normal((batch, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
     mix, b = rng.standard_normal((2, 4, 1, 1)), rng.standard_normal(2)
     expected = loop_conv2d(loop_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1), mix, b, (1, 1), (0, 0), (1, 1), 1)
     with engine.no_grad():
         plain = F.conv2d_pointwise(x, w, mix, b)
     np.testing.assert_allclose(plain.data, expected, rtol=1e-10, atol=1e-12)
+    assert bool(folded) == (batch == 4 and not one_product)
 
 
 def test_conv2d_pointwise_bad_input_names_the_shapes():
