@@ -47,11 +47,25 @@ CM_NAME_DTYPE = [(n, d) for n in sorted(CHANNEL_MAJOR) for d in (np.float32, np.
                  if not (n == "numba_parallel" and d == np.float32)]
 
 
+# padding: taps whose window lies wholly in it, padding wider than the kernel's reach, strides and
+# dilations that skip the image's edge
+PADDED_GEOMETRIES = [
+    ((2, 2, 5, 5), 3, 3, (3, 3), (2, 2), (1, 1)),
+    ((1, 1, 3, 3), 2, 2, (1, 1), (3, 3), (1, 1)),
+    ((2, 1, 4, 1), 3, 2, (1, 2), (2, 3), (1, 1)),
+    ((1, 2, 6, 7), 3, 3, (2, 3), (4, 1), (3, 2)),
+    ((1, 1, 5, 5), 2, 2, (4, 4), (2, 2), (1, 3)),
+]
+
+
 @pytest.mark.parametrize("name,dtype", CM_NAME_DTYPE, ids=[f"{n}-{np.dtype(d).name}" for n, d in CM_NAME_DTYPE])
-@pytest.mark.parametrize("geometry", GEOMETRIES + [((2, 2, 5, 5), 3, 3, (3, 3), (2, 2), (1, 1))], ids=str)
-def test_channel_major_patches_are_the_batch_major_ones_transposed(name, dtype, geometry, rng):
+@pytest.mark.parametrize("transposed_input", [False, True], ids=["contiguous", "strided input"])
+@pytest.mark.parametrize("geometry", GEOMETRIES + PADDED_GEOMETRIES, ids=str)
+def test_channel_major_patches_are_the_batch_major_ones_transposed(name, dtype, geometry, transposed_input, rng):
     shape, kh, kw, stride, padding, dilation = geometry
     x = rng.standard_normal(shape).astype(dtype)
+    if transposed_input:    # the same values, laid out (H, W, B, C) in memory
+        x = np.ascontiguousarray(x.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
     cols = CHANNEL_MAJOR[name](x, kh, kw, stride, padding, dilation)
     expected = K.im2col_numpy(x, kh, kw, stride, padding, dilation).transpose(1, 2, 3, 0, 4, 5)
     assert cols.dtype == dtype and cols.flags.c_contiguous
