@@ -18,7 +18,10 @@ form (timed alone on the layer's own input), and the operations dispatched per f
 every converted Dense and Conv2d: the patches (formed chunk by chunk, as the pass without a graph forms
 them) and the bias, which both forms pay, plus each form's product FLOPs at the rate the dense product
 reaches on those chunks; it bounds the speedup with both networks at that floor, and the speedup of the
-compressed network at it against the dense one as measured.
+compressed network at it against the dense one as measured. The own-rate floor replaces the compressed
+form's products at the dense rate by its two products timed at their own shapes (skinny products run
+below the dense rate in BLAS), at the best of several chunk sizes: the most an im2col pass on this BLAS
+could reach against the dense network as it runs (bench/layer_floors.py).
 Writes layer_times.md and layer_times.json.
 """
 import argparse
@@ -32,6 +35,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.layer_floors import (_middle_width, bare_products, pass_seconds, patch_copy_seconds,  # noqa: E402
+                                rate_floor)
 from bench.structured_floor import wavelet_floor  # noqa: E402
 from bench.timing import machine_description, pin_threads  # noqa: E402
 
@@ -127,125 +132,6 @@ def converted_pairs(dense, compressed):
             if _middle_width(module) and type(dense_modules.get(name)).__name__ in ("Dense", "Conv2d")]
 
 
-def patch_copy_seconds(conv, x, repeats=15):
-    """Median seconds of the im2col patch copy that `conv` (a dense Conv2d) makes of x, into a reused buffer."""
-    import numpy as np
-    from engine.kernels.im2col import channel_major_shape, im2col_channel_major
-    kh, kw = conv.kernel_size
-    out = np.empty(channel_major_shape(x.shape, kh, kw, conv.stride, conv.padding, conv.dilation), x.dtype)
-    return _median_seconds(lambda: im2col_channel_major(x, kh, kw, conv.stride, conv.padding, conv.dilation,
-                                                        out=out), repeats)
-
-
-def _middle_width(module):
-    """Rows of the first of the two products a converted layer makes: BasisConv's M, a low-rank rank."""
-    return getattr(module, "num_basis", None) or getattr(module, "rank", None)
-
-
-def bare_products(dense_layer, compressed_layer, x, repeats=15):
-    """(seconds, seconds) of the bare BLAS products alone, the dense layer's one against the converted
-    layer's two (float32, the layer's own input; for a convolution on its whole-batch im2col patch
-    matrix, made once beforehand). For a dense layer, the floor any engine on this BLAS meets; for a
-    convolution no longer one, since the pass without a graph forms and multiplies patches a few images
-    at a time while they are in cache (engine/ops/conv.py), faster than this. None when the layer is neither."""
-    import numpy as np
-    from bench.timing import paired_median_seconds
-    from engine.kernels.im2col import channel_major_shape, im2col_channel_major
-    middle = _middle_width(compressed_layer)
-    rng = np.random.default_rng(0)
-    if type(dense_layer).__name__ == "Conv2d":
-        kh, kw = dense_layer.kernel_size
-        cols = np.empty(channel_major_shape(x.shape, kh, kw, dense_layer.stride, dense_layer.padding,
-                                            dense_layer.dilation), x.dtype)
-        im2col_channel_major(x, kh, kw, dense_layer.stride, dense_layer.padding, dense_layer.dilation, out=cols)
-        k = x.shape[1] * kh * kw
-        rhs, n = cols.reshape(k, -1), dense_layer.out_ch
-        w = rng.standard_normal((n, k)).astype(x.dtype)
-        first = rng.standard_normal((middle, k)).astype(x.dtype)
-        second = rng.standard_normal((n, middle)).astype(x.dtype)
-        return paired_median_seconds([lambda: w @ rhs, lambda: second @ (first @ rhs)], repeats, 2, 0.02)
-    if type(dense_layer).__name__ == "Dense":
-        lhs = x.reshape(x.shape[0], -1)
-        w = rng.standard_normal((lhs.shape[1], dense_layer.n_out)).astype(x.dtype)
-        first = rng.standard_normal((lhs.shape[1], middle)).astype(x.dtype)
-        second = rng.standard_normal((middle, dense_layer.n_out)).astype(x.dtype)
-        return paired_median_seconds([lambda: lhs @ w, lambda: (lhs @ first) @ second], repeats, 2, 0.02)
-    return None
-
-
-def _median_seconds(fn, repeats):
-    samples = []
-    for _ in range(repeats + 2):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples[2:])
-
-
-def rate_floor(dense_layer, compressed_layer, x, repeats=15):
-    """The least time the converted layer could take on x in the pass without a graph: the work both forms
-    pay (a convolution's im2col patches, formed chunk by chunk as engine/ops/conv.py forms them, and the
-    bias), plus the converted form's product FLOPs at the rate the dense form's own product reaches on
-    the same chunks (near this core's peak, and above any skinny product's). A dict of the parts, or
-    None when the layer is neither a Conv2d nor a Dense."""
-    import numpy as np
-    from engine.kernels.im2col import channel_major_shape, im2col_channel_major
-    from engine.ops.conv import inference_chunk_images
-    middle, kind = _middle_width(compressed_layer), type(dense_layer).__name__
-    rng = np.random.default_rng(0)
-    if kind == "Conv2d":
-        kh, kw = dense_layer.kernel_size
-        geometry = (dense_layer.stride, dense_layer.padding, dense_layer.dilation)
-        one = channel_major_shape((1,) + x.shape[1:], kh, kw, *geometry)
-        k, p, batch, n = x.shape[1] * kh * kw, one[-2] * one[-1], x.shape[0], dense_layer.out_ch
-        chunk = inference_chunk_images(batch, k * p * x.dtype.itemsize, recording=False)
-        cols = np.empty(one[:3] + (chunk,) + one[4:], x.dtype)
-        starts = range(0, batch - chunk + 1, chunk)        # whole chunks: the product's shape stays one
-
-        def patches():
-            for start in starts:
-                im2col_channel_major(x[start:start + chunk], kh, kw, *geometry, out=cols)
-        patches()
-        w, rows = rng.standard_normal((n, k)).astype(x.dtype), cols.reshape(k, chunk * p)
-        product = np.empty((n, chunk * p), x.dtype)
-
-        def dense_product():
-            for _ in starts:
-                np.matmul(w, rows, out=product)
-        images, per_output, patch_seconds = len(starts) * chunk, p, _median_seconds(patches, repeats)
-    elif kind == "Dense":
-        lhs = x.reshape(x.shape[0], -1)
-        k, n, images, per_output, patch_seconds = lhs.shape[1], dense_layer.n_out, x.shape[0], 1, 0.0
-        w, product = rng.standard_normal((k, n)).astype(x.dtype), np.empty((x.shape[0], n), x.dtype)
-        chunk, starts = images, range(1)
-
-        def dense_product():
-            np.matmul(lhs, w, out=product)
-    else:
-        return None
-    out, bias = np.zeros((chunk, n, per_output), x.dtype), np.ones((1, n, 1), x.dtype)
-
-    def add_bias():                                        # per chunk, on outputs still in cache, as the pass does
-        for _ in starts:
-            np.add(out, bias, out=out)
-    outputs = images * per_output
-    dense_flops, compressed_flops = 2 * n * k * outputs, 2 * middle * (k + n) * outputs
-    product_seconds = _median_seconds(dense_product, repeats)
-    scale = x.shape[0] / images                            # whole chunks timed, the batch's share of them
-    return {"seconds_patches": scale * patch_seconds, "seconds_bias": scale * _median_seconds(add_bias, repeats),
-            "seconds_dense_product": scale * product_seconds,
-            "seconds_compressed_products": scale * product_seconds * compressed_flops / dense_flops,
-            "dense_product_gflops": dense_flops / product_seconds / 1e9}
-
-
-def pass_seconds(x, repeats=15):
-    """Median seconds of one pass over an array the size of x: a copy into a reused buffer (read once,
-    written once), the least any operation that reads its input and writes its output costs."""
-    import numpy as np
-    out = np.empty_like(x)
-    return _median_seconds(lambda: np.copyto(out, x), repeats)
-
-
 def breakdown(dense, compressed, x, repeats):
     """Per top-level layer: FLOPs and median time, dense and compressed, and whether the compressor changed
     it (its FLOPs differ); the converted/unchanged sums and the Amdahl bound on the whole speedup."""
@@ -278,6 +164,7 @@ def breakdown(dense, compressed, x, repeats):
             row["rate_floor_parts"] = floor
             row["seconds_rate_floor"] = tuple(calls[name] * (both + floor[key]) for key in
                                               ("seconds_dense_product", "seconds_compressed_products"))
+            row["seconds_own_rate_floor"] = calls[name] * floor["seconds_own_rate"]
     result = summarize(layers, whole_d, whole_c, x.shape[0])
     for label, model in (("dense", dense), ("compressed", compressed)):
         result[f"ops_{label}"], result[f"op_seconds_{label}"] = op_profile(model, x)
@@ -315,6 +202,8 @@ def summarize(layers, whole_dense, whole_compressed, batch):
             "bare_bound": _bare_bound(layers, same_td),
             "rate_floor_bound": _rate_floor_bound(layers, same_td),
             "rate_floor_bound_measured_dense": _rate_floor_bound(layers, same_td, dense_as_measured=conv_td),
+            "own_rate_floor_bound": _rate_floor_bound(layers, same_td, dense_as_measured=conv_td,
+                                                      key="seconds_own_rate_floor"),
             "gflops": [_rate(flops_dense, whole_dense, batch), _rate(flops_compressed, whole_compressed, batch)],
             "amdahl_bound": (same_td + conv_td) / ideal if ideal else None}
 
@@ -338,20 +227,27 @@ def _bare_bound(layers, unchanged):
     return (unchanged + copy + dense) / (unchanged + copy + compressed)
 
 
-def _rate_floor_bound(layers, unchanged, dense_as_measured=None):
+def _rate_floor_bound(layers, unchanged, dense_as_measured=None, key=None):
     """The whole-network speedup if both networks ran their converted layers at the rate floor
     (rate_floor: the patches and bias both forms pay, the products at the dense product's rate) and their
     unchanged layers as measured on the dense side; with dense_as_measured (the dense converted layers'
     measured seconds), the compressed network at that floor against the dense one as it runs: the most
-    the measured speedup could reach. None for a model measured as one layer (a recurrent layer's other
-    work is not in the floor) or with a converted layer that has no floor."""
+    the measured speedup could reach; with key "seconds_own_rate_floor" as well, the compressed network with
+    its products at their own shapes' rate (layer_floors.rate_floor) against the dense one as it runs. None
+    for a model measured as one layer (a recurrent layer's other work is not in the floor) or with a
+    converted layer that has no floor."""
     converted = [row for row in layers if row["converted"]]
     if not converted or [row["layer"] for row in layers] == ["(whole)"] \
             or not all("seconds_rate_floor" in row for row in converted):
         return None
     dense = sum(row["seconds_rate_floor"][0] for row in converted) if dense_as_measured is None \
         else dense_as_measured
-    compressed = sum(row["seconds_rate_floor"][1] for row in converted)
+    if key is None:
+        compressed = sum(row["seconds_rate_floor"][1] for row in converted)
+    elif all(key in row for row in converted):
+        compressed = sum(row[key] for row in converted)
+    else:
+        return None
     return (unchanged + dense) / (unchanged + compressed)
 
 
@@ -380,7 +276,8 @@ def table(rows):
              "the chunked pass without a graph can beat, so for convolutions no bound) | "
              "rate floor: both at it / compressed at it against the dense as measured (unchanged layers as "
              "measured; converted layers: the patches and bias both pay, chunked as the pass forms them, and "
-             "the products at the dense product's rate) | "
+             "the products at the dense product's rate) / compressed with its products at their own shapes' BLAS "
+             "rate, formed as the pass forms them at the best of several chunk sizes, against the dense as measured | "
              "GFLOP/s dense / compressed | "
              "patch copy in converted convs (ms, paid by both) | ops per forward dense / compressed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -391,7 +288,7 @@ def table(rows):
                      f"{'-' if share is None else f'{100 * share:.0f}%'} | {_x(r['amdahl_bound'])} | "
                      f"{_x(r['converted_flop_reduction'])} / {_x(r['converted_speedup'])} | "
                      f"{_x(r['bare_products_speedup'])} | {_x(r['bare_bound'])} | {_x(r.get('rate_floor_bound'))} / "
-                     f"{_x(r.get('rate_floor_bound_measured_dense'))} | "
+                     f"{_x(r.get('rate_floor_bound_measured_dense'))} / {_x(r.get('own_rate_floor_bound'))} | "
                      f"{r['gflops'][0]:.1f} / {r['gflops'][1]:.1f} | {1e3 * r['patch_copy_seconds']:.3f} | "
                      f"{r['ops_dense']:.0f} / {r['ops_compressed']:.0f} |")
     return "\n".join(lines)

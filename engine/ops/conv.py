@@ -31,12 +31,23 @@ def _one_thread():
     return numba is not None and numba.get_num_threads() == 1
 
 
-def inference_chunk_images(batch, patch_bytes_per_image, recording):
+# conv2d_pointwise's pass (BasisConv, a low-rank convolution) keeps a chunk's patches, its M maps and their
+# mix into N in cache at once, and multiplies skinny (M-row) products whose packed patches BLAS re-reads:
+# smaller chunks pay there. Whole models at batch 128, one thread, three interleaved runs (ms, 256 KB
+# against 1 MB): BasisConv LeNet-5 6.68 / 6.23 / 6.08 against 6.90 / 6.29 / 6.12, low-rank LeNet-5
+# 5.70 / 5.24 / 5.44 against 6.22 / 5.77 / 5.87, BasisConv widecnn 25.6 / 26.7 / 25.2 against 26.3 / 26.8
+# / 25.0; 128 KB was slower for all three (7.1-7.7, 5.9-6.5, 26.1-27.7).
+POINTWISE_CHUNK_BYTES = 1 << 18
+
+
+def inference_chunk_images(batch, patch_bytes_per_image, recording, budget=None):
     """Images per chunk of an im2col convolution: the whole batch under a graph (backward keeps the
-    patches) or on more than one thread, else as many as INFERENCE_CHUNK_BYTES of patches hold (at least one)."""
+    patches) or on more than one thread, else as many as `budget` bytes of patches hold (at least one;
+    INFERENCE_CHUNK_BYTES when not given)."""
     if recording or not _one_thread():
         return batch
-    return max(1, min(batch, INFERENCE_CHUNK_BYTES // patch_bytes_per_image))
+    budget = INFERENCE_CHUNK_BYTES if budget is None else budget
+    return max(1, min(batch, budget // patch_bytes_per_image))
 
 
 def pair(v, name):
@@ -130,7 +141,8 @@ class Conv2d(Function):
         one = channel_major_shape((1,) + x.shape[1:], kh, kw, self.stride, self.padding, self.dilation)
         k, (oh, ow) = cg * kh * kw, one[-2:]
         p = oh * ow
-        chunk = inference_chunk_images(bsz, k * p * x.dtype.itemsize, keep_patches)
+        chunk = inference_chunk_images(bsz, k * p * x.dtype.itemsize, keep_patches,
+                                       None if combination is None else POINTWISE_CHUNK_BYTES)
         # The bias rides in the product as one more row of patches, all ones, so that no pass over the
         # output adds it (LeNet-5's conv1 at batch 128: 0.4 ms a step) and backward reads its gradient off
         # the weight gradient's product. That copies the weight with one more column, which pays only

@@ -3,21 +3,23 @@ import copy
 
 import pytest
 
-from bench import layer_times
+from bench import layer_floors, layer_times
 
 
-def _row(name, flops, seconds, converted, bare=None, rate_floor=None):
+def _row(name, flops, seconds, converted, bare=None, rate_floor=None, own_rate_floor=None):
     row = {"layer": name, "flops_dense": flops[0], "flops_compressed": flops[1], "seconds_dense": seconds[0],
            "seconds_compressed": seconds[1], "converted": converted}
     if bare:
         row["seconds_bare_products"] = bare
     if rate_floor:
         row["seconds_rate_floor"] = rate_floor
+    if own_rate_floor:
+        row["seconds_own_rate_floor"] = own_rate_floor
     return row
 
 
 def test_summary_sums_bounds_and_rates():
-    layers = [_row("0", (900, 100), (0.8, 0.4), True, bare=(0.6, 0.2), rate_floor=(0.7, 0.3)),
+    layers = [_row("0", (900, 100), (0.8, 0.4), True, bare=(0.6, 0.2), rate_floor=(0.7, 0.3), own_rate_floor=0.35),
               _row("1", (100, 100), (0.2, 0.2), False)]
     r = layer_times.summarize(layers, whole_dense=1.0, whole_compressed=0.6, batch=10)
     assert r["flop_reduction"] == pytest.approx(1000 / 200)
@@ -29,10 +31,13 @@ def test_summary_sums_bounds_and_rates():
     assert r["bare_bound"] == pytest.approx((0.2 + 0.6) / (0.2 + 0.2))        # converted at the bare BLAS floor
     assert r["rate_floor_bound"] == pytest.approx((0.2 + 0.7) / (0.2 + 0.3))   # both at the rate floor
     assert r["rate_floor_bound_measured_dense"] == pytest.approx((0.2 + 0.8) / (0.2 + 0.3))
+    assert r["own_rate_floor_bound"] == pytest.approx((0.2 + 0.8) / (0.2 + 0.35))   # products at their own rate
     assert r["gflops"] == pytest.approx([1000 * 10 / 1.0 / 1e9, 200 * 10 / 0.6 / 1e9])
     r.update(ops_dense=1, ops_compressed=2)
     text = layer_times.table([("case", r)])
-    assert "| case | 5.00x | 1.67x | 3.00x | 20% |" in text and "| 1.80x / 2.00x |" in text
+    assert "| case | 5.00x | 1.67x | 3.00x | 20% |" in text and "| 1.80x / 2.00x / 1.82x |" in text
+    del layers[0]["seconds_own_rate_floor"]                                  # a converted layer without one: no bound
+    assert layer_times.summarize(layers, 1.0, 0.6, 10)["own_rate_floor_bound"] is None
 
 
 def _converted(layer, rank):
@@ -42,22 +47,27 @@ def _converted(layer, rank):
     return LowRankDense.from_dense(layer, rank)
 
 
-def test_rate_floor_pays_patches_and_bias_and_scales_the_dense_product_by_flops(monkeypatch):
+@pytest.mark.parametrize("one_product_min_k", [0, 10 ** 9], ids=["one product a chunk", "per image"])
+def test_rate_floor_pays_patches_and_bias_and_scales_the_dense_product_by_flops(one_product_min_k, monkeypatch):
     import numpy as np
     from engine.ops import conv as conv_ops
     from layers import Conv2d, Dense, ReLU
+    monkeypatch.setattr(conv_ops, "ONE_PRODUCT_MIN_K", one_product_min_k)     # both ways the pass multiplies
     monkeypatch.setattr(conv_ops, "_one_thread", lambda: True)
     monkeypatch.setattr(conv_ops, "INFERENCE_CHUNK_BYTES", 3 * 4 * 9 * 36 * 4)      # three images a chunk
     x = np.random.default_rng(0).standard_normal((7, 4, 8, 8)).astype(np.float32)
     conv, dense = Conv2d(4, 6, 3), Dense(20, 5)
     for layer, rank, data, k, n, convolution in ((conv, 2, x, 4 * 9, 6, True),
                                                  (dense, 3, x.reshape(7, -1)[:, :20].copy(), 20, 5, False)):
-        floor = layer_times.rate_floor(layer, _converted(layer, rank), data, repeats=1)
+        floor = layer_floors.rate_floor(layer, _converted(layer, rank), data, repeats=1)
         assert floor["seconds_compressed_products"] == pytest.approx(
             floor["seconds_dense_product"] * rank * (k + n) / (n * k))
         assert (floor["seconds_patches"] > 0) == convolution        # a dense layer forms no patches
         assert floor["seconds_bias"] > 0 and floor["dense_product_gflops"] > 0
-    assert layer_times.rate_floor(ReLU(), _converted(dense, 3), x, repeats=1) is None     # neither kind
+        assert 0 < floor["seconds_own_products"] and floor["seconds_bias"] < floor["seconds_own_rate"]
+        # the best chunking: no more than the pass's own chunk's total
+        assert floor["seconds_own_rate"] <= floor["seconds_patches"] + floor["seconds_bias"] + floor["seconds_own_products"]
+    assert layer_floors.rate_floor(ReLU(), _converted(dense, 3), x, repeats=1) is None     # neither kind
 
 
 def test_breakdown_of_a_low_rank_lenet5_finds_the_converted_layers():
@@ -76,6 +86,7 @@ def test_breakdown_of_a_low_rank_lenet5_finds_the_converted_layers():
     assert "seconds_patch_copy" not in converted["5"]
     assert all(len(row["seconds_bare_products"]) == 2 for row in converted.values())
     assert all(row["seconds_rate_floor"][1] < row["seconds_rate_floor"][0] for row in converted.values())
+    assert all(row["seconds_own_rate_floor"] > 0 for row in converted.values()) and r["own_rate_floor_bound"] > 0
     assert r["rate_floor_bound"] > 1        # both floors share one product rate: fewer FLOPs, a lower floor
     # against the dense layers' measured time: a ratio of two timings (one sample each here), so only
     # that it is formed; whether it exceeds 1 depends on the machine (CI read 0.09 once)

@@ -45,7 +45,7 @@ def test_the_pass_without_a_graph_equals_the_recorded_one(seeded, geometry, monk
     # without a graph: one chunked pass (conv2d_pointwise, two images a chunk here); with one: two convs
     from engine.ops import conv as conv_ops
     monkeypatch.setattr(conv_ops, "_one_thread", lambda: True)
-    monkeypatch.setattr(conv_ops, "INFERENCE_CHUNK_BYTES", 2 * 3 * 9 * 9 * 8 * 8)
+    monkeypatch.setattr(conv_ops, "POINTWISE_CHUNK_BYTES", 2 * 3 * 9 * 9 * 8 * 8)
     converted = BasisConv2d.from_conv(float64_conv(3, 5, 3, **geometry), num_basis=2)
     x = seeded.standard_normal((7, 3, 9, 8))
     recorded = converted(x)

@@ -291,7 +291,8 @@ def _chunked_case(case, images_per_chunk, monkeypatch, rng):
     oh = (xs[2] + 2 * ph - dh * (ws[2] - 1) - 1) // sh + 1
     ow = (xs[3] + 2 * pw - dw * (ws[3] - 1) - 1) // sw + 1
     monkeypatch.setattr(conv, "_one_thread", lambda: True)
-    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", images_per_chunk * ws[1] * ws[2] * ws[3] * oh * ow * 8)
+    for budget in ("INFERENCE_CHUNK_BYTES", "POINTWISE_CHUNK_BYTES"):     # one convolution, and two in one pass
+        monkeypatch.setattr(conv, budget, images_per_chunk * ws[1] * ws[2] * ws[3] * oh * ow * 8)
     return rng.standard_normal(xs), rng.standard_normal(ws), stride, padding, dilation, bias
 
 
@@ -343,7 +344,7 @@ def test_conv2d_pointwise_bias_with_and_without_the_ones_row(batch, one_product,
     monkeypatch.setattr(conv, "_with_bias_row", lambda *a: folded.append(1) or _with_bias_row(*a))
     monkeypatch.setattr(conv, "ONE_PRODUCT_MIN_K", 0 if one_product else 10 ** 9)
     monkeypatch.setattr(conv, "_one_thread", lambda: True)
-    monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", 2 * 27 * 9 * 8)
+    monkeypatch.setattr(conv, "POINTWISE_CHUNK_BYTES", 2 * 27 * 9 * 8)
     x, w = rng.standard_normal((batch, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
     mix, b = rng.standard_normal((2, 4, 1, 1)), rng.standard_normal(2)
     expected = loop_conv2d(loop_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1), mix, b, (1, 1), (0, 0), (1, 1), 1)
@@ -388,6 +389,16 @@ def test_convolution_without_a_graph_chunks_only_on_one_thread(monkeypatch, rng)
             y = F.conv2d(x, w)
         assert seen == sizes
         np.testing.assert_allclose(y.data, loop_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1), rtol=1e-10, atol=1e-12)
+    # the two-product pass (conv2d_pointwise) chunks by its own budget
+    monkeypatch.setattr(conv, "_one_thread", lambda: True)
+    monkeypatch.setattr(conv, "POINTWISE_CHUNK_BYTES", 4 * 2 * 9 * 16 * 8)    # four images' patches
+    mix = rng.standard_normal((4, 3, 1, 1))
+    seen.clear()
+    with engine.no_grad():
+        y = F.conv2d_pointwise(x, w, mix)
+    assert seen == [4, 1]
+    expected = loop_conv2d(loop_conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1), mix, None, (1, 1), (0, 0), (1, 1), 1)
+    np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 6, 6), (2, 3, 7, 9), (1, 1, 2, 2)])
