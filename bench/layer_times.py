@@ -312,6 +312,11 @@ def layer_table(name, r):
                   f"{1e3 * floor['floor_seconds']:.3f} ms against the dense {1e3 * r['whole_seconds_dense']:.3f} "
                   f"ms, a speedup of at most {floor['floor_speedup']:.1f}x (60% target "
                   f"{0.6 * r['flop_reduction']:.1f}x)."]
+        if floor.get("implementation_floor_speedup"):
+            each = ", ".join(f"{name} {1e6 * sec:.0f} us" for name, sec in floor["implementation_seconds_per_step"].items())
+            lines += ["", f"With the wavelet layers at the fastest implementation measured (per step, all wavelet "
+                      f"layers together: {each}): at least {1e3 * floor['implementation_floor_seconds']:.3f} ms, a "
+                      f"speedup of at most {floor['implementation_floor_speedup']:.2f}x."]
     if r.get("pass_seconds"):
         one, ops = r["pass_seconds"], r["ops_compressed"]
         dense = r["whole_seconds_dense"]

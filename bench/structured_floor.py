@@ -11,9 +11,17 @@ least `floor_seconds`, and its speedup over the dense model is at most `floor_sp
 recurrent model (a GRU/LSTM whose hidden transforms are WaveletLinear) the same holds per time
 step: the dense net's hidden product (B, H) @ (H, k H) is replaced by the kept gates' product plus
 the wavelet layers at that floor, and everything else in the layer is timed as the dense one.
+
+Beside that floor, the implementation floor puts in each wavelet layer's place the fastest of the
+implementations measured on the same rows: this engine's whole layer without a graph, and the layer's
+two transforms alone (same filter length and levels, zero padding) in PyWavelets and in PyTorch
+(conv1d / conv_transpose1d per level), where those are installed. It is what the structured step
+would reach with the fastest transform on hand.
 """
+import os
 import statistics
 import time
+import warnings
 
 import numpy as np
 
@@ -57,6 +65,62 @@ def gather_seconds(rows, perm, dtype, repeats=15):
     return best
 
 
+def implementation_seconds(layer, rows, repeats=15):
+    """{implementation: seconds} of WaveletLinear `layer` on a (rows, n) float input: this engine's
+    whole layer without a graph, and its two transforms alone in PyWavelets and in PyTorch (each where
+    installed; PyTorch on the thread count OMP_NUM_THREADS names, as bench.timing.pin_threads sets)."""
+    import engine
+    x = np.random.default_rng(0).standard_normal((rows, layer.n)).astype(layer.input_scale.dtype)
+
+    def ours():
+        with engine.no_grad():
+            layer(x)
+    found = {"engine (whole layer)": _median_seconds(ours, repeats)}
+    filters = [np.asarray(f.data, dtype=x.dtype) for f in layer.filters()]
+    try:
+        import pywt
+    except ImportError:
+        pywt = None
+    if pywt is not None:
+        bank = pywt.Wavelet("learned", filter_bank=[f.tolist() for f in filters])
+
+        def pywavelets():
+            with warnings.catch_warnings():         # many levels on a short signal: pywt warns, and runs
+                warnings.simplefilter("ignore")
+                pywt.waverec(pywt.wavedec(x, bank, mode="zero", level=layer.levels, axis=-1), bank,
+                             mode="zero", axis=-1)
+        found["PyWavelets (transforms only)"] = _median_seconds(pywavelets, repeats)
+    try:
+        import torch
+    except ImportError:
+        return found
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    found["PyTorch conv1d (transforms only)"] = _median_seconds(_torch_transforms(torch, x, filters, layer.levels),
+                                                                repeats)
+    return found
+
+
+def _torch_transforms(torch, x, filters, levels):
+    """A call running the analysis (a stride-2 conv1d of both filters per level) and the synthesis
+    (a stride-2 conv_transpose1d per level) of x's rows in PyTorch; band lengths within a sample of ours."""
+    length = filters[0].shape[0]
+    analysis = torch.from_numpy(np.stack([filters[0][::-1], filters[1][::-1]]).copy()).view(2, 1, length)
+    synthesis = torch.from_numpy(np.stack([filters[2], filters[3]]).copy()).view(2, 1, length)
+    signal = torch.from_numpy(x).view(x.shape[0], 1, x.shape[1])
+
+    def run():
+        with torch.no_grad():
+            approx, details = signal, []
+            for _ in range(levels):
+                bands = torch.nn.functional.conv1d(approx, analysis, stride=2, padding=length - 1)
+                approx = bands[:, :1]
+                details.append(bands[:, 1:])
+            for detail in reversed(details):
+                both = torch.cat([approx[:, :, :detail.shape[-1]], detail], 1)
+                approx = torch.nn.functional.conv_transpose1d(both, synthesis.view(2, 1, length), stride=2)
+    return run
+
+
 def _wavelet_layers(model):
     from compressors.wavelet import WaveletLinear
     return [m for m in model.modules() if isinstance(m, WaveletLinear)]
@@ -95,6 +159,7 @@ def _recurrent_floor(cells, x, whole_dense_seconds, repeats):
     batch, steps = x.shape[0], x.shape[1]
     rng = np.random.default_rng(0)
     replaced_dense, kept, wavelet, gather_total, how, rate = 0.0, 0.0, 0.0, 0.0, "", None
+    fastest, implementations = 0.0, {}
     for cell in cells:
         modules = list(cell.hh_modules())
         hidden = modules[0].n if isinstance(modules[0], WaveletLinear) else modules[0].n_in
@@ -111,10 +176,18 @@ def _recurrent_floor(cells, x, whole_dense_seconds, repeats):
                 seconds, gather, how = _layer_floor(layer, batch, rate, repeats)
                 wavelet += steps * seconds
                 gather_total += steps * gather
+                measured = implementation_seconds(layer, batch, repeats)
+                fastest += steps * min(measured.values())
+                for name, value in measured.items():
+                    implementations[name] = implementations.get(name, 0.0) + value
     floor = whole_dense_seconds - replaced_dense + kept + wavelet
+    implemented = whole_dense_seconds - replaced_dense + kept + fastest
     parts = (f"dense hidden products {1e3 * replaced_dense:.3f} ms of {1e3 * whole_dense_seconds:.3f} ms, "
              f"replaced by the kept gates' product {1e3 * kept:.3f} ms + the wavelet layers at "
              f"{rate / 1e9:.1f} GFLOP/s (the dense hidden product's) with their permutation ({how}) "
              f"{1e3 * wavelet:.3f} ms")
     return {"floor_seconds": floor, "floor_speedup": whole_dense_seconds / floor, "flop_rate": rate,
-            "gather_seconds": gather_total, "gather_how": how, "parts": parts}
+            "gather_seconds": gather_total, "gather_how": how, "parts": parts,
+            "implementation_seconds_per_step": implementations,
+            "implementation_floor_seconds": implemented,
+            "implementation_floor_speedup": whole_dense_seconds / implemented}

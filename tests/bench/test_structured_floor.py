@@ -43,6 +43,8 @@ def test_floor_of_a_wavelet_gru_replaces_only_the_compressed_gates(monkeypatch):
     timed = []
     monkeypatch.setattr(structured_floor, "_median_seconds", lambda fn, repeats: timed.append(fn()) or 1e-3)
     monkeypatch.setattr(structured_floor, "gather_seconds", lambda rows, perm, dtype, repeats: (2e-4, "stub"))
+    measured = {"ours": 3e-4, "other": 1e-4}
+    monkeypatch.setattr(structured_floor, "implementation_seconds", lambda layer, rows, repeats: dict(measured))
     x = np.zeros((3, 5, 2), np.float32)                 # 5 time steps
     floor = structured_floor.wavelet_floor(dense, small, x, whole_dense_seconds=1.0,
                                            flops_dense_per_example=1.0, repeats=1)
@@ -54,6 +56,25 @@ def test_floor_of_a_wavelet_gru_replaces_only_the_compressed_gates(monkeypatch):
     wavelet_seconds = sum(m.flops(None, np.empty((3, 16))) / rate + 2e-4 for m in layers)
     assert floor["floor_seconds"] == pytest.approx(1.0 - 5 * 1e-3 + 5 * 1e-3 + 5 * wavelet_seconds)
     assert floor["floor_speedup"] == pytest.approx(1.0 / floor["floor_seconds"])
+    # the implementation floor: each wavelet layer at the fastest implementation measured, every step
+    assert floor["implementation_floor_seconds"] == pytest.approx(1.0 - 5 * 1e-3 + 5 * 1e-3 + 5 * 2 * 1e-4)
+    assert floor["implementation_floor_speedup"] == pytest.approx(1.0 / floor["implementation_floor_seconds"])
+    assert floor["implementation_seconds_per_step"] == pytest.approx({"ours": 6e-4, "other": 2e-4})
+
+
+def test_implementation_seconds_times_the_layer_and_the_installed_libraries():
+    import importlib.util
+    import engine
+    from compressors import wavelet
+    engine.manual_seed(0)
+    layer = wavelet.WaveletLinear(32, levels=3, filter_length=4)
+    found = structured_floor.implementation_seconds(layer, rows=4, repeats=1)
+    expected = {"engine (whole layer)"}
+    if importlib.util.find_spec("pywt"):
+        expected.add("PyWavelets (transforms only)")
+    if importlib.util.find_spec("torch"):
+        expected.add("PyTorch conv1d (transforms only)")
+    assert set(found) == expected and all(v > 0 for v in found.values())
 
 
 def test_no_floor_without_wavelet_layers():
