@@ -176,6 +176,7 @@ def breakdown(dense, compressed, x, repeats):
     if floor is not None:
         result["structured_floor"] = floor
         result["bare_bound"] = floor["floor_speedup"]
+        result["own_rate_floor_bound"] = floor.get("implementation_floor_speedup")
     return result
 
 
@@ -277,7 +278,8 @@ def table(rows):
              "rate floor: both at it / compressed at it against the dense as measured (unchanged layers as "
              "measured; converted layers: the patches and bias both pay, chunked as the pass forms them, and "
              "the products at the dense product's rate) / compressed with its products at their own shapes' BLAS "
-             "rate, formed as the pass forms them at the best of several chunk sizes, against the dense as measured | "
+             "rate, formed as the pass forms them at the best of several chunk sizes, against the dense as measured "
+             "(wavelet: its layers at the fastest implementation measured, bench/structured_floor.py) | "
              "GFLOP/s dense / compressed | "
              "patch copy in converted convs (ms, paid by both) | ops per forward dense / compressed |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -314,7 +316,7 @@ def layer_table(name, r):
                   f"{0.6 * r['flop_reduction']:.1f}x)."]
         if floor.get("implementation_floor_speedup"):
             each = ", ".join(f"{name} {1e6 * sec:.0f} us" for name, sec in floor["implementation_seconds_per_step"].items())
-            lines += ["", f"With the wavelet layers at the fastest implementation measured (per step, all wavelet "
+            lines += ["", f"With the wavelet layers at the fastest implementation measured (per call, all wavelet "
                       f"layers together: {each}): at least {1e3 * floor['implementation_floor_seconds']:.3f} ms, a "
                       f"speedup of at most {floor['implementation_floor_speedup']:.2f}x."]
     if r.get("pass_seconds"):

@@ -149,8 +149,12 @@ def wavelet_floor(dense, compressed, x, whole_dense_seconds, flops_dense_per_exa
         rate = flops_dense_per_example * batch / whole_dense_seconds
         seconds, gather, how = _layer_floor(layers[0], batch, rate, repeats)
         parts = f"transforms at {rate / 1e9:.1f} GFLOP/s (the dense layer's) + permutation ({how})"
+        measured = implementation_seconds(layers[0], batch, repeats)
+        fastest = min(measured.values())
         return {"floor_seconds": seconds, "floor_speedup": whole_dense_seconds / seconds,
-                "flop_rate": rate, "gather_seconds": gather, "gather_how": how, "parts": parts}
+                "flop_rate": rate, "gather_seconds": gather, "gather_how": how, "parts": parts,
+                "implementation_seconds_per_step": measured, "implementation_floor_seconds": fastest,
+                "implementation_floor_speedup": whole_dense_seconds / fastest}
     return _recurrent_floor(cells, x, whole_dense_seconds, repeats)
 
 

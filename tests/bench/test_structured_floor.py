@@ -21,6 +21,7 @@ def test_floor_of_a_wavelet_linear_is_its_flops_at_the_dense_rate_plus_the_gathe
     dense = Dense(64, 64)
     small = wavelet.wavelet_from_dense(dense)
     monkeypatch.setattr(structured_floor, "gather_seconds", lambda rows, perm, dtype, repeats: (0.5, "stub"))
+    monkeypatch.setattr(structured_floor, "implementation_seconds", lambda layer, rows, repeats: {"a": 0.4, "b": 0.8})
     x = np.zeros((4, 64), np.float32)
     flops_dense = 2 * 64 * 64 + 64
     floor = structured_floor.wavelet_floor(dense, small, x, whole_dense_seconds=2.0,
@@ -30,6 +31,7 @@ def test_floor_of_a_wavelet_linear_is_its_flops_at_the_dense_rate_plus_the_gathe
     assert floor["floor_seconds"] == pytest.approx(want)
     assert floor["floor_speedup"] == pytest.approx(2.0 / want)
     assert floor["flop_rate"] == pytest.approx(rate) and "stub" in floor["parts"]
+    assert floor["implementation_floor_seconds"] == 0.4 and floor["implementation_floor_speedup"] == pytest.approx(5.0)
 
 
 def test_floor_of_a_wavelet_gru_replaces_only_the_compressed_gates(monkeypatch):
