@@ -7,6 +7,7 @@ import pytest
 
 import engine
 import engine.ops as F
+import engine.optim
 from training.options import parse_args
 from compressors import plugin
 from engine import Tensor, backend

@@ -51,6 +51,7 @@ CASES = {
     "div": (lambda rng: [rng.standard_normal(MATRIX), np.abs(rng.standard_normal(4)) + 0.5],
             lambda xp, a, b: F.div(a, b)),
     "pow": (_positive(MATRIX, MATRIX), lambda xp, a, b: F.pow(a, b)),
+    "square": (_normal(MATRIX), lambda xp, a: F.pow(a, 2)),     # its own gradient path (no power)
     "neg": (_normal(MATRIX), lambda xp, a: F.neg(a)),
     "matmul": (_normal(CUBE, (4, 2)), lambda xp, a, b: F.matmul(a, b)),
     "exp": (_normal(MATRIX), lambda xp, a: F.exp(a)),
@@ -107,6 +108,12 @@ CASES = {
                      lambda xp, gi, w, b, h0: _joined(F.gru_sequence(gi, w, b, h0))),
     "lstm_sequence": (_normal((2, 3, 12), (3, 12), (12,), (2, 3), (2, 3)),
                       lambda xp, gi, w, b, h0, c0: _joined(F.lstm_sequence(gi, w, b, h0, c0))),
+    # a low-rank hidden weight: first factors a (H, k r), second factors c (k, r, H), each gate's
+    # second product taken in one batched call (engine/ops/recurrent_product.py)
+    "gru_sequence_factored": (_normal((2, 3, 9), (3, 6), (3, 2, 3), (9,), (2, 3)),
+                              lambda xp, gi, a, c, b, h0: _joined(F.gru_sequence(gi, (a, c), b, h0))),
+    "lstm_sequence_factored": (_normal((2, 3, 12), (3, 8), (4, 2, 3), (12,), (2, 3), (2, 3)),
+                               lambda xp, gi, a, c, b, h0, c0: _joined(F.lstm_sequence(gi, (a, c), b, h0, c0))),
     "distillation_loss": (_normal(MATRIX), _distillation),
     # the kernels with a GPU branch of their own: wavelet transforms, Tucker products, permutations
     "fwt": (_normal((2, 16), (4,), (4,)), _fwt),
