@@ -84,19 +84,21 @@ def rate_floor(dense_layer, compressed_layer, x, repeats=15):
         image_bytes = x.shape[1] * kh * kw * int(np.prod(_conv_output(dense_layer, x.shape))) * x.dtype.itemsize
         chunk = inference_chunk_images(x.shape[0], image_bytes, recording=False)
         own = inference_chunk_images(x.shape[0], image_bytes, recording=False, budget=POINTWISE_CHUNK_BYTES)
-        parts = _conv_chunk_parts(dense_layer, middle, x, chunk, repeats)
         sizes = sorted({max(1, min(x.shape[0], c)) for c in (own, chunk // 4, chunk // 2, 2 * chunk, 4 * chunk,
                                                               x.shape[0])} - {chunk})
-        candidates = [(parts["seconds_patches"] + parts["seconds_bias"] + parts["seconds_own_products"], chunk)]
-        for size in sizes:
-            other = _conv_chunk_parts(dense_layer, middle, x, size, repeats)
-            candidates.append((other["seconds_patches"] + other["seconds_bias"] + other["seconds_own_products"],
-                               size))
+        parts = _conv_chunk_parts(dense_layer, middle, x, chunk, repeats)
+        candidates = [(_own_total(parts), chunk)] + [
+            (_own_total(_conv_chunk_parts(dense_layer, middle, x, size, repeats, dense=False)), size) for size in sizes]
         parts["seconds_own_rate"], parts["own_rate_chunk"] = min(candidates)
         return parts
     if kind == "Dense":
         return _dense_parts(dense_layer, middle, x, repeats)
     return None
+
+
+def _own_total(parts):
+    """The converted layer's time with its own products: patches and bias, which both forms pay, and its products."""
+    return parts["seconds_patches"] + parts["seconds_bias"] + parts["seconds_own_products"]
 
 
 def _conv_output(conv, x_shape):
@@ -106,8 +108,9 @@ def _conv_output(conv, x_shape):
                                conv.dilation)[-2:]
 
 
-def _conv_chunk_parts(conv, middle, x, chunk, repeats):
-    """rate_floor's parts for a Conv2d with `chunk` images a chunk (whole chunks timed, scaled to the batch)."""
+def _conv_chunk_parts(conv, middle, x, chunk, repeats, dense=True):
+    """rate_floor's parts for a Conv2d with `chunk` images a chunk (whole chunks timed, scaled to the batch);
+    dense=False leaves the dense product untimed (its keys out)."""
     import numpy as np
     from engine.kernels.im2col import channel_major_shape, im2col_channel_major
     from engine.ops.conv import ONE_PRODUCT_MIN_K
@@ -140,7 +143,7 @@ def _conv_chunk_parts(conv, middle, x, chunk, repeats):
             else:
                 np.matmul(second, np.matmul(first, rows.reshape(k, chunk, p).transpose(1, 0, 2)), out=out)
     return _parts(x.dtype, n, k, middle, len(starts) * chunk * p, batch / (len(starts) * chunk), out, starts,
-                  patches, dense_product, own_products, repeats)
+                  patches, dense_product if dense else None, own_products, repeats)
 
 
 def _dense_parts(dense, middle, x, repeats):
@@ -155,27 +158,30 @@ def _dense_parts(dense, middle, x, repeats):
     parts = _parts(x.dtype, n, k, middle, x.shape[0], 1.0, np.zeros((x.shape[0], n, 1), x.dtype), range(1),
                    None, lambda: np.matmul(lhs, w, out=product),
                    lambda: np.matmul(np.matmul(lhs, first, out=mid), second, out=product), repeats)
-    parts["seconds_own_rate"] = parts["seconds_bias"] + parts["seconds_own_products"]
+    parts["seconds_own_rate"] = _own_total(parts)
     return parts
 
 
 def _parts(dtype, n, k, middle, outputs, scale, out, starts, patches, dense_product, own_products, repeats):
     """The timed parts of a rate floor: `outputs` output positions were timed, `scale` times as many
-    make the batch; the bias goes on `out` once per chunk in `starts`, as the pass adds it in cache."""
+    make the batch; the bias goes on `out` once per chunk in `starts`, as the pass adds it in cache; without
+    a dense_product, its keys are left out."""
     import numpy as np
     bias = np.ones((1, n, 1), dtype)
 
     def add_bias():
         for _ in starts:
             np.add(out, bias, out=out)
-    dense_flops, compressed_flops = 2 * n * k * outputs, 2 * middle * (k + n) * outputs
-    product_seconds = _median_seconds(dense_product, repeats)
-    return {"seconds_patches": 0.0 if patches is None else scale * _median_seconds(patches, repeats),
-            "seconds_bias": scale * _median_seconds(add_bias, repeats),
-            "seconds_dense_product": scale * product_seconds,
-            "seconds_compressed_products": scale * product_seconds * compressed_flops / dense_flops,
-            "seconds_own_products": scale * _median_seconds(own_products, repeats),
-            "dense_product_gflops": dense_flops / product_seconds / 1e9}
+    parts = {"seconds_patches": 0.0 if patches is None else scale * _median_seconds(patches, repeats),
+             "seconds_bias": scale * _median_seconds(add_bias, repeats),
+             "seconds_own_products": scale * _median_seconds(own_products, repeats)}
+    if dense_product is not None:
+        dense_flops, compressed_flops = 2 * n * k * outputs, 2 * middle * (k + n) * outputs
+        product_seconds = _median_seconds(dense_product, repeats)
+        parts.update(seconds_dense_product=scale * product_seconds,
+                     seconds_compressed_products=scale * product_seconds * compressed_flops / dense_flops,
+                     dense_product_gflops=dense_flops / product_seconds / 1e9)
+    return parts
 
 
 def pass_seconds(x, repeats=15):

@@ -75,7 +75,7 @@ class Pow(_Binary):
         xp = backend.xp_of(gy)
         ga = None
         if na:
-            # a square (the usual loss) needs no power: 2 a gy in two passes instead of four
+            # a square (the usual loss) needs no power: 2 a gy in two passes instead of three
             square = self.b.size == 1 and self.b == 2
             ga = self.a * (gy * self.b) if square else gy * self.b * self.a ** (self.b - 1)
         gb = None

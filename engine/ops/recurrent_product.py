@@ -41,13 +41,10 @@ class FactoredHidden:
         self.a, self.c = weights
         self.xp = xp
         self.gates, self.rank, self.hidden = self.c.shape
-        # without a graph one u serves every step (and stays in cache), its gate blocks sliced once
+        # without a graph one u serves every step (and stays in cache)
         self.us = workspace((steps if record else 1, batch, self.gates * self.rank))
         self.slot = (lambda t: t) if record else (lambda t: 0)
         self.dus = None
-
-    def _blocks(self, k):
-        return slice(k * self.rank, (k + 1) * self.rank), slice(k * self.hidden, (k + 1) * self.hidden)
 
     def _by_gate(self, rows, width):
         """rows (B, k width) as k gate blocks (k, B, width): a view, for one batched product per step."""
@@ -83,9 +80,8 @@ class FactoredHidden:
             us = self.xp.ascontiguousarray(self.us.transpose(1, 0, 2)).reshape(rows, width)   # batch-major, like g
             g_flat = g.reshape(rows, g.shape[-1])
             g_c = self.xp.empty_like(self.c)
-            for k in range(self.gates):
-                narrow, wide = self._blocks(k)
-                self.xp.matmul(us[:, narrow].T, g_flat[:, wide], out=g_c[k])
+            self.xp.matmul(self._by_gate(us, self.rank).transpose(0, 2, 1), self._by_gate(g_flat, self.hidden),
+                           out=g_c)
         return g_a, g_c
 
     def release(self):
