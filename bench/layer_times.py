@@ -5,7 +5,8 @@ Usage: python bench/layer_times.py [--batch 128] [--threads 1] [--repeats 15] [-
 
 For every case of bench/inference.py whose FLOP reduction is 2x or more, the dense and the compressed
 model run forward (eval, no_grad) with a timer around each top-level layer; the median over repeats is
-kept per layer, with the layer's FLOPs per example. Layers whose FLOPs the compressor did not change
+kept per layer, with the layer's FLOPs per example. The whole forwards, whose ratio is the speedup, are
+timed again without timers, the two models in turn (as bench/inference.py times them). Layers whose FLOPs the compressor did not change
 (pools, activations, unconverted layers) keep their time, so they bound the whole-network speedup
 (Amdahl): even if the converted layers ran at their full FLOP reduction, the network could be at most
 `dense time / (unchanged time + converted dense time / converted FLOP reduction)` faster. The table
@@ -88,6 +89,22 @@ def layer_seconds(model, x, repeats=15, warmup=3):
     return per_layer, statistics.median(whole[warmup:])
 
 
+def whole_seconds(dense, compressed, x, repeats=15):
+    """(dense, compressed) median seconds of a whole forward (eval, no_grad, no timers), the two sampled in
+    turn as bench/inference.py samples them, so that a change in the machine's load lands on both alike
+    (the per-layer times of layer_seconds come from one model's forwards, then the other's)."""
+    import engine
+    from bench.timing import paired_median_seconds
+
+    def forward(model):
+        def run():
+            with engine.no_grad():
+                model(x)
+        return run
+    dense_seconds, compressed_seconds = paired_median_seconds([forward(dense), forward(compressed)], repeats, 3, 0.02)
+    return dense_seconds, compressed_seconds
+
+
 def op_profile(model, x, repeats=5):
     """(operations dispatched per forward, {op name: seconds per forward}) under no_grad."""
     import engine
@@ -136,8 +153,9 @@ def breakdown(dense, compressed, x, repeats):
     """Per top-level layer: FLOPs and median time, dense and compressed, and whether the compressor changed
     it (its FLOPs differ); the converted/unchanged sums and the Amdahl bound on the whole speedup."""
     flops_d, flops_c = top_level_flops(dense, x), top_level_flops(compressed, x)
-    secs_d, whole_d = layer_seconds(dense, x, repeats)
-    secs_c, whole_c = layer_seconds(compressed, x, repeats)
+    secs_d, _ = layer_seconds(dense, x, repeats)
+    secs_c, _ = layer_seconds(compressed, x, repeats)
+    whole_d, whole_c = whole_seconds(dense, compressed, x, repeats)
     layers = []
     for name in flops_d:
         layers.append({"layer": name, "type_dense": type(dict(top_level(dense))[name]).__name__,

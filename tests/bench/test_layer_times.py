@@ -113,3 +113,22 @@ def test_recurrent_sublayers_count_once_per_step():
     assert set(calls.values()) == {x.shape[1]}              # one call per time step
     r = layer_times.breakdown(dense, small, x, repeats=1)   # the cell's other work is in no floor: no bound
     assert r["rate_floor_bound"] is None and r["rate_floor_bound_measured_dense"] is None
+
+
+def test_whole_seconds_times_both_models_in_turn_without_a_graph(monkeypatch):
+    import numpy as np
+    import engine
+    from bench import timing
+    from layers import Dense
+    seen = []
+
+    def in_turn(fns, repeats, warmup, min_time):
+        for fn in fns:
+            fn()
+        return [0.3, 0.1]
+    monkeypatch.setattr(timing, "paired_median_seconds", in_turn)
+    dense, small = Dense(4, 4), Dense(4, 4)
+    for name, model in (("dense", dense), ("small", small)):
+        model.register_forward_hook(lambda m, a, out, name=name: seen.append((name, engine.is_grad_enabled())))
+    assert layer_times.whole_seconds(dense, small, np.zeros((2, 4), np.float32), repeats=2) == (0.3, 0.1)
+    assert seen == [("dense", False), ("small", False)]
