@@ -119,8 +119,9 @@ def gru_projecting_stepper(x, w_ih, b_ih, b, impl=None):
     None); None where no kernel does that (float32 with Numba only): the caller then projects the
     whole sequence first."""
     kernels = _numba_kernels(x, impl)
-    if kernels is None or not all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, w_ih)):
-        return None
+    if kernels is None or w_ih.shape[0] == 0 or \
+            not all(a.dtype == np.float32 and a.flags.c_contiguous for a in (x, w_ih)):
+        return None      # (the kernel reads the first feature unconditionally)
     xp = backend.xp_of(x)
     width = w_ih.shape[1]
     bias = xp.zeros(width, x.dtype) if b is None else b

@@ -114,6 +114,25 @@ def test_gru_step_that_projects_matches_the_projected_step(with_bias):
     assert recurrent_kernels.gru_projecting_stepper(x.astype(np.float64), w_ih.astype(np.float64), None, None) is None
     assert recurrent_kernels.gru_projecting_stepper(x[:, ::-1], w_ih, None, None) is None
     assert recurrent_kernels.gru_projecting_stepper(x, w_ih, None, None, impl="numpy") is None
+    # the kernel reads the first feature before its loop over the rest: with none, no kernel
+    assert recurrent_kernels.gru_projecting_stepper(x[:, :, :0].copy(), w_ih[:0].copy(), b_ih, b) is None
+
+
+@needs_numba
+@pytest.mark.parametrize("n_in", [1, 3])
+def test_gru_step_that_projects_takes_any_number_of_features(n_in):
+    rng = np.random.default_rng(8)
+    batch, steps, hidden = 3, 2, 4
+    x = rng.standard_normal((batch, steps, n_in)).astype(np.float32)
+    w_ih = rng.standard_normal((n_in, 3 * hidden)).astype(np.float32)
+    b_ih, b = (rng.standard_normal(3 * hidden).astype(np.float32) for _ in range(2))
+    gh, h_prev = rng.standard_normal((batch, 3 * hidden)).astype(np.float32), rng.standard_normal((batch, hidden)).astype(np.float32)
+    h = np.empty_like(h_prev)
+    recurrent_kernels.gru_projecting_stepper(x, w_ih, b_ih, b)(gh, 1, h_prev, h)
+    expected = np.empty_like(h_prev)
+    recurrent_kernels.gru_forward_step(np.empty((batch, 3 * hidden), np.float32), gh.copy(), x @ w_ih + b_ih, 1, b,
+                                       np.empty_like(h_prev), h_prev, expected, keep=False)
+    np.testing.assert_allclose(h, expected, rtol=0, atol=1e-6)
 
 
 def _gru_inputs(rng, batch=3, steps=4, n_in=2, hidden=3, dtype=np.float64):
