@@ -4,8 +4,8 @@ import weakref
 
 from .. import backend, buffers
 from ..function import Function
-from ..kernels.im2col import (im2col, im2col_channel_major, col2im, conv_output_size,
-                              channel_major_shape)
+from ..kernels.im2col import (im2col, col2im, conv_output_size, channel_major_shape,
+                              channel_major_filler)
 from ..grad_mode import is_grad_enabled
 from ..tensor import as_tensor
 
@@ -159,17 +159,20 @@ class Conv2d(Function):
         maps_n = w2.shape[0]
         y = buffers.lend((bsz, n, p), xp.result_type(w, x), like=x)
         cols = buffers.take((rows_k, chunk, p), x.dtype, like=x)
+        # what every chunk needs, settled once: the patch kernel, and the product's buffer
+        fill = channel_major_filler(x, kh, kw, self.stride, self.padding, self.dilation, chunk)
+        products = buffers.take((maps_n, chunk * p), xp.result_type(w2, x), like=x) if k >= ONE_PRODUCT_MIN_K else None
         for start in range(0, bsz, chunk):
             part = x[start:start + chunk]
             size = part.shape[0]
             rows = cols if size == chunk else cols.reshape(-1)[:rows_k * size * p].reshape(rows_k, size, p)
-            im2col_channel_major(part, kh, kw, self.stride, self.padding, self.dilation,
-                                 out=rows[:k].reshape(one[:3] + (size,) + one[4:]))
+            fill(part, rows[:k].reshape(one[:3] + (size,) + one[4:]))
             if fold:
                 rows[k] = 1
-            out, product = y[start:start + size], None
-            if k >= ONE_PRODUCT_MIN_K:     # one product for the chunk, read back per image
-                product = _product_into_pool(w2, rows.reshape(rows_k, size * p), (maps_n, size * p))
+            out = y[start:start + size]
+            if products is not None:       # one product for the chunk, read back per image
+                product = products if size == chunk else products.reshape(-1)[:maps_n * size * p].reshape(maps_n, -1)
+                xp.matmul(w2, rows.reshape(rows_k, size * p), out=product)
                 maps = product.reshape(maps_n, size, p).transpose(1, 0, 2)
             else:                          # per image, on the patches as they lie
                 maps = xp.matmul(w2, rows.transpose(1, 0, 2), out=None if combination is not None else out)
@@ -179,7 +182,7 @@ class Conv2d(Function):
                     out += b.reshape(1, n, 1)
             elif maps is not out:
                 out[...] = maps
-            buffers.give_back(product)
+        buffers.give_back(products)
         if b is not None and not fold and combination is None:
             y += b.reshape(1, n, 1)
         if keep_patches:

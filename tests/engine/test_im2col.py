@@ -137,3 +137,23 @@ def test_engine_imports_and_convolves_without_numba():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("numba_path", [True, False], ids=["numba", "numpy"])
+@pytest.mark.parametrize("geometry", GEOMETRIES + PADDED_GEOMETRIES, ids=str)
+def test_channel_major_filler_fills_each_chunk_as_im2col_does(geometry, numba_path, monkeypatch, rng):
+    """The per-chunk patch filler of a chunked convolution, settled once for the whole input, gives each
+    chunk (the last one short) the patches im2col_channel_major gives it."""
+    if numba_path and not K.numba_enabled():
+        pytest.skip("Numba is not installed (or COMPACTNET_DISABLE_NUMBA is set)")
+    if not numba_path:
+        monkeypatch.setattr(K, "_numba_for", lambda array, direction: None)
+    shape, kh, kw, stride, padding, dilation = geometry
+    x = rng.standard_normal((3,) + shape[1:])
+    fill = K.channel_major_filler(x, kh, kw, stride, padding, dilation, images=2)
+    for start in (0, 2):
+        part = x[start:start + 2]
+        expected = K.im2col_cm_numpy(part, kh, kw, stride, padding, dilation)
+        out = np.full(expected.shape, np.nan)
+        fill(part, out)
+        np.testing.assert_array_equal(out, expected)

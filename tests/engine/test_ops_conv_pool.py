@@ -378,8 +378,12 @@ def test_convolution_without_a_graph_chunks_only_on_one_thread(monkeypatch, rng)
     finally:
         numba.set_num_threads(before)
     seen = []
-    real = conv.im2col_channel_major
-    monkeypatch.setattr(conv, "im2col_channel_major", lambda x, *a, **k: seen.append(x.shape[0]) or real(x, *a, **k))
+    real = conv.channel_major_filler
+
+    def spying(x, *args):           # records the images of every chunk the pass fills patches for
+        fill = real(x, *args)
+        return lambda part, out: seen.append(part.shape[0]) or fill(part, out)
+    monkeypatch.setattr(conv, "channel_major_filler", spying)
     monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", 2 * 2 * 9 * 16 * 8)      # two images' patches
     x, w = rng.standard_normal((5, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
     for one, sizes in ((True, [2, 2, 1]), (False, [5])):
