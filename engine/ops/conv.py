@@ -36,7 +36,8 @@ def _one_thread():
 # smaller chunks pay there. Whole models at batch 128, one thread, three interleaved runs (ms, 256 KB
 # against 1 MB): BasisConv LeNet-5 6.68 / 6.23 / 6.08 against 6.90 / 6.29 / 6.12, low-rank LeNet-5
 # 5.70 / 5.24 / 5.44 against 6.22 / 5.77 / 5.87, BasisConv widecnn 25.6 / 26.7 / 25.2 against 26.3 / 26.8
-# / 25.0; 128 KB was slower for all three (7.1-7.7, 5.9-6.5, 26.1-27.7).
+# / 25.0; 128 KB was slower for all three (7.1-7.7, 5.9-6.5, 26.1-27.7). The same order after the per-chunk
+# dispatch went (bench/results/microbench-session11.md).
 POINTWISE_CHUNK_BYTES = 1 << 18
 
 

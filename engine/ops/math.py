@@ -73,11 +73,8 @@ class Pow(_Binary):
     def backward(self, gy):
         na, nb = self.needs_input_grad
         xp = backend.xp_of(gy)
-        ga = None
-        if na:
-            # a square (the usual loss) needs no power: 2 a gy in two passes instead of three
-            square = self.b.size == 1 and self.b == 2
-            ga = self.a * (gy * self.b) if square else gy * self.b * self.a ** (self.b - 1)
+        square = na and self.b.size == 1 and self.b == 2   # the usual loss: 2 a gy in two passes, no power
+        ga = (self.a * (gy * self.b) if square else gy * self.b * self.a ** (self.b - 1)) if na else None
         gb = None
         if nb:
             safe = xp.where(self.a > 0, self.a, 1)
