@@ -135,21 +135,45 @@ def _patches_nb(name, x, kh, kw, stride, padding, dilation, parallel, channel_ma
         kernel = kernels.im2col_parallel if parallel else kernels.im2col_serial
         return kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     cols = np.empty((x.shape[1], kh, kw, x.shape[0], oh, ow), dtype=x.dtype) if out is None else out
-    _channel_major_fill(kernels, parallel, stride, padding, dilation)(x, cols)
+    fill = _channel_major_fill(kernels, parallel, stride, padding, dilation)
+    fill(x, cols)
+    fill.release()
     return cols
 
 
 def _channel_major_fill(kernels, parallel, stride, padding, dilation):
-    """fill(x, out): the Numba channel-major patches of x into out (C, kh, kw, B, OH, OW)."""
+    """fill(x, out): the Numba channel-major patches of x into out (C, kh, kw, B, OH, OW); then
+    fill.release() once no more calls follow.
+
+    With padding, the kernel reads a zero-bordered copy of x (its copy loop then needs no bounds
+    tests). The first call makes that copy and keeps it: later calls with as many images or fewer (a
+    chunked convolution's next chunks) write only their interior, the border staying zero. Padding
+    each chunk afresh cost widecnn's second and third BasisConv layers, one and two images a chunk,
+    1.1 and 0.7 ms a forward against 0.34 and 0.33 (bench/results/microbench-session12.md)."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     kernel = kernels.im2col_cm_parallel if parallel else kernels.im2col_cm_serial
     if not (ph or pw):
-        return lambda x, out: kernel(x, out, sh, sw, dh, dw)
+        def fill(x, out):
+            kernel(x, out, sh, sw, dh, dw)
+        fill.release = lambda: None
+        return fill
+    frame = []
 
     def fill(x, out):
-        padded = _padded(x, ph, pw)      # padding first keeps the kernel's copy loop free of bounds tests
+        b, _, h, w = x.shape
+        if frame and frame[0].shape[0] >= b and frame[0].shape[1:] == (x.shape[1], h + 2 * ph, w + 2 * pw):
+            padded = frame[0][:b]
+            padded[:, :, ph:ph + h, pw:pw + w] = x
+        else:
+            release()
+            padded = _padded(x, ph, pw)
+            frame.append(padded)
         kernel(padded, out, sh, sw, dh, dw)
-        buffers.give_back(padded)
+
+    def release():
+        if frame:
+            buffers.give_back(frame.pop())
+    fill.release = release
     return fill
 
 
@@ -207,10 +231,13 @@ def channel_major_filler(x, kh, kw, stride, padding, dilation, images):
     """fill(part, out): im2col_channel_major of `part`, a chunk of at most `images` images of x, into out,
     with the implementation and its thread choice settled once for every chunk of x (a chunked
     convolution calls it per chunk, and the dispatch took about 6 us a call, 64 chunks a forward for
-    BasisConv LeNet-5's conv2 at batch 128)."""
+    BasisConv LeNet-5's conv2 at batch 128); fill.release() after the last chunk."""
     kernels = _numba_for(x, "im2col")
     if kernels is None:
-        return lambda part, out: im2col_cm_numpy(part, kh, kw, stride, padding, dilation, out=out)
+        def fill(part, out):
+            im2col_cm_numpy(part, kh, kw, stride, padding, dilation, out=out)
+        fill.release = lambda: None
+        return fill
     one = channel_major_shape((1,) + x.shape[1:], kh, kw, stride, padding, dilation)
     parallel = _pays_to_thread(images, one[0] * kh * kw * one[-2] * one[-1])
     return _channel_major_fill(kernels, parallel, stride, padding, dilation)

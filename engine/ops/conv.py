@@ -149,20 +149,29 @@ class Conv2d(Function):
         # the weight gradient's product. That copies the weight with one more column, which pays only
         # when a map has more positions over the batch than a filter has weights (LeNet-5's conv2 at
         # batch 1, 64 positions against 500 weights, would copy 100 KB to spare a 13 KB pass).
-        # With a combination, on the one-product path the bias goes on each chunk's mixed output while
-        # it is in cache instead: the extra filter row that would carry it costs BLAS a whole tile of
-        # rows (13 rows of BasisConv's conv2 took as long as 16: 2.86 against 3.02 ms at batch 128).
+        # With a combination, on the one-product path the bias rides in the mix instead: a row of ones
+        # written once under every chunk's maps and one more combination column holding b. An extra
+        # filter row would cost BLAS a whole tile of rows (13 rows of BasisConv's conv2 took as long as
+        # 16: 2.86 against 3.02 ms at batch 128), and adding b to each chunk's output after the mix took
+        # twice the mix itself (LeNet-5's conv2, chunks of 2 images: 5.0 against 2.3 us a chunk).
         fold = b is not None and bsz * p > k and (combination is None or k < ONE_PRODUCT_MIN_K)
         rows_k = k + fold
         w2 = w.reshape(m, k)
         if fold:
             w2, combination = _with_bias_row(xp, w2, b, combination)
         maps_n = w2.shape[0]
+        one_product = k >= ONE_PRODUCT_MIN_K
+        ones_row = one_product and combination is not None and b is not None
+        if ones_row:
+            combination = xp.concatenate([combination, b.reshape(n, 1).astype(combination.dtype, copy=False)], axis=1)
         y = buffers.lend((bsz, n, p), xp.result_type(w, x), like=x)
         cols = buffers.take((rows_k, chunk, p), x.dtype, like=x)
         # what every chunk needs, settled once: the patch kernel, and the product's buffer
         fill = channel_major_filler(x, kh, kw, self.stride, self.padding, self.dilation, chunk)
-        products = buffers.take((maps_n, chunk * p), xp.result_type(w2, x), like=x) if k >= ONE_PRODUCT_MIN_K else None
+        product_rows = maps_n + ones_row
+        products = buffers.take((product_rows, chunk * p), xp.result_type(w2, x), like=x) if one_product else None
+        if ones_row:
+            products[maps_n] = 1
         for start in range(0, bsz, chunk):
             part = x[start:start + chunk]
             size = part.shape[0]
@@ -172,17 +181,22 @@ class Conv2d(Function):
                 rows[k] = 1
             out = y[start:start + size]
             if products is not None:       # one product for the chunk, read back per image
-                product = products if size == chunk else products.reshape(-1)[:maps_n * size * p].reshape(maps_n, -1)
-                xp.matmul(w2, rows.reshape(rows_k, size * p), out=product)
-                maps = product.reshape(maps_n, size, p).transpose(1, 0, 2)
+                product = products
+                if size != chunk:
+                    product = products.reshape(-1)[:product_rows * size * p].reshape(product_rows, -1)
+                    if ones_row:
+                        product[maps_n] = 1
+                xp.matmul(w2, rows.reshape(rows_k, size * p), out=product[:maps_n])
+                maps = product.reshape(product_rows, size, p).transpose(1, 0, 2)
             else:                          # per image, on the patches as they lie
                 maps = xp.matmul(w2, rows.transpose(1, 0, 2), out=None if combination is not None else out)
             if combination is not None:
                 xp.matmul(combination, maps, out=out)
-                if b is not None and not fold:
+                if b is not None and not fold and not ones_row:
                     out += b.reshape(1, n, 1)
             elif maps is not out:
                 out[...] = maps
+        fill.release()
         buffers.give_back(products)
         if b is not None and not fold and combination is None:
             y += b.reshape(1, n, 1)

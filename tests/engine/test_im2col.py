@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from engine import buffers
 from engine.kernels import im2col as K
 from tests.conftest import ROOT, have_module
 
@@ -157,3 +158,43 @@ def test_channel_major_filler_fills_each_chunk_as_im2col_does(geometry, numba_pa
         out = np.full(expected.shape, np.nan)
         fill(part, out)
         np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("geometry", PADDED_GEOMETRIES + GEOMETRIES[1:3], ids=str)
+def test_channel_major_filler_keeps_its_padded_copy_right_across_chunks_of_any_size(geometry, rng):
+    """The padded filler keeps the zero-bordered copy of its first chunk and writes only the interior of
+    later ones: chunks of any order and size, a larger one after smaller ones (a new copy), and calls
+    after release() all give im2col_channel_major's patches, and released copies go back to the pool."""
+    if not K.numba_enabled():
+        pytest.skip("Numba is not installed (or COMPACTNET_DISABLE_NUMBA is set)")
+    shape, kh, kw, stride, padding, dilation = geometry
+    x = rng.standard_normal((4,) + shape[1:])
+    fill = K.channel_major_filler(x, kh, kw, stride, padding, dilation, images=2)
+    for start, stop in ((0, 2), (2, 3), (3, 4), (0, 4), (1, 3), ("release", None), (2, 4), (0, 1)):
+        if start == "release":
+            fill.release()
+            continue
+        part = x[start:stop]
+        expected = K.im2col_cm_numpy(part, kh, kw, stride, padding, dilation)
+        out = np.full(expected.shape, np.nan)
+        fill(part, out)
+        np.testing.assert_array_equal(out, expected)
+    fill.release()
+    fill.release()          # a second release has nothing left to give back
+
+
+def test_channel_major_filler_gives_its_padded_copy_back_to_the_pool_on_release(rng):
+    """A padded copy large enough for the buffer pool is handed back by release(), once."""
+    if not K.numba_enabled():
+        pytest.skip("Numba is not installed (or COMPACTNET_DISABLE_NUMBA is set)")
+    x = rng.standard_normal((2, 4, 126, 126))            # padded by 1: 2 x 4 x 128 x 128 doubles, 1 MiB
+    fill = K.channel_major_filler(x, 3, 3, (1, 1), (1, 1), (1, 1), images=2)
+    out = np.empty((4, 3, 3, 2, 126, 126))
+    fill(x, out)
+    pool = buffers.default_pool()
+    pool.clear()
+    fill.release()
+    assert pool.held_bytes == 2 * 4 * 128 * 128 * 8
+    fill.release()
+    assert pool.held_bytes == 2 * 4 * 128 * 128 * 8
+    pool.clear()

@@ -332,13 +332,14 @@ def test_conv2d_pointwise_equals_the_two_convolutions(case, images_per_chunk, fo
 
 
 @pytest.mark.parametrize("one_product", [False, True], ids=["per-image", "one-product"])
-@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("batch", [1, 4, 5])
 def test_conv2d_pointwise_bias_with_and_without_the_ones_row(batch, one_product, monkeypatch, rng):
     """Without a graph, on the per-image path, the bias goes in through the product (one more filter
     and combination column) when a map has more positions over the batch than a filter has weights
-    (batch 4: 36 > 27), and is added after the mix otherwise (batch 1: 9); on the one-product path
-    it is added to each chunk's mix (here two images a chunk, the last chunk short). All give the
-    textbook result."""
+    (batch 4 and 5: 36 and 45 > 27), and is added after the mix otherwise (batch 1: 9); on the
+    one-product path it rides in the mix, a row of ones under each chunk's maps (here two images a
+    chunk; with batch 5 the last chunk is short, its ones row written again). All give the textbook
+    result."""
     from engine.ops import conv
     folded = []
     monkeypatch.setattr(conv, "_with_bias_row", lambda *a: folded.append(1) or _with_bias_row(*a))
@@ -351,7 +352,7 @@ def test_conv2d_pointwise_bias_with_and_without_the_ones_row(batch, one_product,
     with engine.no_grad():
         plain = F.conv2d_pointwise(x, w, mix, b)
     np.testing.assert_allclose(plain.data, expected, rtol=1e-10, atol=1e-12)
-    assert bool(folded) == (batch == 4 and not one_product)
+    assert bool(folded) == (batch > 1 and not one_product)
 
 
 def test_conv2d_pointwise_bad_input_names_the_shapes():
@@ -382,7 +383,12 @@ def test_convolution_without_a_graph_chunks_only_on_one_thread(monkeypatch, rng)
 
     def spying(x, *args):           # records the images of every chunk the pass fills patches for
         fill = real(x, *args)
-        return lambda part, out: seen.append(part.shape[0]) or fill(part, out)
+
+        def spy(part, out):
+            seen.append(part.shape[0])
+            fill(part, out)
+        spy.release = fill.release
+        return spy
     monkeypatch.setattr(conv, "channel_major_filler", spying)
     monkeypatch.setattr(conv, "INFERENCE_CHUNK_BYTES", 2 * 2 * 9 * 16 * 8)      # two images' patches
     x, w = rng.standard_normal((5, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
