@@ -16,7 +16,7 @@ from engine import backend
 from engine.tensor import Tensor
 from engine import rng as erandom
 from engine.grad_mode import is_grad_enabled
-from engine.kernels import wavelet as wavelet_kernels
+from engine.kernels import wavelet_inference
 from engine.kernels.wavelet import band_length, coefficient_lengths, signal_lengths
 from engine.ops.wavelet import fwt_packed, ifwt_packed, permute_last
 from layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
@@ -105,7 +105,7 @@ class WaveletLinear(Module):
                             f"{self.input_scale.dtype}")
         if not is_grad_enabled():
             # inference: one fused pass per row when Numba runs (the same values as the ops below)
-            y = wavelet_kernels.linear_map(
+            y = wavelet_inference.linear_map(
                 x.data, *(p.data for p in (self.input_scale, self.dec_lo, self.dec_hi)), self.permutation,
                 *(p.data for p in (self.coeff_scale, self.rec_lo, self.rec_hi, self.output_scale)),
                 None if self.bias is None else self.bias.data, self.levels)

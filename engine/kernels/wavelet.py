@@ -355,32 +355,6 @@ def _packed_layout(n, filter_length, levels):
     return layout
 
 
-def linear_map(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias, levels):
-    """S . IFWT(G . P(FWT(B . x))) + bias along the last axis (B, G, S elementwise scales, P the index
-    vector perm, the transforms packed and cropped as WaveletLinear uses them), one fused Numba pass per
-    row, for inference: no state for a backward is kept. None when Numba is not in use or x is on the
-    GPU; the caller then composes the differentiable ops, which give the same values."""
-    if backend.is_gpu_array(x) or not numba_available():
-        return None
-    n, L = x.shape[-1], dec_lo.shape[0]
-    m, detail_at, analysis_at, synthesis_at = _packed_layout(n, L, levels)
-    rows = np.ascontiguousarray(_as_batch(x))
-    vectors = [np.ascontiguousarray(v, dtype=x.dtype) for v in
-               (input_scale, dec_lo, dec_hi, coeff_scale, rec_lo, rec_hi, output_scale,
-                np.zeros(n, x.dtype) if bias is None else bias)]
-    y = np.empty_like(rows)
-    work = rows.size * 4 * L
-    chunks = 1
-    if pays_to_thread(work):
-        import numba
-        chunks = max(1, min(rows.shape[0], numba.get_num_threads()))
-    kernel = _numba_kernel("linear_map", work)
-    scale_in, lo, hi, scale_coeffs, rlo, rhi, scale_out, shift = vectors
-    kernel(rows, scale_in, lo, hi, np.ascontiguousarray(perm, dtype=np.int64), scale_coeffs, rlo, rhi,
-           scale_out, shift, m, detail_at, analysis_at, synthesis_at, chunks, y)
-    return y.reshape(x.shape)
-
-
 def _contiguous_filters(lo, hi, dtype, reverse=False):
     step = -1 if reverse else 1
     return tuple(np.ascontiguousarray(f[::step].astype(dtype, copy=False)) for f in (lo, hi))

@@ -298,15 +298,19 @@ def test_materialised_wavelet_cell_matches_the_per_step_path(kind, which):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, levels, length, bias, permute, shape", [
     (64, 3, 6, True, True, (5, 64)), (37, 2, 5, False, True, (3, 4, 37)), (16, 3, 2, True, False, (2, 16)),
-    (130, 4, 6, True, True, (70, 130))])
+    (130, 4, 6, True, True, (70, 130)),
+    # from 32 rows on the blocks go on their side: a short last block, filters of two passes (8, 13 taps),
+    # an odd length, Haar, several blocks split over threads
+    (64, 3, 8, True, True, (40, 64)), (37, 2, 13, True, True, (2, 33, 37)), (37, 2, 5, False, True, (33, 37)),
+    (16, 3, 2, True, True, (100, 16)), (256, 8, 6, True, True, (130, 256))])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_inference_forward_equals_the_differentiable_ops(monkeypatch, dtype, n, levels, length, bias,
                                                         permute, shape, parallel):
-    # without a gradient the layer runs one fused pass per row (with Numba); with one it composes
-    # the differentiable ops. Both must give the same values, serial and parallel.
+    # without a gradient the layer runs one fused Numba call (by rows, or blocks of rows on their side);
+    # with one it composes the differentiable ops. Both must give the same values, serial and parallel.
     from engine import kernels
-    from engine.kernels import wavelet as wavelet_kernels
-    if not wavelet_kernels.numba_available():
+    from engine.kernels import wavelet_inference
+    if not wavelet_inference.numba_available():
         pytest.skip("numba not importable or disabled: the fused inference pass is Numba's")
     monkeypatch.setattr(kernels, "PARALLEL_MIN_WORK", 0 if parallel else 10 ** 12)
     engine.manual_seed(n)
@@ -317,13 +321,53 @@ def test_inference_forward_equals_the_differentiable_ops(monkeypatch, dtype, n, 
     x = engine.Tensor(rng.standard_normal(shape).astype(dtype))
     want = layer(x).data
     calls = []
-    fused = wavelet_kernels.linear_map
-    monkeypatch.setattr(wavelet_kernels, "linear_map", lambda *a: calls.append(1) or fused(*a))
+    fused = wavelet_inference.linear_map
+    monkeypatch.setattr(wavelet_inference, "linear_map", lambda *a: calls.append(1) or fused(*a))
     with engine.no_grad():
         got = layer(x).data
+        again = layer(x).data          # the sideways pass's reused scratch must still hold zero margins
     assert calls and got.shape == want.shape == shape and got.dtype == dtype
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * float(np.abs(want).max()))
+    np.testing.assert_array_equal(again, got)
+
+
+@pytest.mark.parametrize("rows", [3, 70])
+def test_inference_map_writes_into_a_strided_view(rows):
+    # a recurrent layer hands each gate's block of its (B, 3H) products as `out`, by rows or on the side
+    from engine.kernels import wavelet_inference
+    if not wavelet_inference.numba_available():
+        pytest.skip("numba not importable or disabled: the fused inference pass is Numba's")
+    n, levels = 48, 3
+    layer = W.WaveletLinear(n, levels, 6, init="random", bias=True, dtype=np.float64)
+    rng = np.random.default_rng(1)
+    for p in layer.parameters():
+        p.data[...] = rng.uniform(0.5, 1.5, p.shape)
+    x = rng.standard_normal((rows, n))
+    args = [p.data for p in (layer.input_scale, layer.dec_lo, layer.dec_hi)] + [layer.permutation] + \
+        [p.data for p in (layer.coeff_scale, layer.rec_lo, layer.rec_hi, layer.output_scale, layer.bias)]
+    whole = np.full((rows, 3 * n), 7.0)
+    got = wavelet_inference.linear_map(x, *args, levels, out=whole[:, n:2 * n])
+    assert np.shares_memory(got, whole)
+    np.testing.assert_allclose(whole[:, n:2 * n], layer(engine.Tensor(x)).data, rtol=1e-12, atol=1e-12)
+    assert (whole[:, :n] == 7).all() and (whole[:, 2 * n:] == 7).all()
+
+
+def test_sideways_pass_is_chosen_by_rows_and_width(monkeypatch):
+    from engine.kernels import wavelet_inference, wavelet_lanes_numba
+    if not wavelet_inference.numba_available():
+        pytest.skip("numba not importable or disabled: the fused inference pass is Numba's")
+    seen = []
+    original = wavelet_lanes_numba.linear_map_lanes_serial
+    monkeypatch.setattr(wavelet_lanes_numba, "linear_map_lanes_serial", lambda *a: seen.append(1) or original(*a))
+    for rows, n, sideways in [(wavelet_inference.LANES_MIN_ROWS, 64, True),
+                              (wavelet_inference.LANES_MIN_ROWS - 1, 64, False),
+                              (wavelet_inference.LANES_MIN_ROWS, wavelet_inference.LANES_MAX_WIDTH + 2, False)]:
+        seen.clear()
+        layer = W.WaveletLinear(n, 2, 6, init="random")
+        with engine.no_grad():
+            layer(engine.Tensor(np.ones((rows, n), np.float32)))
+        assert bool(seen) == sideways, (rows, n)
 
 
 def test_inference_forward_without_numba_composes_the_ops(monkeypatch):

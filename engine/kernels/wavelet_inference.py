@@ -1,0 +1,101 @@
+"""WaveletLinear's map without a graph, in one Numba call: by rows (wavelet_numba) or on blocks of rows turned
+on their side (wavelet_lanes_numba), whichever the batch suits."""
+import functools
+
+import numpy as np
+
+from .. import backend
+from . import load_numba_module, pays_to_thread
+from .wavelet import _as_batch, _packed_layout, numba_available
+
+# The sideways pass: rows per block, the fewest rows and the widest layer it runs for. One thread, 6 levels,
+# filter length 6 (us, rows against 64 lanes): n = 128 at batch 50 / 128: 85 / 225 against 23 / 57; n = 256:
+# 100 / 255 against 50 / 105; n = 512: 127 / 303 against 91 / 203; n = 800: 138 / 382 against 134 / 304;
+# at batch 16 the row pass is as fast or faster from n = 512 on, and at n = 1024 (8 levels, batch 128)
+# 479 against 494 (bench/results/microbench-session13.md). Turning each block on its side and back
+# takes about 0.9 ns an element, most of the pass at n = 256.
+LANES = 64
+LANES_MIN_ROWS = 32
+LANES_MAX_WIDTH = 2048
+
+
+@functools.lru_cache(maxsize=64)
+def _sideways_layout(n, filter_length, levels):
+    """(mixed_at, band_at, scratch rows) of the sideways pass: mixed_at[q] is the row of the padded
+    coefficient store that packed coefficient q goes to (band k of [cA_J, cD_J, ..., cD_1] keeps `margin`
+    zero rows on both sides); band_at and the row count as wavelet_lanes_numba.scratch_rows gives them."""
+    kernels = load_numba_module("wavelet_lanes_numba")
+    pad = kernels.margin(filter_length)
+    m, detail_at, _, _ = _packed_layout(n, filter_length, levels)
+    starts = [0] + [int(v) for v in detail_at[levels:0:-1]]       # packed starts of cA_J, cD_J, ..., cD_1
+    total = int(detail_at[1] + m[1])
+    mixed_at = np.empty(total, dtype=np.int64)
+    for band, start in enumerate(starts):
+        end = starts[band + 1] if band + 1 < len(starts) else total
+        mixed_at[start:end] = np.arange(start, end) + (2 * band + 1) * pad
+    band_at, rows = kernels.scratch_rows(m, total, pad)
+    for array in (mixed_at, band_at):
+        array.flags.writeable = False
+    return mixed_at, band_at, rows
+
+
+_scratch = {}
+
+
+def _sideways_scratch(n, filter_length, levels, parts, lanes, dtype):
+    """The zeroed work array of the sideways pass, (parts, rows, lanes), kept per shape: only the bands'
+    interiors are ever written, so the margins stay zero, and a fresh (page-faulting) allocation a call
+    would cost more than the pass (hidden 256, 8 levels, 64 lanes: 0.5 MB a part)."""
+    key = (n, filter_length, levels, parts, lanes, np.dtype(dtype).str)
+    work = _scratch.get(key)
+    if work is None:
+        if len(_scratch) > 32:
+            _scratch.clear()
+        work = _scratch[key] = np.zeros((parts, _sideways_layout(n, filter_length, levels)[2], lanes), dtype)
+    return work
+
+
+def linear_map(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias, levels,
+               out=None):
+    """S . IFWT(G . P(FWT(B . x))) + bias along the last axis (B, G, S elementwise scales, P the index
+    vector perm, the transforms packed and cropped as WaveletLinear uses them), for inference: no state
+    for a backward is kept. From LANES_MIN_ROWS rows on (up to LANES_MAX_WIDTH wide), blocks of LANES
+    rows go through on their side, and the rest as one narrower block (its width rounded up to 8 lanes);
+    otherwise one fused pass per row. `out` (rows, n), which may be a strided view, takes the result
+    when given (x then 2-D). None when Numba is not in use or x is on the GPU; the caller then composes
+    the differentiable ops, which give the same values."""
+    if backend.is_gpu_array(x) or not numba_available():
+        return None
+    n, L = x.shape[-1], dec_lo.shape[0]
+    m, detail_at, analysis_at, synthesis_at = _packed_layout(n, L, levels)
+    rows = np.ascontiguousarray(_as_batch(x))
+    vectors = [np.ascontiguousarray(v, dtype=x.dtype) for v in
+               (input_scale, dec_lo, dec_hi, coeff_scale, rec_lo, rec_hi, output_scale,
+                np.zeros(n, x.dtype) if bias is None else bias)]
+    y = np.empty_like(rows) if out is None else out
+    args = (vectors[0], vectors[1], vectors[2], np.ascontiguousarray(perm, dtype=np.int64), *vectors[3:])
+    count = rows.shape[0]
+    if count < LANES_MIN_ROWS or n > LANES_MAX_WIDTH:
+        _run("wavelet_numba", "linear_map", rows, args, (m, detail_at, analysis_at, synthesis_at), count, L, y)
+    else:
+        mixed_at, band_at, _ = _sideways_layout(n, L, levels)
+        full = count - count % LANES
+        for start, stop, lanes in ((0, full, LANES), (full, count, -(-(count - full) // 8) * 8)):
+            if stop > start:
+                parts = -(-(stop - start) // lanes)
+                _run("wavelet_lanes_numba", "linear_map_lanes", rows[start:stop], args,
+                     (m, detail_at, mixed_at, band_at), parts, L, y[start:stop],
+                     scratch=lambda chunks, lanes=lanes: _sideways_scratch(n, L, levels, chunks, lanes, rows.dtype))
+    return y if out is not None else y.reshape(x.shape)
+
+
+def _run(module, name, rows, args, layout, parts, filter_length, y, scratch=None):
+    """One kernel call over `rows`, its parallel copy on up to `parts` chunks when the work pays for threads;
+    the row pass takes the chunk count as an argument, the sideways pass a scratch with one part a chunk."""
+    chunks = 1
+    if pays_to_thread(rows.size * 4 * filter_length):
+        import numba
+        chunks = max(1, min(parts, numba.get_num_threads()))
+    kernel = getattr(load_numba_module(module), name + ("_parallel" if chunks > 1 else "_serial"))
+    extra = (chunks,) if scratch is None else (scratch(chunks),)
+    kernel(rows, *args, *layout, *extra, y)

@@ -1,0 +1,170 @@
+"""Numba kernels of WaveletLinear's inference map with the batch as the vector lanes (see wavelet_inference.py).
+
+The row pass (wavelet_numba._linear_map) vectorises along each band, whose levels shrink to a few
+samples; here a block of rows is turned on its side, (n, lanes), so that every filter tap is one
+multiply-add over a contiguous row of `lanes` examples at every level, and the permutation moves whole
+rows. Every band sits in a buffer with MARGIN zero rows on both sides, so the taps need no bounds tests:
+the margins stand for the zero padding of the transform and are never written.
+"""
+import numba
+import numpy as np
+
+from .serial_and_parallel import serial_and_parallel
+
+
+@numba.njit(cache=True)
+def margin(filter_length):
+    """Zero rows kept on each side of a band: the farthest tap of a six-tap pass reaches L + 3 rows out."""
+    return filter_length + 4
+
+
+@numba.njit(cache=True)
+def _tap(f, j, zero):
+    return f[j] if j < f.shape[0] else zero
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def analyze_lanes(src, lo, hi, a, d, pad):
+    """a[o] = sum_j lo[j] x[2o + 1 - j] and d[o] likewise with hi, for every lane; x is src's rows from
+    `pad` on, src's other rows zero. Six taps a pass over the outputs (taps past the filter weigh zero)."""
+    n_out, lanes = a.shape
+    zero = lo.dtype.type(0)
+    for j0 in range(0, lo.shape[0], 6):
+        l0, l1, l2 = _tap(lo, j0, zero), _tap(lo, j0 + 1, zero), _tap(lo, j0 + 2, zero)
+        l3, l4, l5 = _tap(lo, j0 + 3, zero), _tap(lo, j0 + 4, zero), _tap(lo, j0 + 5, zero)
+        h0, h1, h2 = _tap(hi, j0, zero), _tap(hi, j0 + 1, zero), _tap(hi, j0 + 2, zero)
+        h3, h4, h5 = _tap(hi, j0 + 3, zero), _tap(hi, j0 + 4, zero), _tap(hi, j0 + 5, zero)
+        for o in range(n_out):
+            top = 2 * o + 1 - j0 + pad            # the row of x[2o + 1 - j0]; the pass reads it and 5 below
+            r0, r1, r2, r3, r4, r5 = src[top], src[top - 1], src[top - 2], src[top - 3], src[top - 4], src[top - 5]
+            ao, do = a[o], d[o]
+            if j0 == 0:
+                for b in range(lanes):
+                    ao[b] = l0 * r0[b] + l1 * r1[b] + l2 * r2[b] + l3 * r3[b] + l4 * r4[b] + l5 * r5[b]
+                    do[b] = h0 * r0[b] + h1 * r1[b] + h2 * r2[b] + h3 * r3[b] + h4 * r4[b] + h5 * r5[b]
+            else:
+                for b in range(lanes):
+                    ao[b] += l0 * r0[b] + l1 * r1[b] + l2 * r2[b] + l3 * r3[b] + l4 * r4[b] + l5 * r5[b]
+                    do[b] += h0 * r0[b] + h1 * r1[b] + h2 * r2[b] + h3 * r3[b] + h4 * r4[b] + h5 * r5[b]
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def synthesize_lanes(a, d, lo, hi, out, pad):
+    """out[i] = sum over o, t with i = 2o + t - (L - 2) of lo[t] a[o] + hi[t] d[o], for every lane; the
+    bands are a's and d's rows from `pad` on, their other rows zero. Output i takes the taps of its
+    parity, t = t0, t0 + 2, ... against o = o_top, o_top - 1, ...: three of each band a pass."""
+    n_out, lanes = out.shape
+    L = lo.shape[0]
+    zero = lo.dtype.type(0)
+    for s0 in range(0, (L + 1) // 2, 3):
+        for i in range(n_out):
+            t0 = (i + L - 2) % 2 + 2 * s0
+            top = (i + L - 2) // 2 - s0 + pad      # the row of a[o_top - s0]
+            c0, c1, c2 = _tap(lo, t0, zero), _tap(lo, t0 + 2, zero), _tap(lo, t0 + 4, zero)
+            e0, e1, e2 = _tap(hi, t0, zero), _tap(hi, t0 + 2, zero), _tap(hi, t0 + 4, zero)
+            a0, a1, a2, d0, d1, d2 = a[top], a[top - 1], a[top - 2], d[top], d[top - 1], d[top - 2]
+            y = out[i]
+            if s0 == 0:
+                for b in range(lanes):
+                    y[b] = c0 * a0[b] + e0 * d0[b] + c1 * a1[b] + e1 * d1[b] + c2 * a2[b] + e2 * d2[b]
+            else:
+                for b in range(lanes):
+                    y[b] += c0 * a0[b] + e0 * d0[b] + c1 * a1[b] + e1 * d1[b] + c2 * a2[b] + e2 * d2[b]
+
+
+@numba.njit(cache=True)
+def _rows_in(x, r0, count, scale, dst, pad):
+    """dst[pad + i, b] = x[r0 + b, i] scale[i]: a block of rows turned on its side. Sixteen rows at a time,
+    so that each sample index writes 16 adjacent lanes: 8 against 25 us for 128 rows of 256 in tiles of
+    16 columns, one row at a time (bench/results/microbench-session13.md)."""
+    n = x.shape[1]
+    full = count - count % 16
+    for b0 in range(0, full, 16):
+        r0_, r1, r2, r3, r4, r5, r6, r7 = (x[r0 + b0], x[r0 + b0 + 1], x[r0 + b0 + 2], x[r0 + b0 + 3],
+                                           x[r0 + b0 + 4], x[r0 + b0 + 5], x[r0 + b0 + 6], x[r0 + b0 + 7])
+        q0, q1, q2, q3, q4, q5, q6, q7 = (x[r0 + b0 + 8], x[r0 + b0 + 9], x[r0 + b0 + 10], x[r0 + b0 + 11],
+                                          x[r0 + b0 + 12], x[r0 + b0 + 13], x[r0 + b0 + 14], x[r0 + b0 + 15])
+        for i in range(n):
+            s, d = scale[i], dst[pad + i, b0:b0 + 16]
+            d[0], d[1], d[2], d[3] = r0_[i] * s, r1[i] * s, r2[i] * s, r3[i] * s
+            d[4], d[5], d[6], d[7] = r4[i] * s, r5[i] * s, r6[i] * s, r7[i] * s
+            d[8], d[9], d[10], d[11] = q0[i] * s, q1[i] * s, q2[i] * s, q3[i] * s
+            d[12], d[13], d[14], d[15] = q4[i] * s, q5[i] * s, q6[i] * s, q7[i] * s
+    for b in range(full, count):
+        row = x[r0 + b]
+        for i in range(n):
+            dst[pad + i, b] = row[i] * scale[i]
+
+
+@numba.njit(cache=True)
+def _rows_out(src, r0, count, scale, bias, y):
+    """y[r0 + b, i] = src[i, b] scale[i] + bias[i]: the block turned back, eight rows at a time (each
+    sample index reads 8 adjacent lanes: 13 against 33 us for 128 rows of 256, one row at a time)."""
+    n = y.shape[1]
+    full = count - count % 8
+    for b0 in range(0, full, 8):
+        w0, w1, w2, w3 = y[r0 + b0], y[r0 + b0 + 1], y[r0 + b0 + 2], y[r0 + b0 + 3]
+        w4, w5, w6, w7 = y[r0 + b0 + 4], y[r0 + b0 + 5], y[r0 + b0 + 6], y[r0 + b0 + 7]
+        for i in range(n):
+            s, t, c = scale[i], bias[i], src[i, b0:b0 + 8]
+            w0[i], w1[i], w2[i], w3[i] = c[0] * s + t, c[1] * s + t, c[2] * s + t, c[3] * s + t
+            w4[i], w5[i], w6[i], w7[i] = c[4] * s + t, c[5] * s + t, c[6] * s + t, c[7] * s + t
+    for b in range(full, count):
+        row = y[r0 + b]
+        for i in range(n):
+            row[i] = src[i, b] * scale[i] + bias[i]
+
+
+def _linear_map_lanes(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias,
+                      m, detail_at, mixed_at, band_at, scratch, y):
+    """y = S . IFWT(G . P(FWT(B . x))) + bias row by row, computed in blocks of rows turned on their side.
+    m: the level lengths; detail_at: where cD_j starts in the packed coefficients; mixed_at[q]: the row of
+    the padded coefficient store that packed coefficient q lands in; band_at: the rows in a part of
+    `scratch` where the level-j analysis input (j < J), the level-j synthesis output (J + j) and the padded
+    coefficient store (2J) begin, each band with its zero margins (and at 2J + 1: the packed coefficients).
+    scratch (parts, rows, lanes): one part per parallel chunk of blocks, zero wherever no band is written
+    (the margins stay zero from call to call, so it is reused)."""
+    rows, n = x.shape
+    levels = m.shape[0] - 1
+    pad = margin(dec_lo.shape[0])
+    n_coeffs = perm.shape[0]
+    chunks, _, lanes = scratch.shape
+    blocks = (rows + lanes - 1) // lanes
+    per_chunk = (blocks + chunks - 1) // chunks
+    for chunk in numba.prange(chunks):
+        work = scratch[chunk]
+        coeffs = work[band_at[2 * levels + 1]:band_at[2 * levels + 1] + n_coeffs]
+        mixed = work[band_at[2 * levels]:]
+        for block in range(chunk * per_chunk, min(blocks, (chunk + 1) * per_chunk)):
+            r0 = block * lanes
+            count = min(lanes, rows - r0)
+            _rows_in(x, r0, count, input_scale, work[band_at[0]:], pad)
+            for j in range(levels):
+                mj = m[j + 1]
+                detail = coeffs[detail_at[j + 1]:detail_at[j + 1] + mj]
+                a = work[band_at[j + 1] + pad:][:mj] if j + 1 < levels else coeffs[0:mj]
+                analyze_lanes(work[band_at[j]:][:m[j] + 2 * pad], dec_lo, dec_hi, a, detail, pad)
+            for q in range(n_coeffs):
+                src, dst, g = coeffs[perm[q]], mixed[mixed_at[q]], coeff_scale[q]
+                for b in range(lanes):
+                    dst[b] = src[b] * g
+            for j in range(levels, 0, -1):
+                mj = m[j]
+                band = levels - j + 1                 # cD_j's place in [cA_J, cD_J, ..., cD_1]
+                d = mixed[detail_at[j] + 2 * band * pad:][:mj + 2 * pad]
+                a = mixed[:mj + 2 * pad] if j == levels else work[band_at[levels + j]:][:mj + 2 * pad]
+                synthesize_lanes(a, d, rec_lo, rec_hi, work[band_at[levels + j - 1] + pad:][:m[j - 1]], pad)
+            _rows_out(work[band_at[levels] + pad:][:n], r0, count, output_scale, bias, y)
+
+
+def scratch_rows(m, n_coeffs, pad):
+    """(band_at, total rows) for _linear_map_lanes's scratch: analysis inputs and synthesis outputs of every
+    level and the padded coefficient store, each with zero margins, then the packed coefficients."""
+    levels = len(m) - 1
+    sizes = [int(m[j]) + 2 * pad for j in range(levels)] * 2 + [n_coeffs + 2 * pad * (levels + 1), n_coeffs]
+    band_at = np.zeros(len(sizes), dtype=np.int64)
+    band_at[1:] = np.cumsum(sizes[:-1])
+    return band_at, int(band_at[-1] + sizes[-1])
+
+
+linear_map_lanes_serial, linear_map_lanes_parallel = serial_and_parallel(_linear_map_lanes, "linear_map_lanes")
