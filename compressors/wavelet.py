@@ -123,6 +123,15 @@ class WaveletLinear(Module):
                         self.level_lengths)
         return y * self.output_scale
 
+    def sideways_map(self, lanes):
+        """(run, bias): run(src, out) applies the layer without its bias to C-contiguous (n, lanes) arrays
+        on their side, with the parameters' values as they are now (a GRU layer keeps its state so without
+        a graph: engine.ops.gru_sequence_sideways); None where that pass does not run (no Numba, the GPU)."""
+        run = wavelet_inference.sideways_map(
+            *(p.data for p in (self.input_scale, self.dec_lo, self.dec_hi)), self.permutation,
+            *(p.data for p in (self.coeff_scale, self.rec_lo, self.rec_hi, self.output_scale)), self.levels, lanes)
+        return None if run is None else (run, self.bias)
+
     def as_dense(self):
         """(W, bias) with x @ W + bias equal to this layer's output; W (n, n) is differentiable.
 

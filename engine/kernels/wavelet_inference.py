@@ -99,3 +99,23 @@ def _run(module, name, rows, args, layout, parts, filter_length, y, scratch=None
     kernel = getattr(load_numba_module(module), name + ("_parallel" if chunks > 1 else "_serial"))
     extra = (chunks,) if scratch is None else (scratch(chunks),)
     kernel(rows, *args, *layout, *extra, y)
+
+
+def sideways_map(input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, levels, lanes):
+    """run(src, out): out (n, lanes) <- S . IFWT(G . P(FWT(B . src))) for src (n, lanes), both C-contiguous
+    and already on their side (a recurrent layer's state kept as (H, B)), without a bias; the values of
+    the parameters as they are now. None when Numba is not in use or the parameters are on the GPU."""
+    if backend.is_gpu_array(input_scale) or not numba_available():
+        return None
+    n, L, dtype = input_scale.shape[0], dec_lo.shape[0], input_scale.dtype
+    m, detail_at, _, _ = _packed_layout(n, L, levels)
+    mixed_at, band_at, _ = _sideways_layout(n, L, levels)
+    s_in, lo, hi, g, rlo, rhi, s_out = (np.ascontiguousarray(v, dtype=dtype) for v in
+                                        (input_scale, dec_lo, dec_hi, coeff_scale, rec_lo, rec_hi, output_scale))
+    perm = np.ascontiguousarray(perm, dtype=np.int64)
+    work = _sideways_scratch(n, L, levels, 1, lanes, dtype)[0]
+    kernel = load_numba_module("wavelet_lanes_numba").map_on_side
+
+    def run(src, out):
+        kernel(src, s_in, work, lo, hi, perm, g, rlo, rhi, s_out, m, detail_at, mixed_at, band_at, out)
+    return run

@@ -49,19 +49,21 @@ def analyze_lanes(src, lo, hi, a, d, pad):
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def synthesize_lanes(a, d, lo, hi, out, pad):
-    """out[i] = sum over o, t with i = 2o + t - (L - 2) of lo[t] a[o] + hi[t] d[o], for every lane; the
-    bands are a's and d's rows from `pad` on, their other rows zero. Output i takes the taps of its
-    parity, t = t0, t0 + 2, ... against o = o_top, o_top - 1, ...: three of each band a pass."""
+def synthesize_lanes(a, d, lo, hi, out, pad, scale, scaled):
+    """out[i] = s_i sum over o, t with i = 2o + t - (L - 2) of lo[t] a[o] + hi[t] d[o], for every lane, with
+    s_i = scale[i] when `scaled` (the layer's output scale, folded into the taps of the last level), else
+    1; the bands are a's and d's rows from `pad` on, their other rows zero. Output i takes the taps of
+    its parity, t = t0, t0 + 2, ... against o = o_top, o_top - 1, ...: three of each band a pass."""
     n_out, lanes = out.shape
     L = lo.shape[0]
-    zero = lo.dtype.type(0)
+    zero, one = lo.dtype.type(0), lo.dtype.type(1)
     for s0 in range(0, (L + 1) // 2, 3):
         for i in range(n_out):
             t0 = (i + L - 2) % 2 + 2 * s0
             top = (i + L - 2) // 2 - s0 + pad      # the row of a[o_top - s0]
-            c0, c1, c2 = _tap(lo, t0, zero), _tap(lo, t0 + 2, zero), _tap(lo, t0 + 4, zero)
-            e0, e1, e2 = _tap(hi, t0, zero), _tap(hi, t0 + 2, zero), _tap(hi, t0 + 4, zero)
+            s = scale[i] if scaled else one
+            c0, c1, c2 = s * _tap(lo, t0, zero), s * _tap(lo, t0 + 2, zero), s * _tap(lo, t0 + 4, zero)
+            e0, e1, e2 = s * _tap(hi, t0, zero), s * _tap(hi, t0 + 2, zero), s * _tap(hi, t0 + 4, zero)
             a0, a1, a2, d0, d1, d2 = a[top], a[top - 1], a[top - 2], d[top], d[top - 1], d[top - 2]
             y = out[i]
             if s0 == 0:
@@ -97,71 +99,101 @@ def _rows_in(x, r0, count, scale, dst, pad):
 
 
 @numba.njit(cache=True)
-def _rows_out(src, r0, count, scale, bias, y):
-    """y[r0 + b, i] = src[i, b] scale[i] + bias[i]: the block turned back, eight rows at a time (each
-    sample index reads 8 adjacent lanes: 13 against 33 us for 128 rows of 256, one row at a time)."""
+def _rows_out(src, r0, count, bias, y):
+    """y[r0 + b, i] = src[i, b] + bias[i]: the block turned back, eight rows at a time (each sample index
+    reads 8 adjacent lanes: 13 against 33 us for 128 rows of 256, one row at a time)."""
     n = y.shape[1]
     full = count - count % 8
     for b0 in range(0, full, 8):
         w0, w1, w2, w3 = y[r0 + b0], y[r0 + b0 + 1], y[r0 + b0 + 2], y[r0 + b0 + 3]
         w4, w5, w6, w7 = y[r0 + b0 + 4], y[r0 + b0 + 5], y[r0 + b0 + 6], y[r0 + b0 + 7]
         for i in range(n):
-            s, t, c = scale[i], bias[i], src[i, b0:b0 + 8]
-            w0[i], w1[i], w2[i], w3[i] = c[0] * s + t, c[1] * s + t, c[2] * s + t, c[3] * s + t
-            w4[i], w5[i], w6[i], w7[i] = c[4] * s + t, c[5] * s + t, c[6] * s + t, c[7] * s + t
+            t, c = bias[i], src[i, b0:b0 + 8]
+            w0[i], w1[i], w2[i], w3[i] = c[0] + t, c[1] + t, c[2] + t, c[3] + t
+            w4[i], w5[i], w6[i], w7[i] = c[4] + t, c[5] + t, c[6] + t, c[7] + t
     for b in range(full, count):
         row = y[r0 + b]
         for i in range(n):
-            row[i] = src[i, b] * scale[i] + bias[i]
+            row[i] = src[i, b] + bias[i]
+
+
+@numba.njit(cache=True)
+def transform_on_side(work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m, detail_at,
+                      mixed_at, band_at, out):
+    """out (n, lanes) <- S . IFWT(G . P(FWT(.))) of the block on its side in `work` (rows, lanes), whose
+    input sits in the rows from band_at[0] + pad (pad = margin(L)). m: the level lengths; detail_at: where
+    cD_j starts in the packed coefficients; mixed_at[q]: the row of the padded coefficient store that
+    packed coefficient q lands in; band_at: where in `work` level j's approximation (j < J: the analysis
+    input, later the synthesis output), the padded coefficient store (J) and the packed coefficients
+    (J + 1) begin, each band with its zero margins. work is zero wherever no band is written: the
+    margins stay zero from call to call, so it is reused."""
+    levels = m.shape[0] - 1
+    pad = margin(dec_lo.shape[0])
+    n_coeffs = perm.shape[0]
+    lanes = work.shape[1]
+    coeffs = work[band_at[levels + 1]:band_at[levels + 1] + n_coeffs]
+    mixed = work[band_at[levels]:]
+    for j in range(levels):
+        mj = m[j + 1]
+        detail = coeffs[detail_at[j + 1]:detail_at[j + 1] + mj]
+        a = work[band_at[j + 1] + pad:][:mj] if j + 1 < levels else coeffs[0:mj]
+        analyze_lanes(work[band_at[j]:][:m[j] + 2 * pad], dec_lo, dec_hi, a, detail, pad)
+    for q in range(n_coeffs):
+        src, dst, g = coeffs[perm[q]], mixed[mixed_at[q]], coeff_scale[q]
+        for b in range(lanes):
+            dst[b] = src[b] * g
+    # the synthesis outputs take the analysis inputs' places, whose margins are the same
+    for j in range(levels, 0, -1):
+        mj = m[j]
+        band = levels - j + 1                 # cD_j's place in [cA_J, cD_J, ..., cD_1]
+        d = mixed[detail_at[j] + 2 * band * pad:][:mj + 2 * pad]
+        a = mixed[:mj + 2 * pad] if j == levels else work[band_at[j]:][:mj + 2 * pad]
+        target = out if j == 1 else work[band_at[j - 1] + pad:][:m[j - 1]]
+        synthesize_lanes(a, d, rec_lo, rec_hi, target, pad, output_scale, j == 1)
+
+
+@numba.njit(cache=True)
+def map_on_side(src, input_scale, work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m,
+                detail_at, mixed_at, band_at, out):
+    """out (n, B) <- S . IFWT(G . P(FWT(B . src))) for src (n, B) already on its side (a recurrent layer's
+    state kept so), through transform_on_side (its arguments as there; work has B lanes)."""
+    pad = margin(dec_lo.shape[0])
+    lanes = work.shape[1]
+    for i in range(src.shape[0]):
+        s, row, dst = input_scale[i], src[i], work[band_at[0] + pad + i]
+        for b in range(lanes):
+            dst[b] = row[b] * s
+    transform_on_side(work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m, detail_at,
+                      mixed_at, band_at, out)
 
 
 def _linear_map_lanes(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias,
                       m, detail_at, mixed_at, band_at, scratch, y):
-    """y = S . IFWT(G . P(FWT(B . x))) + bias row by row, computed in blocks of rows turned on their side.
-    m: the level lengths; detail_at: where cD_j starts in the packed coefficients; mixed_at[q]: the row of
-    the padded coefficient store that packed coefficient q lands in; band_at: the rows in a part of
-    `scratch` where the level-j analysis input (j < J), the level-j synthesis output (J + j) and the padded
-    coefficient store (2J) begin, each band with its zero margins (and at 2J + 1: the packed coefficients).
-    scratch (parts, rows, lanes): one part per parallel chunk of blocks, zero wherever no band is written
-    (the margins stay zero from call to call, so it is reused)."""
+    """y = S . IFWT(G . P(FWT(B . x))) + bias row by row, in blocks of rows turned on their side, through
+    transform_on_side (its arguments as there; the result goes back into the input's band before it is
+    turned). scratch (parts, rows, lanes): one part per parallel chunk of blocks."""
     rows, n = x.shape
-    levels = m.shape[0] - 1
     pad = margin(dec_lo.shape[0])
-    n_coeffs = perm.shape[0]
     chunks, _, lanes = scratch.shape
     blocks = (rows + lanes - 1) // lanes
     per_chunk = (blocks + chunks - 1) // chunks
     for chunk in numba.prange(chunks):
         work = scratch[chunk]
-        coeffs = work[band_at[2 * levels + 1]:band_at[2 * levels + 1] + n_coeffs]
-        mixed = work[band_at[2 * levels]:]
+        result = work[band_at[0] + pad:][:n]
         for block in range(chunk * per_chunk, min(blocks, (chunk + 1) * per_chunk)):
             r0 = block * lanes
             count = min(lanes, rows - r0)
             _rows_in(x, r0, count, input_scale, work[band_at[0]:], pad)
-            for j in range(levels):
-                mj = m[j + 1]
-                detail = coeffs[detail_at[j + 1]:detail_at[j + 1] + mj]
-                a = work[band_at[j + 1] + pad:][:mj] if j + 1 < levels else coeffs[0:mj]
-                analyze_lanes(work[band_at[j]:][:m[j] + 2 * pad], dec_lo, dec_hi, a, detail, pad)
-            for q in range(n_coeffs):
-                src, dst, g = coeffs[perm[q]], mixed[mixed_at[q]], coeff_scale[q]
-                for b in range(lanes):
-                    dst[b] = src[b] * g
-            for j in range(levels, 0, -1):
-                mj = m[j]
-                band = levels - j + 1                 # cD_j's place in [cA_J, cD_J, ..., cD_1]
-                d = mixed[detail_at[j] + 2 * band * pad:][:mj + 2 * pad]
-                a = mixed[:mj + 2 * pad] if j == levels else work[band_at[levels + j]:][:mj + 2 * pad]
-                synthesize_lanes(a, d, rec_lo, rec_hi, work[band_at[levels + j - 1] + pad:][:m[j - 1]], pad)
-            _rows_out(work[band_at[levels] + pad:][:n], r0, count, output_scale, bias, y)
+            transform_on_side(work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m,
+                              detail_at, mixed_at, band_at, result)
+            _rows_out(result, r0, count, bias, y)
 
 
 def scratch_rows(m, n_coeffs, pad):
-    """(band_at, total rows) for _linear_map_lanes's scratch: analysis inputs and synthesis outputs of every
-    level and the padded coefficient store, each with zero margins, then the packed coefficients."""
+    """(band_at, total rows) for transform_on_side's work array: every level's approximation and the padded
+    coefficient store, each with zero margins, then the packed coefficients."""
     levels = len(m) - 1
-    sizes = [int(m[j]) + 2 * pad for j in range(levels)] * 2 + [n_coeffs + 2 * pad * (levels + 1), n_coeffs]
+    sizes = [int(m[j]) + 2 * pad for j in range(levels)] + [n_coeffs + 2 * pad * (levels + 1), n_coeffs]
     band_at = np.zeros(len(sizes), dtype=np.int64)
     band_at[1:] = np.cumsum(sizes[:-1])
     return band_at, int(band_at[-1] + sizes[-1])

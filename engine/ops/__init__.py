@@ -14,6 +14,7 @@ from .low_rank import low_rank_linear
 from .pool import max_pool2d, avg_pool2d
 from .recurrent import gru_gates, lstm_gates, unstack
 from .recurrent_sequence import gru_sequence, lstm_sequence
+from .recurrent_sideways import gru_sequence_sideways
 from .tucker import tucker_to_tensor, mode_product
 from .wavelet import fwt, ifwt
 

@@ -1,0 +1,112 @@
+"""A GRU layer's time loop without a graph, with the batch as the vector lanes: the state and the gates as
+(H, B) arrays, so that a hidden transform that runs best on that layout (WaveletLinear's sideways pass)
+needs no turning at each step. Float32, on the CPU, with Numba; the layer chooses it (layers/recurrent.py)."""
+import numpy as np
+
+from .. import backend, buffers
+from ..function import Function
+from ..grad_mode import is_grad_enabled
+from ..kernels import load_numba_module
+from ..tensor import Tensor, as_tensor
+
+
+def available(like):
+    """Whether the loop runs for arrays like `like`: float32 NumPy arrays, with Numba in use."""
+    return (not backend.is_gpu_array(like) and like.dtype == np.float32
+            and load_numba_module("recurrent_sideways_numba") is not None)
+
+
+class GRUSequenceSideways(Function):
+    """(out (B, T, H) when wanted, h_T) from x (B, T, n_in), w_ih (n_in, 3H), the biases b (4H,): b_ih + b_hh
+    for r and z, then b_ih and b_hh of n; h0 (B, H), and the weights of the gates whose hidden transform is
+    a product (in `hidden`'s order); the other gates' transforms are the callables in `hidden`. Each step
+    forms its input projection from the features (project_in_step) or with one product. No backward."""
+
+    def __init__(self, hidden, outputs, project_in_step):
+        self.hidden, self.with_outputs, self.project_in_step = hidden, outputs, project_in_step
+
+    def forward(self, x, w_ih, b, h0, *weights):
+        kernels = load_numba_module("recurrent_sideways_numba")
+        batch, steps, n_in = x.shape
+        size = h0.shape[1]
+        take = lambda shape: buffers.take(shape, x.dtype, like=x)          # noqa: E731
+        gh, gates, h, h_next = take((3 * size, batch)), take((3, batch)), take((size, batch)), \
+            take((size, batch))
+        h[...] = h0.T
+        if self.project_in_step:
+            features = np.ascontiguousarray(x.transpose(1, 2, 0))
+        else:
+            w_ih_t, pre = np.ascontiguousarray(w_ih.T), take((3 * size, batch))
+        products, maps = _groups(self.hidden, weights, size)
+        out = np.empty((batch, steps, size), x.dtype) if self.with_outputs else None
+        for t in range(steps):
+            for rows, w_t in products:
+                np.matmul(w_t, h, out=gh[rows])
+            for rows, run in maps:
+                run(h, gh[rows])
+            if self.project_in_step:
+                kernels.gru_step_on_side(gh, b, h, h_next, gates, features, t, w_ih)
+            else:
+                np.matmul(w_ih_t, x[:, t].T, out=pre)
+                kernels.gru_step_on_side_projected(gh, b, h, h_next, gates, pre)
+            if out is not None:
+                kernels.turn(h_next, out[:, t])
+            h, h_next = h_next, h
+        final = np.empty((batch, size), x.dtype)
+        kernels.turn(h, final)
+        for array in (gh, gates, h, h_next) + (() if self.project_in_step else (pre,)):
+            buffers.give_back(array)
+        return (out, final) if out is not None else final
+
+    def backward(self, *grads):
+        raise RuntimeError("GRUSequenceSideways runs only without a graph")
+
+
+def _groups(hidden, weights, size):
+    """([(rows of gh, the stacked transposed weights)] for each run of neighbouring product gates,
+    [(rows of gh, callable)] for the others)."""
+    products, maps, start, stacked = [], [], None, []
+    weights = list(weights)
+    for gate, part in enumerate(list(hidden) + [None]):
+        if part is not None and not callable(part):
+            stacked.append(weights.pop(0).T)
+            start = gate if start is None else start
+            continue
+        if stacked:
+            products.append((slice(start * size, gate * size), np.ascontiguousarray(np.concatenate(stacked, axis=0))))
+            start, stacked = None, []
+        if part is not None:
+            maps.append((slice(gate * size, (gate + 1) * size), part))
+    return products, maps
+
+
+def gru_sequence_sideways(x, w_ih, b_ih, hidden, b_hh=None, h0=None, outputs=True, project_in_step=True):
+    """A whole GRU layer over time without a graph, its state kept as (H, B): x (B, T, n_in), the input
+    projection w_ih (n_in, 3H) and b_ih (3H,) or None, `hidden` the three gates' hidden transforms (r, z,
+    n) each a weight (H, H) (h @ w) or a callable run(src, out) on C-contiguous (H, B) arrays, b_hh (3H,)
+    or None, h0 (B, H) or None (zeros) -> (out (B, T, H) or None when outputs=False, h_T (B, H)).
+    project_in_step: each step forms x_t w_ih from the features (a few of them), else by one product.
+    Needs available(x); the caller falls back to gru_sequence otherwise. No graph: under one, with a
+    tensor that requires a gradient, a ValueError."""
+    x, w_ih = as_tensor(x), as_tensor(w_ih, like=x)
+    tensors = [x, w_ih] + [as_tensor(v) for v in (b_ih, b_hh, h0) if v is not None] + \
+        [part for part in hidden if isinstance(part, Tensor)]
+    if is_grad_enabled() and any(t.requires_grad for t in tensors):
+        raise ValueError("gru_sequence_sideways runs without a graph: call it under engine.no_grad() "
+                         "(gru_sequence records one)")
+    if not available(x.data):
+        raise ValueError(f"gru_sequence_sideways needs float32 CPU arrays and Numba, got {x.dtype} "
+                         f"{'on the GPU' if backend.is_gpu_array(x.data) else 'on the CPU'}")
+    batch, steps, n_in = x.shape
+    if len(hidden) != 3 or w_ih.shape[0] != n_in or w_ih.shape[1] % 3:
+        raise ValueError(f"gru_sequence_sideways: expected three hidden transforms and w_ih ({n_in}, 3H), "
+                         f"got {len(hidden)} and {w_ih.shape}")
+    size = w_ih.shape[1] // 3
+    zeros = np.zeros(3 * size, x.dtype)
+    b_ih = zeros if b_ih is None else as_tensor(b_ih).data
+    b_hh = zeros if b_hh is None else as_tensor(b_hh).data
+    b = np.concatenate([b_ih[:2 * size] + b_hh[:2 * size], b_ih[2 * size:], b_hh[2 * size:]]).astype(x.dtype)
+    h0 = Tensor(np.zeros((batch, size), x.dtype)) if h0 is None else as_tensor(h0)
+    weights = [as_tensor(part) for part in hidden if not callable(part)]
+    results = GRUSequenceSideways(list(hidden), outputs, project_in_step)(x, w_ih, Tensor(b), h0, *weights)
+    return (results[0], results[1]) if outputs else (None, results)
