@@ -13,8 +13,8 @@ step: the dense net's hidden product (B, H) @ (H, k H) is replaced by the kept g
 the wavelet layers at that floor, and everything else in the layer is timed as the dense one.
 
 Beside that floor, the implementation floor puts in each wavelet layer's place the fastest of the
-implementations measured on the same rows: this engine's whole layer without a graph, and the layer's
-two transforms alone (same filter length and levels, zero padding) in PyWavelets and in PyTorch
+implementations measured on the same rows: this engine's whole layer without a graph (in a GRU also
+the layer as the GRU runs it, on its side), and the layer's two transforms alone (same filter length and levels, zero padding) in PyWavelets and in PyTorch
 (conv1d / conv_transpose1d per level), where those are installed. It is what the structured step
 would reach with the fastest transform on hand.
 """
@@ -65,10 +65,12 @@ def gather_seconds(rows, perm, dtype, repeats=15):
     return best
 
 
-def implementation_seconds(layer, rows, repeats=15):
+def implementation_seconds(layer, rows, repeats=15, on_side=False):
     """{implementation: seconds} of WaveletLinear `layer` on a (rows, n) float input: this engine's
     whole layer without a graph, and its two transforms alone in PyWavelets and in PyTorch (each where
-    installed; PyTorch on the thread count OMP_NUM_THREADS names, as bench.timing.pin_threads sets)."""
+    installed; PyTorch on the thread count OMP_NUM_THREADS names, as bench.timing.pin_threads sets).
+    on_side: the layer stands in a GRU, which without a graph keeps its state on its side from
+    GRU_MIN_BATCH_ON_SIDE examples on: then also the layer as it runs there, on (n, rows) arrays."""
     import engine
     x = np.random.default_rng(0).standard_normal((rows, layer.n)).astype(layer.input_scale.dtype)
 
@@ -76,6 +78,12 @@ def implementation_seconds(layer, rows, repeats=15):
         with engine.no_grad():
             layer(x)
     found = {"engine (whole layer)": _median_seconds(ours, repeats)}
+    if on_side:
+        from layers.recurrent import GRU_MIN_BATCH_ON_SIDE
+        form = layer.sideways_map(rows) if rows >= GRU_MIN_BATCH_ON_SIDE and x.dtype == np.float32 else None
+        if form is not None:
+            src, out = np.ascontiguousarray(x.T), np.empty((layer.n, rows), x.dtype)
+            found["engine (on its side, as a GRU runs it)"] = _median_seconds(lambda: form[0](src, out), repeats)
     filters = [np.asarray(f.data, dtype=x.dtype) for f in layer.filters()]
     try:
         import pywt
@@ -180,7 +188,7 @@ def _recurrent_floor(cells, x, whole_dense_seconds, repeats):
                 seconds, gather, how = _layer_floor(layer, batch, rate, repeats)
                 wavelet += steps * seconds
                 gather_total += steps * gather
-                measured = implementation_seconds(layer, batch, repeats)
+                measured = implementation_seconds(layer, batch, repeats, on_side=True)
                 fastest += steps * min(measured.values())
                 for name, value in measured.items():
                     implementations[name] = implementations.get(name, 0.0) + value

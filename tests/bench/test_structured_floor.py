@@ -46,7 +46,8 @@ def test_floor_of_a_wavelet_gru_replaces_only_the_compressed_gates(monkeypatch):
     monkeypatch.setattr(structured_floor, "_median_seconds", lambda fn, repeats: timed.append(fn()) or 1e-3)
     monkeypatch.setattr(structured_floor, "gather_seconds", lambda rows, perm, dtype, repeats: (2e-4, "stub"))
     measured = {"ours": 3e-4, "other": 1e-4}
-    monkeypatch.setattr(structured_floor, "implementation_seconds", lambda layer, rows, repeats: dict(measured))
+    monkeypatch.setattr(structured_floor, "implementation_seconds",
+                        lambda layer, rows, repeats, on_side=False: dict(measured))
     x = np.zeros((3, 5, 2), np.float32)                 # 5 time steps
     floor = structured_floor.wavelet_floor(dense, small, x, whole_dense_seconds=1.0,
                                            flops_dense_per_example=1.0, repeats=1)
@@ -77,6 +78,19 @@ def test_implementation_seconds_times_the_layer_and_the_installed_libraries():
     if importlib.util.find_spec("torch"):
         expected.add("PyTorch conv1d (transforms only)")
     assert set(found) == expected and all(v > 0 for v in found.values())
+
+
+def test_implementation_seconds_in_a_gru_times_the_layer_on_its_side():
+    from engine.ops import recurrent_sideways
+    from compressors import wavelet
+    from layers.recurrent import GRU_MIN_BATCH_ON_SIDE
+    if not recurrent_sideways.available(np.zeros(1, np.float32)):
+        pytest.skip("numba not importable or disabled: the sideways loop is Numba's")
+    layer = wavelet.WaveletLinear(32, levels=3, filter_length=4)
+    found = structured_floor.implementation_seconds(layer, rows=GRU_MIN_BATCH_ON_SIDE, repeats=1, on_side=True)
+    assert found["engine (on its side, as a GRU runs it)"] > 0
+    fewer = structured_floor.implementation_seconds(layer, rows=GRU_MIN_BATCH_ON_SIDE - 1, repeats=1, on_side=True)
+    assert "engine (on its side, as a GRU runs it)" not in fewer
 
 
 def test_no_floor_without_wavelet_layers():
