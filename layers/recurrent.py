@@ -16,6 +16,7 @@ _AUTO = object()
 HH_INITS = ("uniform", "orthogonal")  # "decide the fast path yourself" for a cell called on its own
 GRU_FEATURES_PROJECTED_IN_STEP = 4    # a GRU layer's input projection runs inside its steps up to this many features
 GRU_MIN_BATCH_ON_SIDE = 32            # the fewest examples for which a GRU keeps its state on its side (see GRU._on_side)
+GRU_ON_SIDE_MULTIPLE = 16             # ... and, without a wavelet layer, what the batch must be a multiple of
 
 
 class _RecurrentCell(Module):
@@ -329,33 +330,47 @@ class GRU(_RecurrentLayer):
         return check_input(ih, inputs, 3, axis=2, size=ih.n_in), (*whole, (ih.weight, ih.bias))
 
     def _on_side(self, cell, inputs, state, outputs):
-        """Without a graph, a layer with a hidden transform that runs on its side (WaveletLinear's
-        sideways_map) and the others plain Dense runs its time loop with the state as (H, B), from
-        GRU_MIN_BATCH_ON_SIDE examples on (float32, Numba, the CPU): the wavelet GRU of bench/inference.py
-        (hidden 256, batch 128, 32 steps) 1.5x faster than with its wavelet layers made dense
-        (bench/results/microbench-session13.md)."""
+        """Without a graph, from GRU_MIN_BATCH_ON_SIDE examples on (float32, Numba, the CPU), the time loop
+        runs with the state as (H, B) (engine.ops.gru_sequence_sideways) when every hidden transform is a
+        plain Dense, the layer's hidden weight is a low-rank factor pair (factored_hh), or the transforms
+        are plain Dense and ones that run on their side (WaveletLinear's sideways_map); the first two only
+        for a batch that is a multiple of GRU_ON_SIDE_MULTIPLE. One thread, 32 steps, two features (ms, by
+        rows against on the side): hidden 256 at batch 128 dense 14.0 / 13.2, rank 32 6.3 / 5.6; at batch
+        50 dense 6.0 / 7.0, rank 32 2.5 / 2.7; the wavelet GRU of bench/inference.py, whose layers were made
+        dense before, 14.1 / 8.9 (bench/results/microbench-session13.md)."""
         ih = cell.ih
         if is_grad_enabled() or inputs.shape[0] < GRU_MIN_BATCH_ON_SIDE or not self._one_op_per_layer(cell) \
                 or type(ih) is not Dense or ih._pre_hooks or ih._post_hooks or not sideways.available(inputs.data):
             return None
+        hidden = self._hidden_on_side(cell, inputs.shape[0])
+        if hidden is None or (inputs.shape[0] % GRU_ON_SIDE_MULTIPLE
+                              and (callable(hidden[0]) or all(isinstance(p, Tensor) for p in hidden[0]))):
+            return None
+        return F.gru_sequence_sideways(inputs, ih.weight, ih.bias, hidden[0], hidden[1], state, outputs,
+                                       project_in_step=ih.n_in <= GRU_FEATURES_PROJECTED_IN_STEP)
+
+    def _hidden_on_side(self, cell, batch):
+        """(the hidden transforms as gru_sequence_sideways takes them, the joined hidden bias or None), or None."""
+        modules = cell.hh_modules()
+        if any(m._pre_hooks or m._post_hooks for m in modules):
+            return None
+        factored = cell.factored_hh()
+        if factored is not None:
+            (first, second), bias = factored
+            return sideways.factored_hidden(first.data, second.data, batch), bias
         parts, biases = [], []
-        for m in cell.hh_modules():
-            on_side = getattr(m, "sideways_map", None)
-            if m._pre_hooks or m._post_hooks:
-                return None
+        for m in modules:
             if type(m) is Dense and m.n_in == m.n_out == self.hidden:
                 parts.append(m.weight)
                 biases.append(m.bias)
                 continue
-            form = on_side(inputs.shape[0]) if on_side is not None else None
+            on_side = getattr(m, "sideways_map", None)
+            form = on_side(batch) if on_side is not None else None
             if form is None:
                 return None
             parts.append(form[0])
             biases.append(form[1])
-        if all(isinstance(part, Tensor) for part in parts):
-            return None
-        return F.gru_sequence_sideways(inputs, ih.weight, ih.bias, parts, cell._joined_biases(biases, ih.weight),
-                                       state, outputs, project_in_step=ih.n_in <= GRU_FEATURES_PROJECTED_IN_STEP)
+        return parts, cell._joined_biases(biases, cell.ih.weight)
 
     def _sequence_op(self, projected, fused, state, outputs=True):
         w, b, *ih = fused

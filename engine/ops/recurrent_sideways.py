@@ -64,7 +64,9 @@ class GRUSequenceSideways(Function):
 
 def _groups(hidden, weights, size):
     """([(rows of gh, the stacked transposed weights)] for each run of neighbouring product gates,
-    [(rows of gh, callable)] for the others)."""
+    [(rows of gh, callable)] for the others); one callable for all three gates takes every row."""
+    if callable(hidden):
+        return [], [(slice(0, 3 * size), hidden)]
     products, maps, start, stacked = [], [], None, []
     weights = list(weights)
     for gate, part in enumerate(list(hidden) + [None]):
@@ -80,17 +82,34 @@ def _groups(hidden, weights, size):
     return products, maps
 
 
+def factored_hidden(first, second, batch):
+    """run(src, out) for a low-rank hidden weight on its side: first (H, k r) every gate's first factor side
+    by side, second (k, r, H) the second factors (as recurrent_product.FactoredHidden takes them); src (H, B),
+    out (k H, B): u (k r, B) = first^T src, then every gate's block of out, second_g^T u_g, in one batched
+    product."""
+    gates, rank, size = second.shape
+    first_t = np.ascontiguousarray(first.T)
+    second_t = np.ascontiguousarray(second.transpose(0, 2, 1))
+    u = np.empty((gates * rank, batch), first.dtype)
+
+    def run(src, out):
+        np.matmul(first_t, src, out=u)
+        np.matmul(second_t, u.reshape(gates, rank, batch), out=out.reshape(gates, size, batch))
+    return run
+
+
 def gru_sequence_sideways(x, w_ih, b_ih, hidden, b_hh=None, h0=None, outputs=True, project_in_step=True):
     """A whole GRU layer over time without a graph, its state kept as (H, B): x (B, T, n_in), the input
     projection w_ih (n_in, 3H) and b_ih (3H,) or None, `hidden` the three gates' hidden transforms (r, z,
-    n) each a weight (H, H) (h @ w) or a callable run(src, out) on C-contiguous (H, B) arrays, b_hh (3H,)
-    or None, h0 (B, H) or None (zeros) -> (out (B, T, H) or None when outputs=False, h_T (B, H)).
+    n) each a weight (H, H) (h @ w) or a callable run(src, out) on C-contiguous (H, B) arrays, or one
+    callable run(src, out) writing all three, out (3H, B) (a low-rank hidden weight's two products), b_hh
+    (3H,) or None, h0 (B, H) or None (zeros) -> (out (B, T, H) or None when outputs=False, h_T (B, H)).
     project_in_step: each step forms x_t w_ih from the features (a few of them), else by one product.
     Needs available(x); the caller falls back to gru_sequence otherwise. No graph: under one, with a
     tensor that requires a gradient, a ValueError."""
     x, w_ih = as_tensor(x), as_tensor(w_ih, like=x)
     tensors = [x, w_ih] + [as_tensor(v) for v in (b_ih, b_hh, h0) if v is not None] + \
-        [part for part in hidden if isinstance(part, Tensor)]
+        [part for part in ([] if callable(hidden) else hidden) if isinstance(part, Tensor)]
     if is_grad_enabled() and any(t.requires_grad for t in tensors):
         raise ValueError("gru_sequence_sideways runs without a graph: call it under engine.no_grad() "
                          "(gru_sequence records one)")
@@ -98,15 +117,16 @@ def gru_sequence_sideways(x, w_ih, b_ih, hidden, b_hh=None, h0=None, outputs=Tru
         raise ValueError(f"gru_sequence_sideways needs float32 CPU arrays and Numba, got {x.dtype} "
                          f"{'on the GPU' if backend.is_gpu_array(x.data) else 'on the CPU'}")
     batch, steps, n_in = x.shape
-    if len(hidden) != 3 or w_ih.shape[0] != n_in or w_ih.shape[1] % 3:
+    if (not callable(hidden) and len(hidden) != 3) or w_ih.shape[0] != n_in or w_ih.shape[1] % 3:
         raise ValueError(f"gru_sequence_sideways: expected three hidden transforms and w_ih ({n_in}, 3H), "
-                         f"got {len(hidden)} and {w_ih.shape}")
+                         f"got {1 if callable(hidden) else len(hidden)} and {w_ih.shape}")
     size = w_ih.shape[1] // 3
     zeros = np.zeros(3 * size, x.dtype)
     b_ih = zeros if b_ih is None else as_tensor(b_ih).data
     b_hh = zeros if b_hh is None else as_tensor(b_hh).data
     b = np.concatenate([b_ih[:2 * size] + b_hh[:2 * size], b_ih[2 * size:], b_hh[2 * size:]]).astype(x.dtype)
     h0 = Tensor(np.zeros((batch, size), x.dtype)) if h0 is None else as_tensor(h0)
-    weights = [as_tensor(part) for part in hidden if not callable(part)]
-    results = GRUSequenceSideways(list(hidden), outputs, project_in_step)(x, w_ih, Tensor(b), h0, *weights)
+    parts = hidden if callable(hidden) else list(hidden)
+    weights = [] if callable(hidden) else [as_tensor(part) for part in hidden if not callable(part)]
+    results = GRUSequenceSideways(parts, outputs, project_in_step)(x, w_ih, Tensor(b), h0, *weights)
     return (results[0], results[1]) if outputs else (None, results)
