@@ -57,3 +57,18 @@ def test_refuses_a_graph_and_float64():
         F.gru_sequence_sideways(x.astype(np.float64), w_ih.astype(np.float64), None,
                                 [Tensor(w.astype(np.float64)) for w in ws])
     assert not recurrent_sideways.available(np.zeros(1, np.float64))
+
+
+@pytest.mark.parametrize("batch, in_step", [(32, True), (21, False)])
+def test_a_low_rank_hidden_weight_on_its_side(batch, in_step):
+    # one callable writes all three gates' rows: u = a^T h, then every gate's c_g^T u_g in one product
+    hidden, steps, rank = 24, 6, 5
+    rng, x, w_ih, b_ih, _, b_hh, h0 = _setup(batch, steps, 3, hidden, seed=2)
+    a = (0.3 * rng.standard_normal((hidden, 3 * rank))).astype(np.float32)
+    c = (0.3 * rng.standard_normal((3, rank, hidden))).astype(np.float32)
+    with engine.no_grad():
+        want_out, want_h = F.gru_sequence(Tensor(x @ w_ih + b_ih), (Tensor(a), Tensor(c)), b_hh, h0)
+        got_out, got_h = F.gru_sequence_sideways(x, w_ih, b_ih, recurrent_sideways.factored_hidden(a, c, batch),
+                                                 b_hh, h0, project_in_step=in_step)
+    np.testing.assert_allclose(got_h.data, want_h.data, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(got_out.data, want_out.data, rtol=2e-5, atol=2e-6)
