@@ -73,20 +73,3 @@ def gru_step_on_side_projected(gh, b, h, h_next, gates, pre):
         for k in range(candidate.shape[0]):
             candidate[k] = p[k] + input_bias + r[k] * (g[k] + hidden_bias)
         _new_state(candidate, z, h[u], h_next[u])
-
-
-@numba.njit(cache=True)
-def turn(src, dst):
-    """dst (B, H) <- src (H, B) transposed, eight rows of dst at a time (each unit reads 8 adjacent lanes)."""
-    lanes, hidden = dst.shape
-    full = lanes - lanes % 8
-    for b0 in range(0, full, 8):
-        w0, w1, w2, w3 = dst[b0], dst[b0 + 1], dst[b0 + 2], dst[b0 + 3]
-        w4, w5, w6, w7 = dst[b0 + 4], dst[b0 + 5], dst[b0 + 6], dst[b0 + 7]
-        for i in range(hidden):
-            c = src[i, b0:b0 + 8]
-            w0[i], w1[i], w2[i], w3[i], w4[i], w5[i], w6[i], w7[i] = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
-    for b in range(full, lanes):
-        row = dst[b]
-        for i in range(hidden):
-            row[i] = src[i, b]

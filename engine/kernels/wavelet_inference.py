@@ -8,12 +8,12 @@ from .. import backend
 from . import load_numba_module, pays_to_thread
 from .wavelet import _as_batch, _packed_layout, numba_available
 
-# The sideways pass: rows per block, the fewest rows and the widest layer it runs for. One thread, 6 levels,
-# filter length 6 (us, rows against 64 lanes): n = 128 at batch 50 / 128: 85 / 225 against 23 / 57; n = 256:
-# 100 / 255 against 50 / 105; n = 512: 127 / 303 against 91 / 203; n = 800: 138 / 382 against 134 / 304;
-# at batch 16 the row pass is as fast or faster from n = 512 on, and at n = 1024 (8 levels, batch 128)
-# 479 against 494 (bench/results/microbench-session13.md). Turning each block on its side and back
-# takes about 0.9 ns an element, most of the pass at n = 256.
+# The sideways pass: rows per block, the fewest rows and the widest layer it runs for. One thread, filter
+# length 6, 8 levels (6 at n = 128 and 800), us by rows against linear_map: batch 128, n = 128 / 256 / 512 /
+# 800 / 1024 / 2048 / 4096: 245 / 324 / 380 / 400 / 523 / 805 / 1269 against 46 / 89 / 160 / 243 / 328 / 647
+# (n = 4096 by rows as well); batch 32, n = 256 / 1024 / 2048: 84 / 133 / 197 against 28 / 92 / 192; batch
+# 16 a block of 16 lanes beat the rows up to n = 800 (n = 256: 14 against 31 us) and lost from n = 2048 (135
+# against 100): below 32 rows the rows stay (bench/results/microbench-session13.md).
 LANES = 64
 LANES_MIN_ROWS = 32
 LANES_MAX_WIDTH = 2048

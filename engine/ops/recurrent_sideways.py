@@ -39,6 +39,7 @@ class GRUSequenceSideways(Function):
             w_ih_t, pre = np.ascontiguousarray(w_ih.T), take((3 * size, batch))
         products, maps = _groups(self.hidden, weights, size)
         out = np.empty((batch, steps, size), x.dtype) if self.with_outputs else None
+        turning, zero_bias = load_numba_module("turn_numba"), np.zeros(size, x.dtype)
         for t in range(steps):
             for rows, w_t in products:
                 np.matmul(w_t, h, out=gh[rows])
@@ -50,10 +51,10 @@ class GRUSequenceSideways(Function):
                 np.matmul(w_ih_t, x[:, t].T, out=pre)
                 kernels.gru_step_on_side_projected(gh, b, h, h_next, gates, pre)
             if out is not None:
-                kernels.turn(h_next, out[:, t])
+                turning.rows_back(h_next, 0, batch, zero_bias, out[:, t])
             h, h_next = h_next, h
         final = np.empty((batch, size), x.dtype)
-        kernels.turn(h, final)
+        turning.rows_back(h, 0, batch, zero_bias, final)
         for array in (gh, gates, h, h_next) + (() if self.project_in_step else (pre,)):
             buffers.give_back(array)
         return (out, final) if out is not None else final
