@@ -21,22 +21,32 @@ LANES_MAX_WIDTH = 2048
 
 @functools.lru_cache(maxsize=64)
 def _sideways_layout(n, filter_length, levels):
-    """(mixed_at, band_at, scratch rows) of the sideways pass: mixed_at[q] is the row of the padded
-    coefficient store that packed coefficient q goes to (band k of [cA_J, cD_J, ..., cD_1] keeps `margin`
-    zero rows on both sides); band_at and the row count as wavelet_lanes_numba.scratch_rows gives them."""
+    """(mixed_at, band_at, scratch rows) of the sideways pass: mixed_at[q] is the row of `work` that holds
+    packed coefficient q of the permuted store (band k of [cA_J, cD_J, ..., cD_1] keeps `margin` zero rows
+    on both sides); band_at and the row count as wavelet_lanes_numba.scratch_rows gives them."""
     kernels = load_numba_module("wavelet_lanes_numba")
     pad = kernels.margin(filter_length)
     m, detail_at, _, _ = _packed_layout(n, filter_length, levels)
     starts = [0] + [int(v) for v in detail_at[levels:0:-1]]       # packed starts of cA_J, cD_J, ..., cD_1
     total = int(detail_at[1] + m[1])
+    band_at, rows = kernels.scratch_rows(m, total, pad)
     mixed_at = np.empty(total, dtype=np.int64)
     for band, start in enumerate(starts):
         end = starts[band + 1] if band + 1 < len(starts) else total
-        mixed_at[start:end] = np.arange(start, end) + (2 * band + 1) * pad
-    band_at, rows = kernels.scratch_rows(m, total, pad)
+        mixed_at[start:end] = band_at[levels] + np.arange(start, end) + (2 * band + 1) * pad
     for array in (mixed_at, band_at):
         array.flags.writeable = False
     return mixed_at, band_at, rows
+
+
+def _placement(perm, coeff_scale, mixed_at, dtype):
+    """(placed_at, placed_scale): for each packed coefficient q, the row where the permutation puts it and
+    the scale it takes there (P . FWT puts coefficient perm[k] at place k, scaled by coeff_scale[k])."""
+    perm = np.asarray(perm, dtype=np.int64)
+    placed_at, placed_scale = np.empty_like(mixed_at), np.empty(perm.shape[0], dtype)
+    placed_at[perm] = mixed_at
+    placed_scale[perm] = coeff_scale
+    return placed_at, placed_scale
 
 
 _scratch = {}
@@ -73,18 +83,19 @@ def linear_map(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi
                (input_scale, dec_lo, dec_hi, coeff_scale, rec_lo, rec_hi, output_scale,
                 np.zeros(n, x.dtype) if bias is None else bias)]
     y = np.empty_like(rows) if out is None else out
-    args = (vectors[0], vectors[1], vectors[2], np.ascontiguousarray(perm, dtype=np.int64), *vectors[3:])
     count = rows.shape[0]
     if count < LANES_MIN_ROWS or n > LANES_MAX_WIDTH:
+        args = (vectors[0], vectors[1], vectors[2], np.ascontiguousarray(perm, dtype=np.int64), *vectors[3:])
         _run("wavelet_numba", "linear_map", rows, args, (m, detail_at, analysis_at, synthesis_at), count, L, y)
     else:
         mixed_at, band_at, _ = _sideways_layout(n, L, levels)
+        args = (*vectors[:3], *_placement(perm, vectors[3], mixed_at, x.dtype), *vectors[4:])
         full = count - count % LANES
         for start, stop, lanes in ((0, full, LANES), (full, count, -(-(count - full) // 8) * 8)):
             if stop > start:
                 parts = -(-(stop - start) // lanes)
-                _run("wavelet_lanes_numba", "linear_map_lanes", rows[start:stop], args,
-                     (m, detail_at, mixed_at, band_at), parts, L, y[start:stop],
+                _run("wavelet_lanes_numba", "linear_map_lanes", rows[start:stop], args, (m, detail_at, band_at),
+                     parts, L, y[start:stop],
                      scratch=lambda chunks, lanes=lanes: _sideways_scratch(n, L, levels, chunks, lanes, rows.dtype))
     return y if out is not None else y.reshape(x.shape)
 
@@ -112,10 +123,10 @@ def sideways_map(input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi,
     mixed_at, band_at, _ = _sideways_layout(n, L, levels)
     s_in, lo, hi, g, rlo, rhi, s_out = (np.ascontiguousarray(v, dtype=dtype) for v in
                                         (input_scale, dec_lo, dec_hi, coeff_scale, rec_lo, rec_hi, output_scale))
-    perm = np.ascontiguousarray(perm, dtype=np.int64)
+    placed_at, placed_scale = _placement(perm, g, mixed_at, dtype)
     work = _sideways_scratch(n, L, levels, 1, lanes, dtype)[0]
     kernel = load_numba_module("wavelet_lanes_numba").map_on_side
 
     def run(src, out):
-        kernel(src, s_in, work, lo, hi, perm, g, rlo, rhi, s_out, m, detail_at, mixed_at, band_at, out)
+        kernel(src, s_in, work, lo, hi, placed_at, placed_scale, rlo, rhi, s_out, m, detail_at, band_at, out)
     return run

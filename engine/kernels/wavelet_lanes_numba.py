@@ -3,8 +3,9 @@
 The row pass (wavelet_numba._linear_map) vectorises along each band, whose levels shrink to a few
 samples; here a block of rows is turned on its side, (n, lanes), so that every filter tap is one
 multiply-add over a contiguous row of `lanes` examples at every level, and the permutation moves whole
-rows. Every band sits in a buffer with MARGIN zero rows on both sides, so the taps need no bounds tests:
-the margins stand for the zero padding of the transform and are never written.
+rows: the analysis writes each coefficient straight into its permuted, scaled place. Every band sits in
+a buffer with `margin` zero rows on both sides, so the taps need no bounds tests: the margins stand for
+the zero padding of the transform and are never written.
 """
 import numba
 import numpy as np
@@ -25,11 +26,14 @@ def _tap(f, j, zero):
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def analyze_lanes(src, lo, hi, a, d, pad):
+def analyze_lanes(src, lo, hi, store, n_out, a_at, a_placed, d_at, placed_at, placed_scale, pad):
     """a[o] = sum_j lo[j] x[2o + 1 - j] and d[o] likewise with hi, for every lane; x is src's rows from
-    `pad` on, src's other rows zero. Six taps a pass over the outputs (taps past the filter weigh zero)."""
-    n_out, lanes = a.shape
-    zero = lo.dtype.type(0)
+    `pad` on, src's other rows zero. d[o] is packed coefficient q = d_at + o, written straight into its
+    place in the permuted store, row placed_at[q] of `store`, times placed_scale[q]; so is a[o] (q = o)
+    when a_placed (the last level), else a[o] goes to row a_at + o, unscaled. Six taps a pass over the
+    outputs (taps past the filter weigh zero)."""
+    lanes = store.shape[1]
+    zero, one = lo.dtype.type(0), lo.dtype.type(1)
     for j0 in range(0, lo.shape[0], 6):
         l0, l1, l2 = _tap(lo, j0, zero), _tap(lo, j0 + 1, zero), _tap(lo, j0 + 2, zero)
         l3, l4, l5 = _tap(lo, j0 + 3, zero), _tap(lo, j0 + 4, zero), _tap(lo, j0 + 5, zero)
@@ -38,15 +42,20 @@ def analyze_lanes(src, lo, hi, a, d, pad):
         for o in range(n_out):
             top = 2 * o + 1 - j0 + pad            # the row of x[2o + 1 - j0]; the pass reads it and 5 below
             r0, r1, r2, r3, r4, r5 = src[top], src[top - 1], src[top - 2], src[top - 3], src[top - 4], src[top - 5]
-            ao, do = a[o], d[o]
+            sa = placed_scale[o] if a_placed else one
+            sd = placed_scale[d_at + o]
+            ao = store[placed_at[o]] if a_placed else store[a_at + o]
+            do = store[placed_at[d_at + o]]
+            p0, p1, p2, p3, p4, p5 = sa * l0, sa * l1, sa * l2, sa * l3, sa * l4, sa * l5
+            q0, q1, q2, q3, q4, q5 = sd * h0, sd * h1, sd * h2, sd * h3, sd * h4, sd * h5
             if j0 == 0:
                 for b in range(lanes):
-                    ao[b] = l0 * r0[b] + l1 * r1[b] + l2 * r2[b] + l3 * r3[b] + l4 * r4[b] + l5 * r5[b]
-                    do[b] = h0 * r0[b] + h1 * r1[b] + h2 * r2[b] + h3 * r3[b] + h4 * r4[b] + h5 * r5[b]
+                    ao[b] = p0 * r0[b] + p1 * r1[b] + p2 * r2[b] + p3 * r3[b] + p4 * r4[b] + p5 * r5[b]
+                    do[b] = q0 * r0[b] + q1 * r1[b] + q2 * r2[b] + q3 * r3[b] + q4 * r4[b] + q5 * r5[b]
             else:
                 for b in range(lanes):
-                    ao[b] += l0 * r0[b] + l1 * r1[b] + l2 * r2[b] + l3 * r3[b] + l4 * r4[b] + l5 * r5[b]
-                    do[b] += h0 * r0[b] + h1 * r1[b] + h2 * r2[b] + h3 * r3[b] + h4 * r4[b] + h5 * r5[b]
+                    ao[b] += p0 * r0[b] + p1 * r1[b] + p2 * r2[b] + p3 * r3[b] + p4 * r4[b] + p5 * r5[b]
+                    do[b] += q0 * r0[b] + q1 * r1[b] + q2 * r2[b] + q3 * r3[b] + q4 * r4[b] + q5 * r5[b]
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -76,31 +85,23 @@ def synthesize_lanes(a, d, lo, hi, out, pad, scale, scaled):
 
 
 @numba.njit(cache=True)
-def transform_on_side(work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m, detail_at,
-                      mixed_at, band_at, out):
+def transform_on_side(work, dec_lo, dec_hi, placed_at, placed_scale, rec_lo, rec_hi, output_scale, m, detail_at,
+                      band_at, out):
     """out (n, lanes) <- S . IFWT(G . P(FWT(.))) of the block on its side in `work` (rows, lanes), whose
     input sits in the rows from band_at[0] + pad (pad = margin(L)). m: the level lengths; detail_at: where
-    cD_j starts in the packed coefficients; mixed_at[q]: the row of the padded coefficient store that
-    packed coefficient q lands in; band_at: where in `work` level j's approximation (j < J: the analysis
-    input, later the synthesis output), the padded coefficient store (J) and the packed coefficients
-    (J + 1) begin, each band with its zero margins. work is zero wherever no band is written: the
-    margins stay zero from call to call, so it is reused."""
+    cD_j starts in the packed coefficients; placed_at[q], placed_scale[q]: the row of `work` where packed
+    coefficient q goes once permuted (in the padded coefficient store) and the coefficient scale it takes
+    there, so that the analysis writes it in place (no pass of its own for P and G); band_at: where in
+    `work` level j's approximation (j < J: the analysis input, later the synthesis output) and the padded
+    coefficient store (J) begin, each band with its zero margins. work is zero wherever no band is
+    written: the margins stay zero from call to call, so it is reused."""
     levels = m.shape[0] - 1
     pad = margin(dec_lo.shape[0])
-    n_coeffs = perm.shape[0]
-    lanes = work.shape[1]
-    coeffs = work[band_at[levels + 1]:band_at[levels + 1] + n_coeffs]
-    mixed = work[band_at[levels]:]
     for j in range(levels):
-        mj = m[j + 1]
-        detail = coeffs[detail_at[j + 1]:detail_at[j + 1] + mj]
-        a = work[band_at[j + 1] + pad:][:mj] if j + 1 < levels else coeffs[0:mj]
-        analyze_lanes(work[band_at[j]:][:m[j] + 2 * pad], dec_lo, dec_hi, a, detail, pad)
-    for q in range(n_coeffs):
-        src, dst, g = coeffs[perm[q]], mixed[mixed_at[q]], coeff_scale[q]
-        for b in range(lanes):
-            dst[b] = src[b] * g
+        analyze_lanes(work[band_at[j]:][:m[j] + 2 * pad], dec_lo, dec_hi, work, m[j + 1], band_at[j + 1] + pad,
+                      j + 1 == levels, detail_at[j + 1], placed_at, placed_scale, pad)
     # the synthesis outputs take the analysis inputs' places, whose margins are the same
+    mixed = work[band_at[levels]:]
     for j in range(levels, 0, -1):
         mj = m[j]
         band = levels - j + 1                 # cD_j's place in [cA_J, cD_J, ..., cD_1]
@@ -111,8 +112,8 @@ def transform_on_side(work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, o
 
 
 @numba.njit(cache=True)
-def map_on_side(src, input_scale, work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m,
-                detail_at, mixed_at, band_at, out):
+def map_on_side(src, input_scale, work, dec_lo, dec_hi, placed_at, placed_scale, rec_lo, rec_hi, output_scale, m,
+                detail_at, band_at, out):
     """out (n, B) <- S . IFWT(G . P(FWT(B . src))) for src (n, B) already on its side (a recurrent layer's
     state kept so), through transform_on_side (its arguments as there; work has B lanes)."""
     pad = margin(dec_lo.shape[0])
@@ -121,12 +122,12 @@ def map_on_side(src, input_scale, work, dec_lo, dec_hi, perm, coeff_scale, rec_l
         s, row, dst = input_scale[i], src[i], work[band_at[0] + pad + i]
         for b in range(lanes):
             dst[b] = row[b] * s
-    transform_on_side(work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m, detail_at,
-                      mixed_at, band_at, out)
+    transform_on_side(work, dec_lo, dec_hi, placed_at, placed_scale, rec_lo, rec_hi, output_scale, m, detail_at,
+                      band_at, out)
 
 
-def _linear_map_lanes(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias,
-                      m, detail_at, mixed_at, band_at, scratch, y):
+def _linear_map_lanes(x, input_scale, dec_lo, dec_hi, placed_at, placed_scale, rec_lo, rec_hi, output_scale, bias,
+                      m, detail_at, band_at, scratch, y):
     """y = S . IFWT(G . P(FWT(B . x))) + bias row by row, in blocks of rows turned on their side, through
     transform_on_side (its arguments as there; the result goes back into the input's band before it is
     turned). scratch (parts, rows, lanes): one part per parallel chunk of blocks."""
@@ -142,16 +143,16 @@ def _linear_map_lanes(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo,
             r0 = block * lanes
             count = min(lanes, rows - r0)
             rows_on_side(x, r0, count, input_scale, work[band_at[0]:], pad)
-            transform_on_side(work, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, m,
-                              detail_at, mixed_at, band_at, result)
+            transform_on_side(work, dec_lo, dec_hi, placed_at, placed_scale, rec_lo, rec_hi, output_scale, m,
+                              detail_at, band_at, result)
             rows_back(result, r0, count, bias, y)
 
 
 def scratch_rows(m, n_coeffs, pad):
     """(band_at, total rows) for transform_on_side's work array: every level's approximation and the padded
-    coefficient store, each with zero margins, then the packed coefficients."""
+    coefficient store, each with zero margins."""
     levels = len(m) - 1
-    sizes = [int(m[j]) + 2 * pad for j in range(levels)] + [n_coeffs + 2 * pad * (levels + 1), n_coeffs]
+    sizes = [int(m[j]) + 2 * pad for j in range(levels)] + [n_coeffs + 2 * pad * (levels + 1)]
     band_at = np.zeros(len(sizes), dtype=np.int64)
     band_at[1:] = np.cumsum(sizes[:-1])
     return band_at, int(band_at[-1] + sizes[-1])
