@@ -10,10 +10,11 @@ from .wavelet import _as_batch, _packed_layout, numba_available
 
 # The sideways pass: rows per block, the fewest rows and the widest layer it runs for. One thread, filter
 # length 6, 8 levels (6 at n = 128 and 800), us by rows against linear_map: batch 128, n = 128 / 256 / 512 /
-# 800 / 1024 / 2048 / 4096: 245 / 324 / 380 / 400 / 523 / 805 / 1269 against 46 / 89 / 160 / 243 / 328 / 647
-# (n = 4096 by rows as well); batch 32, n = 256 / 1024 / 2048: 84 / 133 / 197 against 28 / 92 / 192; batch
-# 16 a block of 16 lanes beat the rows up to n = 800 (n = 256: 14 against 31 us) and lost from n = 2048 (135
-# against 100): below 32 rows the rows stay (bench/results/microbench-session13.md).
+# 800 / 1024 / 2048: 233 / 317 / 368 / 389 / 520 / 878 against 39 / 68 / 136 / 213 / 291 / 594; batch 32,
+# n = 256 / 1024 / 2048: 80 / 133 / 206 against 29 / 100 / 187; at n = 4096 on its side 1233 against 1434
+# at batch 128 but 384 against 342 at batch 32; at batch 16 a block of 16 lanes beat the rows up to
+# n = 800 (n = 256: 14 against 31 us) and lost from n = 2048: below 32 rows the rows stay
+# (bench/results/microbench-session13.md).
 LANES = 64
 LANES_MIN_ROWS = 32
 LANES_MAX_WIDTH = 2048

@@ -41,21 +41,26 @@ def analyze_lanes(src, lo, hi, store, n_out, a_at, a_placed, d_at, placed_at, pl
         h3, h4, h5 = _tap(hi, j0 + 3, zero), _tap(hi, j0 + 4, zero), _tap(hi, j0 + 5, zero)
         for o in range(n_out):
             top = 2 * o + 1 - j0 + pad            # the row of x[2o + 1 - j0]; the pass reads it and 5 below
-            r0, r1, r2, r3, r4, r5 = src[top], src[top - 1], src[top - 2], src[top - 3], src[top - 4], src[top - 5]
             sa = placed_scale[o] if a_placed else one
             sd = placed_scale[d_at + o]
-            ao = store[placed_at[o]] if a_placed else store[a_at + o]
-            do = store[placed_at[d_at + o]]
+            ra = placed_at[o] if a_placed else a_at + o
+            rd = placed_at[d_at + o]
             p0, p1, p2, p3, p4, p5 = sa * l0, sa * l1, sa * l2, sa * l3, sa * l4, sa * l5
             q0, q1, q2, q3, q4, q5 = sd * h0, sd * h1, sd * h2, sd * h3, sd * h4, sd * h5
+            # indexed as 2-D arrays, not through row views: fewer pointers for LLVM to check against each
+            # other before the vector loop (31 against 22 GMAC/s at 128 lanes, the same values)
             if j0 == 0:
                 for b in range(lanes):
-                    ao[b] = p0 * r0[b] + p1 * r1[b] + p2 * r2[b] + p3 * r3[b] + p4 * r4[b] + p5 * r5[b]
-                    do[b] = q0 * r0[b] + q1 * r1[b] + q2 * r2[b] + q3 * r3[b] + q4 * r4[b] + q5 * r5[b]
+                    x0, x1, x2 = src[top, b], src[top - 1, b], src[top - 2, b]
+                    x3, x4, x5 = src[top - 3, b], src[top - 4, b], src[top - 5, b]
+                    store[ra, b] = p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3 + p4 * x4 + p5 * x5
+                    store[rd, b] = q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3 + q4 * x4 + q5 * x5
             else:
                 for b in range(lanes):
-                    ao[b] += p0 * r0[b] + p1 * r1[b] + p2 * r2[b] + p3 * r3[b] + p4 * r4[b] + p5 * r5[b]
-                    do[b] += q0 * r0[b] + q1 * r1[b] + q2 * r2[b] + q3 * r3[b] + q4 * r4[b] + q5 * r5[b]
+                    x0, x1, x2 = src[top, b], src[top - 1, b], src[top - 2, b]
+                    x3, x4, x5 = src[top - 3, b], src[top - 4, b], src[top - 5, b]
+                    store[ra, b] += p0 * x0 + p1 * x1 + p2 * x2 + p3 * x3 + p4 * x4 + p5 * x5
+                    store[rd, b] += q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3 + q4 * x4 + q5 * x5
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -74,14 +79,14 @@ def synthesize_lanes(a, d, lo, hi, out, pad, scale, scaled):
             s = scale[i] if scaled else one
             c0, c1, c2 = s * _tap(lo, t0, zero), s * _tap(lo, t0 + 2, zero), s * _tap(lo, t0 + 4, zero)
             e0, e1, e2 = s * _tap(hi, t0, zero), s * _tap(hi, t0 + 2, zero), s * _tap(hi, t0 + 4, zero)
-            a0, a1, a2, d0, d1, d2 = a[top], a[top - 1], a[top - 2], d[top], d[top - 1], d[top - 2]
-            y = out[i]
-            if s0 == 0:
+            if s0 == 0:                            # 2-D indexing, as in analyze_lanes
                 for b in range(lanes):
-                    y[b] = c0 * a0[b] + e0 * d0[b] + c1 * a1[b] + e1 * d1[b] + c2 * a2[b] + e2 * d2[b]
+                    out[i, b] = c0 * a[top, b] + e0 * d[top, b] + c1 * a[top - 1, b] + e1 * d[top - 1, b] \
+                        + c2 * a[top - 2, b] + e2 * d[top - 2, b]
             else:
                 for b in range(lanes):
-                    y[b] += c0 * a0[b] + e0 * d0[b] + c1 * a1[b] + e1 * d1[b] + c2 * a2[b] + e2 * d2[b]
+                    out[i, b] += c0 * a[top, b] + e0 * d[top, b] + c1 * a[top - 1, b] + e1 * d[top - 1, b] \
+                        + c2 * a[top - 2, b] + e2 * d[top - 2, b]
 
 
 @numba.njit(cache=True)
