@@ -18,9 +18,10 @@ def available(like):
 
 class GRUSequenceSideways(Function):
     """(out (B, T, H) when wanted, h_T) from x (B, T, n_in), w_ih (n_in, 3H), the biases b (4H,): b_ih + b_hh
-    for r and z, then b_ih and b_hh of n; h0 (B, H), and the weights of the gates whose hidden transform is
-    a product (in `hidden`'s order); the other gates' transforms are the callables in `hidden`. Each step
-    forms its input projection from the features (project_in_step) or with one product. No backward."""
+    for r and z, then b_ih and b_hh of n; h0 (B, H), or (0, H) for zeros; and the weights of the gates whose
+    hidden transform is a product (in `hidden`'s order); the other gates' transforms are the callables in
+    `hidden`. Each step forms its input projection from the features (project_in_step) or with one
+    product. No backward."""
 
     def __init__(self, hidden, outputs, project_in_step):
         self.hidden, self.with_outputs, self.project_in_step = hidden, outputs, project_in_step
@@ -32,14 +33,17 @@ class GRUSequenceSideways(Function):
         take = lambda shape: buffers.take(shape, x.dtype, like=x)          # noqa: E731
         gh, gates, h, h_next = take((3 * size, batch)), take((3, batch)), take((size, batch)), \
             take((size, batch))
-        h[...] = h0.T
+        turning, zero_bias = load_numba_module("turn_numba"), np.zeros(size, x.dtype)
+        if h0.shape[0]:
+            turning.rows_on_side(h0, 0, batch, np.ones(size, x.dtype), h, 0)
+        else:                               # no initial state given: zeros
+            h[...] = 0
         if self.project_in_step:
             features = np.ascontiguousarray(x.transpose(1, 2, 0))
         else:
             w_ih_t, pre = np.ascontiguousarray(w_ih.T), take((3 * size, batch))
         products, maps = _groups(self.hidden, weights, size)
         out = np.empty((batch, steps, size), x.dtype) if self.with_outputs else None
-        turning, zero_bias = load_numba_module("turn_numba"), np.zeros(size, x.dtype)
         for t in range(steps):
             for rows, w_t in products:
                 np.matmul(w_t, h, out=gh[rows])
@@ -72,11 +76,14 @@ def _groups(hidden, weights, size):
     weights = list(weights)
     for gate, part in enumerate(list(hidden) + [None]):
         if part is not None and not callable(part):
-            stacked.append(weights.pop(0).T)
+            stacked.append(weights.pop(0))
             start = gate if start is None else start
             continue
         if stacked:
-            products.append((slice(start * size, gate * size), np.ascontiguousarray(np.concatenate(stacked, axis=0))))
+            # (H, k H) side by side, used through its transpose: BLAS takes the view as it is (a copy of the
+            # transposed weights a call cost more than a short sequence's steps)
+            joined = stacked[0] if len(stacked) == 1 else np.concatenate(stacked, axis=1)
+            products.append((slice(start * size, gate * size), joined.T))
             start, stacked = None, []
         if part is not None:
             maps.append((slice(gate * size, (gate + 1) * size), part))
@@ -126,7 +133,8 @@ def gru_sequence_sideways(x, w_ih, b_ih, hidden, b_hh=None, h0=None, outputs=Tru
     b_ih = zeros if b_ih is None else as_tensor(b_ih).data
     b_hh = zeros if b_hh is None else as_tensor(b_hh).data
     b = np.concatenate([b_ih[:2 * size] + b_hh[:2 * size], b_ih[2 * size:], b_hh[2 * size:]]).astype(x.dtype)
-    h0 = Tensor(np.zeros((batch, size), x.dtype)) if h0 is None else as_tensor(h0)
+    # no initial state travels as an empty (0, H) array: the loop then starts from zeros without a copy
+    h0 = Tensor(np.zeros((0, size), x.dtype)) if h0 is None else as_tensor(h0)
     parts = hidden if callable(hidden) else list(hidden)
     weights = [] if callable(hidden) else [as_tensor(part) for part in hidden if not callable(part)]
     results = GRUSequenceSideways(parts, outputs, project_in_step)(x, w_ih, Tensor(b), h0, *weights)
