@@ -102,3 +102,22 @@ def test_the_rule(monkeypatch):
     assert not runs_on_side(gru, x)                              # a hook must see the layer's calls
     remove()
     assert runs_on_side(gru, x)
+
+
+@pytest.mark.parametrize("steps, with_h0", [(1, False), (1, True), (2, True)])
+def test_a_short_sequence_on_its_side(monkeypatch, steps, with_h0):
+    # one or two steps: the weights and the state enter without a copy of their own
+    gru = _gru("dense", 3, 1, True)
+    rng = np.random.default_rng(4)
+    batch = 2 * R.GRU_ON_SIDE_MULTIPLE + R.GRU_MIN_BATCH_ON_SIDE
+    x = rng.standard_normal((batch, steps, 3)).astype(np.float32)
+    h0 = (0.5 * rng.standard_normal((1, batch, 24))).astype(np.float32) if with_h0 else None
+    calls = _spy(monkeypatch)
+    with engine.no_grad():
+        got_out, got_h = gru(x, h0)
+    monkeypatch.setattr(R, "GRU_MIN_BATCH_ON_SIDE", 10 ** 9)
+    with engine.no_grad():
+        want_out, want_h = gru(x, h0)
+    assert len(calls) == 1
+    np.testing.assert_allclose(got_out.data, want_out.data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_h.data, want_h.data, rtol=1e-5, atol=1e-6)
