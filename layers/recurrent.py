@@ -360,12 +360,10 @@ class GRU(_RecurrentLayer):
             return sideways.factored_hidden(first.data, second.data, batch), bias
         parts, biases = [], []
         for m in modules:
-            if type(m) is Dense and m.n_in == m.n_out == self.hidden:
-                parts.append(m.weight)
-                biases.append(m.bias)
-                continue
-            on_side = getattr(m, "sideways_map", None)
-            form = on_side(batch) if on_side is not None else None
+            form = cell._dense_form(m, materialize=False)        # a plain (H, H) Dense: its weight as it is
+            if form is None:
+                on_side = getattr(m, "sideways_map", None)
+                form = on_side(batch) if on_side is not None else None
             if form is None:
                 return None
             parts.append(form[0])

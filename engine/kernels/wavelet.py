@@ -363,15 +363,17 @@ def _contiguous_filters(lo, hi, dtype, reverse=False):
 _scratch = {}
 
 
-def _scratch_buffer(shape, dtype):
+def _scratch_buffer(shape, dtype, zeroed=False):
     """A reused work array for state nobody will read (no backward): fresh large allocations
-    cost more than the transform itself here (first-touch page faults)."""
-    key = (tuple(shape), np.dtype(dtype).str)
+    cost more than the transform itself here (first-touch page faults). zeroed: one that starts as zeros,
+    for callers that write only parts of it and rely on the rest staying zero (wavelet_inference's
+    sideways pass); it is kept apart from the plain ones."""
+    key = (tuple(shape), np.dtype(dtype).str, zeroed)
     buf = _scratch.get(key)
     if buf is None:
-        if len(_scratch) > 16:
+        if len(_scratch) > 32:
             _scratch.clear()
-        buf = _scratch[key] = np.empty(shape, dtype=dtype)
+        buf = _scratch[key] = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
     return buf
 
 

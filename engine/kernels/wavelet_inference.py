@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import backend
 from . import load_numba_module, pays_to_thread
-from .wavelet import _as_batch, _packed_layout, numba_available
+from .wavelet import _as_batch, _packed_layout, _scratch_buffer, numba_available
 
 # The sideways pass: rows per block, the fewest rows and the widest layer it runs for. One thread, filter
 # length 6, 8 levels (6 at n = 128 and 800), us by rows against linear_map: batch 128, n = 128 / 256 / 512 /
@@ -50,20 +50,13 @@ def _placement(perm, coeff_scale, mixed_at, dtype):
     return placed_at, placed_scale
 
 
-_scratch = {}
-
-
 def _sideways_scratch(n, filter_length, levels, parts, lanes, dtype):
-    """The zeroed work array of the sideways pass, (parts, rows, lanes), kept per shape: only the bands'
-    interiors are ever written, so the margins stay zero, and a fresh (page-faulting) allocation a call
-    would cost more than the pass (hidden 256, 8 levels, 64 lanes: 0.5 MB a part)."""
-    key = (n, filter_length, levels, parts, lanes, np.dtype(dtype).str)
-    work = _scratch.get(key)
-    if work is None:
-        if len(_scratch) > 32:
-            _scratch.clear()
-        work = _scratch[key] = np.zeros((parts, _sideways_layout(n, filter_length, levels)[2], lanes), dtype)
-    return work
+    """The zeroed work array of the sideways pass, (parts, rows, lanes), kept per shape (wavelet's scratch
+    cache): only the bands' interiors are ever written, so the margins stay zero, and a fresh
+    (page-faulting) allocation a call would cost more than the pass (hidden 256, 8 levels, 64 lanes:
+    0.5 MB a part)."""
+    rows = _sideways_layout(n, filter_length, levels)[2]
+    return _scratch_buffer((parts, rows, lanes), dtype, zeroed=True)
 
 
 def linear_map(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi, output_scale, bias, levels,

@@ -68,7 +68,8 @@ class GRUSequenceSideways(Function):
 
 
 def _groups(hidden, weights, size):
-    """([(rows of gh, the stacked transposed weights)] for each run of neighbouring product gates,
+    """([(rows of gh, the weights joined side by side, transposed as a view)] for each run of neighbouring
+    product gates,
     [(rows of gh, callable)] for the others); one callable for all three gates takes every row."""
     if callable(hidden):
         return [], [(slice(0, 3 * size), hidden)]
