@@ -39,8 +39,8 @@ def main():
                        lambda: nb.im2col_serial(x, k, k, 1, 1, 0, 0, 1, 1, out, out),
                        lambda: nb.im2col_parallel(x, k, k, 1, 1, 0, 0, 1, 1, out, out)],
             "col2im": [lambda: K.col2im_numpy(g, x.shape, *geometry),
-                       lambda: nb.col2im_serial(g, side, side, 1, 1, 0, 0, 1, 1),
-                       lambda: nb.col2im_parallel(g, side, side, 1, 1, 0, 0, 1, 1)],
+                       lambda: K.col2im_nb(g, x.shape, *geometry, parallel=False),
+                       lambda: K.col2im_nb(g, x.shape, *geometry, parallel=True)],
         }
         for direction, fns in candidates.items():
             results = [f() for f in fns]

@@ -78,19 +78,33 @@ def im2col_cm_numpy(x, kh, kw, stride, padding, dilation, out=None):
 
 def col2im_numpy(cols, x_shape, stride, padding, dilation):
     """Adjoint of im2col: sum cols (B, C, kh, kw, OH, OW) back into an image of x_shape."""
-    xp = backend.xp_of(cols)
-    b, c, h, w = x_shape
+    img = backend.xp_of(cols).zeros(padded_shape(x_shape, padding), dtype=cols.dtype)
+    col2im_into_numpy(cols, img, stride, dilation)
+    return cropped(img, padding)
+
+
+def col2im_into_numpy(cols, img, stride, dilation):
+    """Add every entry of cols (B, C, kh, kw, OH, OW) into its place in img, the images with their padding
+    (B, C, H + 2 ph, W + 2 pw)."""
     _, _, kh, kw, oh, ow = cols.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    img = xp.zeros((b, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    (sh, sw), (dh, dw) = stride, dilation
     for i in range(kh):
         i0 = i * dh
         for j in range(kw):
             j0 = j * dw
             img[:, :, i0:i0 + sh * (oh - 1) + 1:sh, j0:j0 + sw * (ow - 1) + 1:sw] += cols[:, :, i, j]
-    if ph or pw:
-        img = img[:, :, ph:ph + h, pw:pw + w]
-    return img
+
+
+def padded_shape(x_shape, padding):
+    """The shape of images of x_shape (B, C, H, W) with `padding` (ph, pw) added on both sides."""
+    b, c, h, w = x_shape
+    return (b, c, h + 2 * padding[0], w + 2 * padding[1])
+
+
+def cropped(img, padding):
+    """img (B, C, H + 2 ph, W + 2 pw) without its padding (a view)."""
+    ph, pw = padding
+    return img[:, :, ph:img.shape[2] - ph, pw:img.shape[3] - pw] if ph or pw else img
 
 
 # ---- Numba CPU version (engine/kernels/im2col_numba.py) and the dispatcher ----------
@@ -193,11 +207,16 @@ def col2im_nb(cols, x_shape, stride, padding, dilation, parallel=None, kernels=N
     kernels = numba_kernels() if kernels is None else kernels
     if kernels is None:
         raise RuntimeError("col2im_nb: Numba is not available (or COMPACTNET_DISABLE_NUMBA disables it)")
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    img = np.zeros(padded_shape(x_shape, padding), dtype=cols.dtype)
+    _col2im_into_nb(kernels, cols, img, stride, dilation, parallel)
+    return cropped(img, padding)
+
+
+def _col2im_into_nb(kernels, cols, img, stride, dilation, parallel=None):
     if parallel is None:
         parallel = _pays_to_thread(cols.shape[0], cols[0].size)
     kernel = kernels.col2im_parallel if parallel else kernels.col2im_serial
-    return kernel(cols, x_shape[2], x_shape[3], sh, sw, ph, pw, dh, dw)
+    kernel(cols, img, stride[0], stride[1], dilation[0], dilation[1])
 
 
 def _numba_for(array, direction):
@@ -249,6 +268,16 @@ def col2im(cols, x_shape, stride, padding, dilation):
     if kernels is not None:
         return col2im_nb(cols, x_shape, stride, padding, dilation, kernels=kernels)
     return col2im_numpy(cols, x_shape, stride, padding, dilation)
+
+
+def col2im_into(cols, img, stride, dilation):
+    """Add cols (B, C, kh, kw, OH, OW) into img (B, C, H + 2 ph, W + 2 pw), images with their padding, as
+    col2im sums them (a caller that goes through the batch in chunks zeroes img and crops it itself)."""
+    kernels = _numba_for(cols, "col2im")
+    if kernels is not None:
+        _col2im_into_nb(kernels, cols, img, stride, dilation)
+    else:
+        col2im_into_numpy(cols, img, stride, dilation)
 
 
 def implementations():

@@ -53,17 +53,16 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     return cols
 
 
-def _col2im(cols, h, w, sh, sw, ph, pw, dh, dw):
-    """Adjoint of im2col: image (B, C, h, w) summing every patch entry (a view into the padded sum
-    when there is padding); the parallel copy shares out the images."""
-    img = np.zeros((cols.shape[0], cols.shape[1], h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+def _col2im_into(cols, img, sh, sw, dh, dw):
+    """Adjoint of im2col: add every patch entry of cols (B, C, kh, kw, OH, OW) into img (B, C, H + 2 ph,
+    W + 2 pw), the images with their padding (the caller zeroes img and crops the padding off); the
+    parallel copy shares out the images."""
     for n in numba.prange(cols.shape[0]):
         _col2im_image(cols[n], img[n], sh, sw, dh, dw)
-    return img[:, :, ph:ph + h, pw:pw + w]
 
 
 im2col_serial, im2col_parallel = serial_and_parallel(_im2col, "im2col")
-col2im_serial, col2im_parallel = serial_and_parallel(_col2im, "col2im")
+col2im_serial, col2im_parallel = serial_and_parallel(_col2im_into, "col2im_into")
 
 
 # ---- channel-major patches (C, kh, kw, B, OH, OW): one GEMM over the whole batch -------------

@@ -2,7 +2,7 @@
 from .. import backend, buffers
 from ..function import Function
 from ..kernels import load_numba_module
-from ..kernels.im2col import im2col, col2im, conv_output_size
+from ..kernels.im2col import im2col, col2im, conv_output_size, cropped
 from ..tensor import as_tensor
 from .conv import pair
 
@@ -28,10 +28,7 @@ def _windows(x, k, stride, padding, fill):
 def _unwindows(gcols, k, padded_shape, stride, padding):
     b, c, _, oh, ow = gcols.shape
     img = col2im(gcols.reshape(b, c, k[0], k[1], oh, ow), padded_shape, stride, (0, 0), _ONE)
-    ph, pw = padding
-    if ph or pw:
-        img = img[:, :, ph:img.shape[2] - ph, pw:img.shape[3] - pw]
-    return img
+    return cropped(img, padding)
 
 
 def _tap_slices(k, stride, out_hw):
@@ -49,11 +46,6 @@ def _pool_kernels(x, k, stride):
             or k != (2, 2) or stride != (2, 2):
         return None
     return load_numba_module("pool_numba")
-
-
-def _unpad(gx, padding):
-    ph, pw = padding
-    return gx[:, :, ph:gx.shape[2] - ph, pw:gx.shape[3] - pw] if ph or pw else gx
 
 
 class MaxPool2d(Function):
@@ -100,7 +92,7 @@ class MaxPool2d(Function):
         if self.kernels is not None:
             gx = buffers.lend(self.padded_shape, gy.dtype, like=gy)
             self.kernels.max_pool_2x2_backward(gy, self.tap, gx)
-            return _unpad(gx, self.padding)
+            return cropped(gx, self.padding)
         x, y = self.x, self.y
         gx = xp.zeros(x.shape, dtype=gy.dtype)
         unclaimed = xp.ones(y.shape, dtype=bool)
@@ -112,7 +104,7 @@ class MaxPool2d(Function):
             else:
                 gx[:, :, rows, cols] += gy * hit
             unclaimed &= ~hit
-        return _unpad(gx, self.padding)
+        return cropped(gx, self.padding)
 
 
 class AvgPool2d(Function):

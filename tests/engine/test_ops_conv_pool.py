@@ -291,7 +291,8 @@ def _chunked_case(case, images_per_chunk, monkeypatch, rng):
     oh = (xs[2] + 2 * ph - dh * (ws[2] - 1) - 1) // sh + 1
     ow = (xs[3] + 2 * pw - dw * (ws[3] - 1) - 1) // sw + 1
     monkeypatch.setattr(conv, "_one_thread", lambda: True)
-    for budget in ("INFERENCE_CHUNK_BYTES", "POINTWISE_CHUNK_BYTES"):     # one convolution, and two in one pass
+    # one convolution and two in one pass without a graph, and backward's input gradient
+    for budget in ("INFERENCE_CHUNK_BYTES", "POINTWISE_CHUNK_BYTES", "GRADIENT_CHUNK_BYTES"):
         monkeypatch.setattr(conv, budget, images_per_chunk * ws[1] * ws[2] * ws[3] * oh * ow * 8)
     return rng.standard_normal(xs), rng.standard_normal(ws), stride, padding, dilation, bias
 
@@ -309,6 +310,23 @@ def test_conv2d_without_a_graph_runs_in_chunks_and_matches_the_reference(case, i
     expected = loop_conv2d(x, w, b, _pair(stride), _pair(padding), _pair(dilation), 1)
     assert y.shape == expected.shape
     np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2, 3, 5])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[5] == 1], ids=str)
+def test_conv2d_input_gradient_is_formed_in_chunks_and_passes_the_gradient_check(case, images_per_chunk, kernel,
+                                                                                 monkeypatch, rng):
+    """Backward sums each chunk's patch gradients into its images (the last chunk short, padding cropped
+    after): the input's gradient passes the float64 gradient check."""
+    from engine.ops import conv
+    x, w, stride, padding, dilation, _ = _chunked_case(case, images_per_chunk, monkeypatch, rng)
+    chunks = []
+    summed = conv.col2im_into
+    monkeypatch.setattr(conv, "col2im_into", lambda cols, *rest: chunks.append(len(cols)) or summed(cols, *rest))
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+    assert check(lambda t: F.conv2d(t, leaf(w, requires_grad=False), **kwargs), x)
+    full, last = divmod(len(x), images_per_chunk)
+    assert chunks[:full + bool(last)] == [images_per_chunk] * full + ([last] if last else [])
 
 
 @pytest.mark.parametrize("images_per_chunk", [1, 2, 5])
