@@ -1,6 +1,6 @@
 """Every differentiable operation as a function (import engine.ops as F)."""
 from ..tensor import Tensor, as_tensor
-from .math import Linear
+from .products import Linear
 from .math import (add, sub, mul, div, pow, neg, exp, log, sqrt, abs, tanh, sigmoid, relu,
                    leaky_relu, softplus, maximum, minimum, where, clip, matmul, cast)
 from .shape import (reshape, transpose, swapaxes, broadcast_to, expand_dims, squeeze, flatten,

@@ -2,7 +2,7 @@
 from ..function import Function
 from ..tensor import as_tensor
 from .broadcasting import column_sums
-from .math import fold_matmul, linear_forward, weight_gradient
+from .products import fold_matmul, linear_forward, weight_gradient
 
 
 class LowRankLinear(Function):

@@ -260,7 +260,7 @@ def test_relu_on_arrays_the_kernels_do_not_take(make, rng):
 
 # ---------------------------------------------------------------- the bias folded into Linear's product
 def test_bias_rides_in_product_only_for_inputs_much_narrower_than_outputs():
-    from engine.ops.math import bias_rides_in_product
+    from engine.ops.products import bias_rides_in_product
     assert bias_rides_in_product(2, 768) and bias_rides_in_product(2, 24) and bias_rides_in_product(32, 768)
     assert not bias_rides_in_product(2, 23) and not bias_rides_in_product(128, 512)
     assert not bias_rides_in_product(784, 300) and not bias_rides_in_product(100, 10)
@@ -270,12 +270,12 @@ def test_bias_rides_in_product_only_for_inputs_much_narrower_than_outputs():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_linear_with_the_bias_folded_matches_the_added_bias(x_shape, dtype, rng, monkeypatch):
     """2 -> 24 takes the fold; its result, its dtype and its gradients equal the product-then-add path's."""
-    import engine.ops.math as math_ops
+    import engine.ops.products as product_ops
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in (x_shape, (2, 24), (24,)))
     gy = rng.standard_normal(x_shape[:-1] + (24,)).astype(dtype)
     results = []
     for fold in (True, False):
-        monkeypatch.setattr(math_ops, "bias_rides_in_product", lambda n_in, n_out, fold=fold: fold)
+        monkeypatch.setattr(product_ops, "bias_rides_in_product", lambda n_in, n_out, fold=fold: fold)
         leaves = [engine.Tensor(a, requires_grad=True) for a in (x, w, b)]
         y = F.linear(*leaves)
         y.backward(gy)
@@ -288,7 +288,7 @@ def test_linear_with_the_bias_folded_matches_the_added_bias(x_shape, dtype, rng,
 
 
 def test_linear_with_the_bias_folded_passes_gradcheck(rng):
-    from engine.ops.math import bias_rides_in_product
+    from engine.ops.products import bias_rides_in_product
     assert bias_rides_in_product(2, 24)
     assert check(F.linear, rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 24)), rng.standard_normal(24))
 
@@ -298,7 +298,7 @@ def test_fold_matmul_small_results_are_plain_products_and_large_ones_are_lent(ro
     """Below the pool's LEND_MIN_BYTES the product is NumPy's own array; above it, a loan from the pool;
     both equal a @ b, leading axes folded and restored."""
     from engine import buffers
-    from engine.ops.math import fold_matmul
+    from engine.ops.products import fold_matmul
     monkeypatch.delenv("COMPACTNET_DISABLE_BUFFER_POOL", raising=False)
     a = rng.standard_normal((2, rows // 2, 8)).astype(np.float32)
     b = rng.standard_normal((8, 64)).astype(np.float32)
