@@ -202,13 +202,14 @@ def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, g_pre, impl=None):
 
 
 def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, impl=None):
-    """In place: g_gi[:, t], g_gh[:, t] (both (B, T, 3H)) <- gradients of step t's input and hidden
-    projections, dh (B, H) <- the part of h_prev's gradient through z (the caller adds g_gh @ w.T).
-    g_out (B, T, H): the outputs' gradient; gates: the step's activated (r, z, n); gh_n: the
+    """In place: g_gi[:, t], g_gh[:, t] (both (B, T, 3H), of any layout: the sequence op passes g_gh as a
+    view of a time-major buffer, so that each step's rows lie together) <- gradients of step t's input and
+    hidden projections, dh (B, H) <- the part of h_prev's gradient through z (the caller adds g_gh[:, t]
+    @ w.T). g_out (B, T, H): the outputs' gradient; gates: the step's activated (r, z, n); gh_n: the
     hidden projection's n part."""
     kernels = _numba_kernels(dh, impl)
     if kernels is not None:
-        kernels.gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, dh.dtype.type(1))
+        kernels.gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh[:, t], dh.dtype.type(1))
         return
     gpu = _gpu_kernels(dh, impl)
     if gpu is not None:

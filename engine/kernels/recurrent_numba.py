@@ -75,9 +75,9 @@ def lstm_backward_step(g_out, t, dh, dc, acts, tc, c_prev, g_pre, one):
 
 
 @numba.njit(cache=True)
-def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, one):
-    """g_gi[:, t], g_gh[:, t] <- gradients of step t's input and hidden projections (both (B, T, 3H));
-    dh <- the direct part (through z) of the gradient reaching h_prev (the caller adds g_gh @ w.T);
+def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh_t, one):
+    """g_gi[:, t] (g_gi (B, T, 3H)), g_gh_t (B, 3H) <- gradients of step t's input and hidden projections;
+    dh <- the direct part (through z) of the gradient reaching h_prev (the caller adds g_gh_t @ w.T);
     g_out whole.
 
     Each product is formed again for each array it goes to rather than read back from the one
@@ -86,7 +86,7 @@ def gru_backward_step(g_out, t, dh, gates, gh_n, h_prev, g_gi, g_gh, one):
     sequence, where the strided rows leave cache)."""
     batch, hidden = dh.shape
     for b in range(batch):
-        a, gi, gh, d_h, g_o, hp, ghn = gates[b], g_gi[b, t], g_gh[b, t], dh[b], g_out[b, t], h_prev[b], gh_n[b]
+        a, gi, gh, d_h, g_o, hp, ghn = gates[b], g_gi[b, t], g_gh_t[b], dh[b], g_out[b, t], h_prev[b], gh_n[b]
         r, z, n = a[:hidden], a[hidden:2 * hidden], a[2 * hidden:]
         gi_r, gi_z, gi_n = gi[:hidden], gi[hidden:2 * hidden], gi[2 * hidden:]
         gh_r, gh_z, gh_n_part = gh[:hidden], gh[hidden:2 * hidden], gh[2 * hidden:]

@@ -26,9 +26,14 @@ class DenseHidden:
             self.w_t = self.xp.ascontiguousarray(self.w.T)   # BLAS ran the per-step product faster (76 vs 98 us)
         self.xp.matmul(g, self.w_t, out=out)
 
-    def weight_grads(self, hs, g, needs):
-        """(g_w,) from the states before each step hs (T, B, H) and the products' gradients g (B, T, kH)."""
-        return (_batch_major_product(hs, g) if needs[0] else None,)
+    def weight_grads(self, hs, g, needs, time_major=False):
+        """(g_w,) from the states before each step hs (T, B, H) and the products' gradients g (B, T, kH), or
+        (T, B, kH) when time_major."""
+        if not needs[0]:
+            return (None,)
+        if time_major:
+            return (hs.reshape(-1, hs.shape[-1]).T @ g.reshape(-1, g.shape[-1]),)
+        return (_batch_major_product(hs, g),)
 
     def release(self):
         pass
@@ -68,8 +73,9 @@ class FactoredHidden:
         xp.matmul(self._by_gate(g, self.hidden), self.c_t, out=self._by_gate(du, self.rank))
         xp.matmul(du, self.a_t, out=out)
 
-    def weight_grads(self, hs, g, needs):
-        """(g_a, g_c) from the states before each step hs (T, B, H) and the products' gradients g (B, T, kH)."""
+    def weight_grads(self, hs, g, needs, time_major=False):
+        """(g_a, g_c) from the states before each step hs (T, B, H) and the products' gradients g (B, T, kH), or
+        (T, B, kH) when time_major."""
         steps, batch, hidden = hs.shape
         rows = steps * batch
         dus = self.dus if self.dus is not None else self.xp.zeros(self.us.shape, self.us.dtype)   # no steps
@@ -77,7 +83,8 @@ class FactoredHidden:
         g_a = hs.reshape(rows, hidden).T @ dus.reshape(rows, width) if needs[0] else None
         g_c = None
         if needs[1]:
-            us = self.xp.ascontiguousarray(self.us.transpose(1, 0, 2)).reshape(rows, width)   # batch-major, like g
+            us = self.us if time_major else self.xp.ascontiguousarray(self.us.transpose(1, 0, 2))   # g's order
+            us = us.reshape(rows, width)
             g_flat = g.reshape(rows, g.shape[-1])
             g_c = self.xp.empty_like(self.c)
             self.xp.matmul(self._by_gate(us, self.rank).transpose(0, 2, 1), self._by_gate(g_flat, self.hidden),
