@@ -241,7 +241,6 @@ class Conv2d(Function):
             gb = (gy.reshape(bsz, n, p) @ xp.ones(p, dtype=gy.dtype)).sum(axis=0)
         return (gx, gw, gb) if len(needs) > 2 else (gx, gw)
 
-
     def _input_gradient(self, w2, gy2, patch_shape):
         """The input's gradient of a groups=1 convolution: each image's patch gradients w2^T gy (K, P), in
         col2im's batch-major layout, summed into their places. On the CPU a few images at a time, so that
