@@ -46,13 +46,18 @@ def test_pow_negative_base_with_constant_integer_exponent(rng):
     np.testing.assert_allclose(x.grad, 3 * x.data ** 2)
 
 
-@pytest.mark.parametrize("exponent_shape", [(), (1,), (1, 1)], ids=str)
+@pytest.mark.parametrize("exponent_shape", [(), (1,), (1, 1), (1, 1, 1)], ids=str)
 def test_square_takes_its_own_gradient_path(exponent_shape, rng):
     """An exponent of 2 (the usual loss) skips the power in backward; the gradient is still 2 a gy,
-    for negative bases too, and a 2 that itself wants a gradient still gets a log-rule one."""
+    for negative bases too, and a 2 that itself wants a gradient still gets a log-rule one. The result
+    is NumPy's power, broadcast as it broadcasts (a 2 of more axes than the base adds them)."""
     base = away_from(rng, (3, 4), gap=0.2)
     x = leaf(base)
-    (x ** np.full(exponent_shape, 2.0) * np.arange(12.0).reshape(3, 4)).sum().backward()
+    y = x ** np.full(exponent_shape, 2.0)
+    expected = base ** np.full(exponent_shape, 2.0)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y.data, expected, rtol=1e-15)
+    (y * np.arange(12.0).reshape(3, 4)).sum().backward()
     np.testing.assert_allclose(x.grad, 2 * base * np.arange(12.0).reshape(3, 4), rtol=1e-14)
     assert check(F.pow, np.abs(base) + 0.5, np.full(exponent_shape, 2.0))
     assert check(lambda t: t ** 2, base)
