@@ -7,6 +7,7 @@ by side, then gate g's block gh_g = u_g c_g with c (k, r, H) the second factors 
 GRU or LSTM does k H r + k r H multiply-adds per example and step instead of k H H, inside one op.
 """
 from .. import buffers
+from .products import weight_gradient
 
 
 class DenseHidden:
@@ -31,9 +32,7 @@ class DenseHidden:
         (T, B, kH) when time_major."""
         if not needs[0]:
             return (None,)
-        if time_major:
-            return (hs.reshape(-1, hs.shape[-1]).T @ g.reshape(-1, g.shape[-1]),)
-        return (_batch_major_product(hs, g),)
+        return (weight_gradient(hs, g) if time_major else _batch_major_product(hs, g),)
 
     def release(self):
         pass
@@ -103,7 +102,7 @@ def _batch_major_product(time_major, g):
     steps, batch, n = time_major.shape
     rows = buffers.take((batch, steps, n), time_major.dtype, like=time_major)
     rows[...] = time_major.transpose(1, 0, 2)
-    product = rows.reshape(batch * steps, n).T @ g.reshape(batch * steps, g.shape[-1])
+    product = weight_gradient(rows, g)
     buffers.give_back(rows)
     return product
 
