@@ -300,9 +300,10 @@ def test_materialised_wavelet_cell_matches_the_per_step_path(kind, which):
     (64, 3, 6, True, True, (5, 64)), (37, 2, 5, False, True, (3, 4, 37)), (16, 3, 2, True, False, (2, 16)),
     (130, 4, 6, True, True, (70, 130)),
     # from 32 rows on the blocks go on their side: a short last block, filters of two passes (8, 13 taps),
-    # an odd length, Haar, several blocks split over threads
+    # an odd length, Haar, several blocks split over threads, a full block of 128 lanes and one of 64
+    # (a layer from 2048 wide)
     (64, 3, 8, True, True, (40, 64)), (37, 2, 13, True, True, (2, 33, 37)), (37, 2, 5, False, True, (33, 37)),
-    (16, 3, 2, True, True, (100, 16)), (256, 8, 6, True, True, (130, 256))])
+    (16, 3, 2, True, True, (100, 16)), (256, 8, 6, True, True, (130, 256)), (2048, 2, 6, True, True, (66, 2048))])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_inference_forward_equals_the_differentiable_ops(monkeypatch, dtype, n, levels, length, bias,
                                                         permute, shape, parallel):
