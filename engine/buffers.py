@@ -43,6 +43,34 @@ POOL_MIN_BYTES = 1 << 18
 
 POOLED_DEVICES = ("cpu",)
 
+# Bytes a CPU array from aligned_empty (and so from the pool) starts on: a cache line, and an AVX-512
+# vector. glibc starts a large block 16 bytes into a line, so every other 32-byte vector a kernel loads
+# crossed into the next line: a wavelet map at hidden 256, 128 lanes read 37 against 31 us a call.
+ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype, zeroed=False):
+    """An uninitialised (or, with zeroed, zero) C-contiguous NumPy array of `shape` and `dtype` whose first
+    byte starts an ALIGNMENT-byte line: a view into a byte buffer ALIGNMENT bytes longer (an empty one is
+    a plain array: it has no bytes to place)."""
+    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    size = math.prod(shape) * dtype.itemsize
+    if not size:
+        return np.zeros(shape, dtype=dtype)
+    raw = (np.zeros if zeroed else np.empty)(size + ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
+def _whole(array):
+    """Whether `array` is all of its memory: an array that owns it, or all of an aligned_empty buffer."""
+    base = array.base
+    if base is None:
+        return True
+    return (isinstance(base, np.ndarray) and base.base is None and base.dtype == np.uint8 and base.ndim == 1
+            and array.nbytes + ALIGNMENT == base.nbytes and array.flags.c_contiguous
+            and 0 <= array.ctypes.data - base.ctypes.data < ALIGNMENT)
+
 
 def pool_disabled():
     """True when COMPACTNET_DISABLE_BUFFER_POOL is 1/true/yes/on: no array is kept or reused."""
@@ -82,6 +110,8 @@ class BufferPool:
                         del self._free[key]
                     self._bytes -= array.nbytes
                     return array
+        if device == "cpu":
+            return aligned_empty(shape, dtype)
         return backend.xp_of(like).empty(shape, dtype=dtype)
 
     def give_back(self, array):
@@ -91,7 +121,7 @@ class BufferPool:
         if array is None or not isinstance(array, np.ndarray) or array.nbytes < POOL_MIN_BYTES \
                 or pool_disabled():
             return
-        if array.base is not None or not array.flags.c_contiguous or array.nbytes > self.max_bytes:
+        if not _whole(array) or not array.flags.c_contiguous or array.nbytes > self.max_bytes:
             return
         key, fresh = (array.shape, array.dtype.str, "cpu"), []
         with self._lock:

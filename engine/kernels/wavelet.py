@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from .. import backend
+from .. import backend, buffers
 from . import load_numba_module, pays_to_thread
 
 IMPLEMENTATIONS = ("numpy", "numba")
@@ -373,7 +373,7 @@ def _scratch_buffer(shape, dtype, zeroed=False):
     if buf is None:
         if len(_scratch) > 32:
             _scratch.clear()
-        buf = _scratch[key] = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
+        buf = _scratch[key] = buffers.aligned_empty(shape, dtype, zeroed)
     return buf
 
 

@@ -97,6 +97,26 @@ def test_views_oversized_and_twice_given_arrays_are_not_kept():
     assert pool.take((10, 10), np.uint8, like) is not base
 
 
+@pytest.mark.parametrize("shape, dtype", [((3, 5), np.float32), ((7,), np.float64), ((2, 0, 4), np.int64),
+                                          ((127, 33), np.uint8)])
+def test_new_arrays_start_a_cache_line_and_only_whole_ones_go_back(shape, dtype):
+    for zeroed in (False, True):
+        array = buffers.aligned_empty(shape, dtype, zeroed=zeroed)
+        assert array.shape == shape and array.dtype == dtype and array.flags.c_contiguous
+        assert array.ctypes.data % buffers.ALIGNMENT == 0 or not array.size
+        assert not zeroed or not array.any()
+        array[...] = 1            # all of it is writable memory of its own
+    pool = buffers.BufferPool(1 << 20)
+    taken = pool.take(shape, dtype, np.zeros(1))
+    assert taken.ctypes.data % buffers.ALIGNMENT == 0 or not taken.size
+    for part in (taken[:1], taken.T, taken.reshape(-1)[1:]):
+        if part.size < taken.size or not part.flags.c_contiguous:
+            pool.give_back(part)
+    assert pool.held_bytes == 0
+    pool.give_back(taken)
+    assert pool.held_bytes == taken.nbytes and pool.take(shape, dtype, np.zeros(1)) is taken
+
+
 def test_arrays_under_the_size_floor_bypass_the_pool(monkeypatch):
     monkeypatch.setattr(buffers, "POOL_MIN_BYTES", 1024)
     pool = buffers.BufferPool(1 << 20)
