@@ -4,6 +4,8 @@ Each inner loop writes one array: with several outputs (which might alias the in
 LLVM knows) the loop stayed scalar, 3x slower at hidden 128. `one` comes in typed like the
 arrays, so float32 math is not promoted to float64 by an integer literal.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -28,13 +30,15 @@ FAST = dict(error_model="numpy", fastmath={"contract"})
 
 @numba.njit(inline="always", **FAST)
 def tanh32(x):
-    """tanh of a float32 scalar (see above)."""
-    v = LIMIT if x > LIMIT else x
-    v = -LIMIT if v < -LIMIT else v
+    """tanh of a float32 scalar (see above), on |x| and given x's sign: each bound is then one comparison, which
+    LLVM makes one vector min, where the two-sided clamps took a compare pair, a mask and a blend each
+    (the GRU step at hidden 256, batch 128: 47-48 against 42-43 us; the same values bit for bit)."""
+    a = abs(x)
+    v = LIMIT if a > LIMIT else a
     s = v * v
     y = v * (P0 + s * (P1 + s * (P2 + s * (P3 + s * (P4 + s * (P5 + s * P6)))))) / (Q0 + s * (Q1 + s * (Q2 + s * Q3)))
     y = ONE if y > ONE else y
-    return -ONE if y < -ONE else y
+    return math.copysign(y, x)
 
 
 @numba.njit(inline="always", **FAST)
