@@ -43,9 +43,10 @@ def linear_map(x, input_scale, dec_lo, dec_hi, perm, coeff_scale, rec_lo, rec_hi
     vector perm, the transforms packed and cropped as WaveletLinear uses them), for inference: no state
     for a backward is kept. From LANES_MIN_ROWS rows on (up to LANES_MAX_WIDTH wide), blocks of LANES
     rows go through on their side (of LANES_WIDE from WIDE_FROM wide, or when a thread would get none),
-    and the rest as one narrower block (its width rounded up to 8 lanes); otherwise one fused pass per row. `out` (rows, n), which may be a strided view, takes the result
-    when given (x then 2-D). None when Numba is not in use or x is on the GPU; the caller then composes
-    the differentiable ops, which give the same values."""
+    and the rest as one narrower block (its width rounded up to 8 lanes); otherwise one fused pass per
+    row. `out` (rows, n), which may be a strided view, takes the result when given (x then 2-D). None
+    when Numba is not in use or x is on the GPU; the caller then composes the differentiable ops, which
+    give the same values."""
     if backend.is_gpu_array(x) or not numba_available():
         return None
     n, L = x.shape[-1], dec_lo.shape[0]

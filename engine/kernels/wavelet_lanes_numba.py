@@ -22,9 +22,10 @@ def transform_scheduled(src, input_scale, work, analysis, synthesis, lo, hi, rlo
                         output_scale, out):
     """out (n, lanes) <- S . IFWT(G . P(FWT(B . src))) for src (n, lanes) on its side, by the row operations
     of a wavelet_schedule.Schedule (its tables `analysis` and `synthesis`; work has its work_rows, row 0
-    zero); lo, hi: the analysis filters, rlo, rhi: the reconstruction filters. placed_at, placed_scale: wavelet_schedule.placement's. Each op's rows are indexed in the 2-D arrays
-    themselves, not through row views: fewer pointers for LLVM to check against each other before the
-    vector loop (31 against 22 GMAC/s at 128 lanes, bench/results/microbench-session13.md)."""
+    zero); lo, hi: the analysis filters, rlo, rhi: the reconstruction filters; placed_at, placed_scale:
+    wavelet_schedule.placement's. Each op's rows are indexed in the 2-D arrays themselves, not through row
+    views: fewer pointers for LLVM to check against each other before the vector loop (31 against 22
+    GMAC/s at 128 lanes, bench/results/microbench-session13.md)."""
     lanes = out.shape[1]
     zero, one = lo.dtype.type(0), lo.dtype.type(1)
     taps = analysis.shape[1] - 4
