@@ -6,8 +6,8 @@ import numba
 
 
 @numba.njit(cache=True)
-def rows_on_side(x, r0, count, scale, dst, pad):
-    """dst[pad + i, b] = x[r0 + b, i] scale[i]: `count` rows of x from r0 turned on their side. Sixteen rows at a time,
+def rows_on_side(x, r0, count, scale, dst):
+    """dst[i, b] = x[r0 + b, i] scale[i]: `count` rows of x from r0 turned on their side. Sixteen rows at a time,
     so that each sample index writes 16 adjacent lanes: 8 against 25 us for 128 rows of 256 in tiles of
     16 columns, one row at a time (bench/results/microbench-session13.md)."""
     n = x.shape[1]
@@ -18,7 +18,7 @@ def rows_on_side(x, r0, count, scale, dst, pad):
         q0, q1, q2, q3, q4, q5, q6, q7 = (x[r0 + b0 + 8], x[r0 + b0 + 9], x[r0 + b0 + 10], x[r0 + b0 + 11],
                                           x[r0 + b0 + 12], x[r0 + b0 + 13], x[r0 + b0 + 14], x[r0 + b0 + 15])
         for i in range(n):
-            s, d = scale[i], dst[pad + i, b0:b0 + 16]
+            s, d = scale[i], dst[i, b0:b0 + 16]
             d[0], d[1], d[2], d[3] = r0_[i] * s, r1[i] * s, r2[i] * s, r3[i] * s
             d[4], d[5], d[6], d[7] = r4[i] * s, r5[i] * s, r6[i] * s, r7[i] * s
             d[8], d[9], d[10], d[11] = q0[i] * s, q1[i] * s, q2[i] * s, q3[i] * s
@@ -26,7 +26,7 @@ def rows_on_side(x, r0, count, scale, dst, pad):
     for b in range(full, count):
         row = x[r0 + b]
         for i in range(n):
-            dst[pad + i, b] = row[i] * scale[i]
+            dst[i, b] = row[i] * scale[i]
 
 
 @numba.njit(cache=True)

@@ -99,7 +99,7 @@ def _linear_map_lanes(x, input_scale, lo, hi, rlo, rhi, placed_at, placed_scale,
         for index in range(chunk * per_chunk, min(blocks, (chunk + 1) * per_chunk)):
             r0 = index * lanes
             count = min(lanes, rows - r0)
-            rows_on_side(x, r0, count, input_scale, block, 0)
+            rows_on_side(x, r0, count, input_scale, block)
             transform_scheduled(block, input_scale, work, analysis, synthesis, lo, hi, rlo, rhi, placed_at,
                                 placed_scale, output_scale, block)
             rows_back(block, r0, count, bias, y)

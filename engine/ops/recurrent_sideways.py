@@ -35,7 +35,7 @@ class GRUSequenceSideways(Function):
             take((size, batch))
         turning, zero_bias = load_numba_module("turn_numba"), np.zeros(size, x.dtype)
         if h0.shape[0]:
-            turning.rows_on_side(h0, 0, batch, np.ones(size, x.dtype), h, 0)
+            turning.rows_on_side(h0, 0, batch, np.ones(size, x.dtype), h)
         else:                               # no initial state given: zeros
             h[...] = 0
         if self.project_in_step:
